@@ -1,0 +1,32 @@
+# pare: `make demo` and `make test` do everything on a fresh Debian 12 machine.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+DEMO_DIR ?= runs/demo
+
+.PHONY: all deps build test demo bench clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja: CMakeLists.txt
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# Trains LeNet-300-100 on Fashion-MNIST (Debian's dataset-fashion-mnist) and
+# prints its test accuracy.
+demo: build
+	$(BUILD)/pare train --model lenet300 --data fashion-mnist --epochs 10 --batch 60 \
+	  --optimizer adam --lr 1.2e-3 --seed 0 --out $(DEMO_DIR)
+
+bench: build
+	bash bench/run_train.sh
+
+clean:
+	rm -rf $(BUILD)

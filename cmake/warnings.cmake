@@ -1,0 +1,15 @@
+# Compiler flags shared by every pare target.
+add_library(pare_flags INTERFACE)
+target_compile_options(pare_flags INTERFACE
+  $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter>
+  $<$<CONFIG:Release>:-O3>)
+if(PARE_NATIVE)
+  target_compile_options(pare_flags INTERFACE -march=native)
+endif()
+# -std=c++20 (no GNU extensions) turns FMA contraction off; allow it for speed.
+# Results stay reproducible: one binary always contracts the same way. No
+# -ffast-math: reductions keep their written order, so same threads = same bits.
+target_compile_options(pare_flags INTERFACE -ffp-contract=fast)
+if(PARE_WERROR)
+  target_compile_options(pare_flags INTERFACE -Werror)
+endif()

@@ -1,0 +1,66 @@
+// A persistent pool of worker threads with static, deterministic partitioning.
+//
+// Threads are started once and reused for every parallel loop (starting
+// threads per loop is what makes tiny-dnn slow). parallel_for splits [0, n)
+// into exactly num_threads() contiguous chunks whose bounds depend only on n
+// and the thread count, so a reduction written per chunk and combined in
+// chunk order gives the same bits on every run with the same thread count.
+// The calling thread runs chunk 0. Workers spin briefly before sleeping, so
+// back-to-back loops in a training step do not pay a wake-up each.
+//
+// Thread safety: one parallel_for at a time per pool; nested calls from inside
+// a chunk run serially on the calling worker.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace pare {
+
+class ThreadPool {
+ public:
+  // REQUIRES: num_threads >= 1. num_threads - 1 workers are started.
+  explicit ThreadPool(int num_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int num_threads() const { return num_threads_; }
+
+  // Calls fn(begin, end, chunk) for each of num_threads() chunks of [0, n).
+  // Chunks that would be empty are skipped. Runs serially when n < min_parallel
+  // or when called from inside another parallel_for.
+  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn,
+                    int64_t min_parallel = 1);
+
+  // Bounds of chunk `chunk` of [0, n) split into `parts` parts.
+  static int64_t chunk_begin(int64_t n, int parts, int chunk) { return n * chunk / parts; }
+
+ private:
+  void worker_loop(int index);
+
+  int num_threads_;
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
+  int64_t job_n_ = 0;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+};
+
+// The process-wide pool used by tensor ops. Created on first use with
+// default_num_threads() threads; set_num_threads replaces it (not while a loop runs).
+ThreadPool& thread_pool();
+void set_num_threads(int n);
+int num_threads();
+// The number of cores this process may run on (sched_getaffinity).
+int default_num_threads();
+
+}  // namespace pare

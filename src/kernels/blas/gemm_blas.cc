@@ -1,0 +1,47 @@
+// GEMM through OpenBLAS's cblas interface: the only file that includes cblas.h.
+//
+// pare runs its own thread pool and splits large GEMMs itself, so OpenBLAS is
+// held to one thread (set once, before the first call): two pools on two
+// cores oversubscribe them, which is what makes PyTorch 1.13 with pthread
+// OpenBLAS 3-6x slower on 2 threads than on 1 (research/baselines.md).
+#include <cblas.h>
+
+#include <mutex>
+#include <string>
+
+#include "pare/kernels/kernels.h"
+
+namespace pare::kernels {
+
+namespace {
+void hold_blas_to_one_thread() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+}  // namespace
+
+void gemm_f32__blas(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const float* a,
+                    int64_t lda, const float* b, int64_t ldb, GemmParams p) {
+  if (m == 0 || n == 0) return;
+  hold_blas_to_one_thread();
+  cblas_sgemm(CblasRowMajor, p.trans_a ? CblasTrans : CblasNoTrans,
+              p.trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
+              static_cast<blasint>(n), static_cast<blasint>(k), p.alpha, a,
+              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), p.beta, c,
+              static_cast<blasint>(ldc));
+}
+
+const char* blas_description() {
+  hold_blas_to_one_thread();
+  static std::string desc = [] {
+    std::string s = "OpenBLAS ";
+    s += openblas_get_config();
+    s += " (core ";
+    s += openblas_get_corename();
+    s += ", held to 1 thread: pare splits work itself)";
+    return s;
+  }();
+  return desc.c_str();
+}
+
+}  // namespace pare::kernels

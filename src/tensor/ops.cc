@@ -1,0 +1,35 @@
+// Threaded GEMM split; see ops.h.
+#include "pare/tensor/ops.h"
+
+namespace pare::ops {
+
+void gemm(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const float* a, int64_t lda,
+          const float* b, int64_t ldb, kernels::GemmParams p) {
+  const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  ThreadPool& pool = thread_pool();
+  const int parts = pool.num_threads();
+  // A chunk narrower than a few vector widths wastes the micro-kernel.
+  const bool split_m = m >= n;
+  const int64_t extent = split_m ? m : n;
+  if (parts == 1 || flops < 4 * kParallelMinFlops || extent < 8 * parts) {
+    kernels::gemm_f32__blas(m, n, k, c, ldc, a, lda, b, ldb, p);
+    return;
+  }
+  pool.parallel_for(parts, [&](int64_t part, int64_t, int) {
+    // Chunk bounds rounded to multiples of 8 so every chunk keeps aligned panels.
+    int64_t lo = ThreadPool::chunk_begin(extent / 8, parts, static_cast<int>(part)) * 8;
+    int64_t hi = part + 1 == parts
+                     ? extent
+                     : ThreadPool::chunk_begin(extent / 8, parts, static_cast<int>(part) + 1) * 8;
+    if (lo >= hi) return;
+    if (split_m) {
+      const float* a_part = p.trans_a ? a + lo : a + lo * lda;
+      kernels::gemm_f32__blas(hi - lo, n, k, c + lo * ldc, ldc, a_part, lda, b, ldb, p);
+    } else {
+      const float* b_part = p.trans_b ? b + lo * ldb : b + lo;
+      kernels::gemm_f32__blas(m, hi - lo, k, c + lo, ldc, a, lda, b_part, ldb, p);
+    }
+  });
+}
+
+}  // namespace pare::ops
