@@ -107,6 +107,11 @@ class Tensor {
     PARE_DCHECK(dtype_ == dtype_of<T>());
     return static_cast<const T*>(storage_->data()) + offset_;
   }
+  // Untyped bytes (for serialisation), nbytes() long.
+  void* raw() { return static_cast<char*>(storage_->data()) + offset_ * dtype_size(dtype_); }
+  const void* raw() const {
+    return static_cast<const char*>(storage_->data()) + offset_ * dtype_size(dtype_);
+  }
   float* f32() { return data<float>(); }
   const float* f32() const { return data<float>(); }
   std::span<float> span_f32() { return {f32(), static_cast<size_t>(numel())}; }

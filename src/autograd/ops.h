@@ -1,0 +1,55 @@
+// Differentiable ops. Each op's shape check, forward and backward sit together
+// in one file per family (elementwise.cc, linear.cc, conv.cc, pool.cc, loss.cc,
+// shape.cc). Backward closures keep only the tensors they need and accumulate
+// into input gradients. Shape errors raise pare::Error naming the op and shapes.
+//
+// Legend: B batch, C/OC channels, H/W spatial, K classes, in/out features.
+#pragma once
+
+#include "pare/autograd/var.h"
+#include "pare/base/rng.h"
+
+namespace pare::autograd {
+
+// ---- elementwise.cc ----
+Var relu(const Var& x);
+Var sigmoid(const Var& x);
+Var tanh(const Var& x);
+Var add(const Var& a, const Var& b);  // same shapes
+Var mul(const Var& a, const Var& b);  // same shapes
+// Inverted dropout: in training, zeroes each element with probability p and
+// scales survivors by 1/(1-p); identity when !training or p == 0.
+Var dropout(const Var& x, float p, Rng& rng, bool training);
+
+// ---- linear.cc ----
+// y: (B, out) = x: (B, in) w^T + b; w: (out, in), b: (out,) or undefined.
+Var linear(const Var& x, const Var& w, const Var& b);
+// c: (M, N) = a: (M, K) b: (K, N)
+Var matmul(const Var& a, const Var& b);
+
+// ---- conv.cc ----
+struct Conv2dOptions {
+  int64_t stride = 1;
+  int64_t pad = 0;        // same on all sides
+  bool circular = false;  // wrap around (torus) instead of zero padding
+};
+// y: (B, OC, OH, OW) from x: (B, C, H, W), w: (OC, C, KH, KW), b: (OC,) or undefined.
+Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt);
+
+// ---- pool.cc ----
+// Window k, stride s (default k), no padding; x: (B, C, H, W).
+Var max_pool2d(const Var& x, int64_t k, int64_t stride = 0);
+Var avg_pool2d(const Var& x, int64_t k, int64_t stride = 0);
+
+// ---- shape.cc ----
+Var reshape(const Var& x, const Shape& shape);  // one dim may be -1
+Var flatten(const Var& x);                      // (B, ...) -> (B, rest)
+
+// ---- loss.cc ----  (each returns the mean over its elements, shape (1,))
+// logits: (B, K); labels: (B,) i32 in [0, K).
+Var softmax_cross_entropy(const Var& logits, const Tensor& labels);
+// logits and targets (in [0, 1]) of the same numel.
+Var bce_with_logits(const Var& logits, const Tensor& targets);
+Var mse(const Var& pred, const Tensor& target);
+
+}  // namespace pare::autograd

@@ -1,0 +1,58 @@
+// Trainable parameters and the contiguous store that holds them.
+//
+// A Parameter is a named leaf Var plus what the pruning rooms need: an
+// optional 0/1 mask (undefined = dense) and the value saved at initialisation
+// for rewinding (Frankle & Carbin 2019). Once a model is built, all values live
+// in one contiguous blob and all gradients in another (STYLE rule 14): zeroing
+// gradients is one memset, rewinding is one copy, and global criteria can scan
+// every weight at once.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "pare/autograd/var.h"
+
+namespace pare::nn {
+
+struct Parameter {
+  std::string name;  // "fc1.weight"
+  autograd::Var var;  // value and gradient
+  Tensor mask;        // optional, same shape, 0/1; masked entries stay exactly 0
+  Tensor initial;     // value at initialisation (for rewinding); set by ParameterStore
+  bool is_weight = true;  // false for biases (pruning leaves them alone)
+
+  Tensor& value() { return var.value(); }
+  const Tensor& value() const { return var.value(); }
+  Tensor& grad() { return var.grad(); }
+  int64_t numel() const { return var.numel(); }
+  // value *= mask (no-op without a mask).
+  void apply_mask();
+};
+
+// Owns the value and gradient blobs and rebinds each Parameter into them.
+class ParameterStore {
+ public:
+  ParameterStore() = default;
+  ParameterStore(const ParameterStore&) = delete;
+  ParameterStore& operator=(const ParameterStore&) = delete;
+
+  // Packs the parameters' current values into fresh blobs, points every
+  // Parameter's value and grad at its slice, and saves `initial`.
+  // REQUIRES: the Parameters outlive this store's use.
+  void pack(std::vector<Parameter*> params);
+
+  const std::vector<Parameter*>& params() const { return params_; }
+  Tensor& values() { return values_; }
+  Tensor& grads() { return grads_; }
+  int64_t numel() const { return values_.numel(); }
+  void zero_grad() { grads_.zero(); }
+  // Restores every parameter to its saved initial value (masks re-applied).
+  void rewind();
+
+ private:
+  std::vector<Parameter*> params_;
+  Tensor values_, grads_, initial_;
+};
+
+}  // namespace pare::nn

@@ -1,0 +1,155 @@
+// SGD, Adam and AdamW over the parameter store, and learning-rate schedules.
+#include "pare/optim/optimizer.h"
+
+#include <cmath>
+
+#include "pare/kernels/kernels.h"
+#include "pare/tensor/ops.h"
+
+namespace pare::optim {
+
+namespace {
+
+// Splits a parameter's elementwise update across the pool (fixed chunks, so
+// the result does not depend on timing).
+template <typename Fn>
+void for_chunks(int64_t n, Fn&& fn) {
+  ops::parallel_range(n, 8.0, [&](int64_t b, int64_t e) { fn(b, e); });
+}
+
+class Sgd : public Optimizer {
+ public:
+  Sgd(const OptimizerConfig& cfg, std::vector<nn::Parameter*> params)
+      : Optimizer(std::move(params)), cfg_(cfg) {
+    if (cfg.momentum != 0.0f)
+      for (nn::Parameter* p : params_) buf_.push_back(Tensor::zeros(p->value().shape()));
+  }
+  void step(float lr) override {
+    kernels::SgdParams sp{.lr = lr, .momentum = cfg_.momentum, .dampening = cfg_.dampening,
+                          .weight_decay = cfg_.weight_decay, .nesterov = cfg_.nesterov,
+                          .first_step = steps_ == 0};
+    for (size_t i = 0; i < params_.size(); ++i) {
+      nn::Parameter& p = *params_[i];
+      float* w = p.value().f32();
+      float* b = buf_.empty() ? nullptr : buf_[i].f32();
+      const float* g = p.grad().f32();
+      const float* m = p.mask.defined() ? p.mask.f32() : nullptr;
+      for_chunks(p.numel(), [&](int64_t s, int64_t e) {
+        kernels::sgd_f32(e - s, w + s, b ? b + s : nullptr, g + s, m ? m + s : nullptr, sp);
+      });
+    }
+    ++steps_;
+  }
+  std::vector<std::pair<std::string, Tensor*>> state() override {
+    std::vector<std::pair<std::string, Tensor*>> out;
+    for (size_t i = 0; i < buf_.size(); ++i)
+      out.push_back({params_[i]->name + ".momentum", &buf_[i]});
+    return out;
+  }
+
+ private:
+  OptimizerConfig cfg_;
+  std::vector<Tensor> buf_;
+};
+
+class Adam : public Optimizer {
+ public:
+  Adam(const OptimizerConfig& cfg, std::vector<nn::Parameter*> params, bool decoupled)
+      : Optimizer(std::move(params)), cfg_(cfg), decoupled_(decoupled) {
+    for (nn::Parameter* p : params_) {
+      m_.push_back(Tensor::zeros(p->value().shape()));
+      v_.push_back(Tensor::zeros(p->value().shape()));
+    }
+  }
+  void step(float lr) override {
+    const double t = static_cast<double>(steps_ + 1);
+    kernels::AdamParams ap{
+        .lr = lr, .beta1 = cfg_.beta1, .beta2 = cfg_.beta2, .eps = cfg_.eps,
+        .weight_decay = cfg_.weight_decay, .decoupled = decoupled_,
+        .bias_correction1 = static_cast<float>(1.0 - std::pow(static_cast<double>(cfg_.beta1), t)),
+        .bias_correction2 = static_cast<float>(1.0 - std::pow(static_cast<double>(cfg_.beta2), t))};
+    for (size_t i = 0; i < params_.size(); ++i) {
+      nn::Parameter& p = *params_[i];
+      float* w = p.value().f32();
+      float* m = m_[i].f32();
+      float* v = v_[i].f32();
+      const float* g = p.grad().f32();
+      const float* mask = p.mask.defined() ? p.mask.f32() : nullptr;
+      for_chunks(p.numel(), [&](int64_t s, int64_t e) {
+        kernels::adam_f32(e - s, w + s, m + s, v + s, g + s, mask ? mask + s : nullptr, ap);
+      });
+    }
+    ++steps_;
+  }
+  std::vector<std::pair<std::string, Tensor*>> state() override {
+    std::vector<std::pair<std::string, Tensor*>> out;
+    for (size_t i = 0; i < m_.size(); ++i) {
+      out.push_back({params_[i]->name + ".adam_m", &m_[i]});
+      out.push_back({params_[i]->name + ".adam_v", &v_[i]});
+    }
+    return out;
+  }
+
+ private:
+  OptimizerConfig cfg_;
+  bool decoupled_;
+  std::vector<Tensor> m_, v_;
+};
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+}  // namespace
+
+const std::vector<std::string>& optimizer_names() {
+  static const std::vector<std::string> n = {"sgd", "adam", "adamw"};
+  return n;
+}
+const std::vector<std::string>& schedule_names() {
+  static const std::vector<std::string> n = {"constant", "step", "cosine"};
+  return n;
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg,
+                                          std::vector<nn::Parameter*> params) {
+  if (!(cfg.lr > 0.0f) || !std::isfinite(cfg.lr)) fail("--lr must be a positive number, got ", cfg.lr);
+  if (cfg.weight_decay < 0.0f) fail("--weight-decay must be >= 0, got ", cfg.weight_decay);
+  if (cfg.name == "sgd") {
+    if (cfg.momentum < 0.0f || cfg.momentum >= 1.0f) fail("--momentum must be in [0, 1), got ", cfg.momentum);
+    if (cfg.nesterov && (cfg.momentum == 0.0f || cfg.dampening != 0.0f))
+      fail("--nesterov needs --momentum > 0 and no dampening");
+    return std::make_unique<Sgd>(cfg, std::move(params));
+  }
+  if (cfg.name == "adam" || cfg.name == "adamw") {
+    if (!(cfg.beta1 >= 0 && cfg.beta1 < 1 && cfg.beta2 >= 0 && cfg.beta2 < 1))
+      fail("Adam betas must be in [0, 1)");
+    return std::make_unique<Adam>(cfg, std::move(params), cfg.name == "adamw");
+  }
+  fail("unknown optimizer \"", cfg.name, "\": use one of ", join(optimizer_names()));
+}
+
+void validate(const ScheduleConfig& s) {
+  if (s.name != "constant" && s.name != "step" && s.name != "cosine")
+    fail("unknown lr schedule \"", s.name, "\": use one of ", join(schedule_names()));
+  if (s.warmup_steps < 0) fail("--warmup must be >= 0");
+  if (s.name == "step" && s.step_size <= 0) fail("the step schedule needs --lr-step-size > 0");
+}
+
+float scheduled_lr(const ScheduleConfig& s, float base_lr, int64_t step) {
+  if (s.warmup_steps > 0 && step < s.warmup_steps)
+    return base_lr * static_cast<float>(step + 1) / static_cast<float>(s.warmup_steps);
+  const int64_t t = step - s.warmup_steps;
+  if (s.name == "step" && s.step_size > 0)
+    return base_lr * std::pow(s.gamma, static_cast<float>(t / s.step_size));
+  if (s.name == "cosine" && s.total_steps > s.warmup_steps) {
+    const double span = static_cast<double>(s.total_steps - s.warmup_steps);
+    const double frac = std::min(1.0, static_cast<double>(t) / span);
+    return s.lr_min + (base_lr - s.lr_min) * static_cast<float>(0.5 * (1.0 + std::cos(M_PI * frac)));
+  }
+  return base_lr;
+}
+
+}  // namespace pare::optim

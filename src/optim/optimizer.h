@@ -1,0 +1,62 @@
+// Update rules: SGD (momentum, Nesterov, weight decay), Adam and AdamW, and
+// learning-rate schedules. Masks are respected: a masked-out weight and its
+// optimizer state stay at exactly zero.
+//
+// Every optimizer is reachable by name (make_optimizer) for the CLI, and
+// exposes its state as named tensors plus a step count for checkpoints.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pare/nn/parameter.h"
+
+namespace pare::optim {
+
+struct OptimizerConfig {
+  std::string name = "adam";  // sgd | adam | adamw
+  float lr = 1e-3f;           // base learning rate
+  float momentum = 0.0f;      // sgd: momentum factor (0 = plain SGD); typical 0.9
+  float dampening = 0.0f;     // sgd
+  bool nesterov = false;      // sgd: Nesterov momentum (needs momentum > 0)
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // adam / adamw
+  float weight_decay = 0.0f;  // L2 (sgd, adam) or decoupled (adamw); adamw typical 1e-2
+};
+
+class Optimizer {
+ public:
+  explicit Optimizer(std::vector<nn::Parameter*> params) : params_(std::move(params)) {}
+  virtual ~Optimizer() = default;
+  // Applies one update from the parameters' gradients at learning rate lr.
+  virtual void step(float lr) = 0;
+  // Named state tensors (for checkpoints); load_state copies into them.
+  virtual std::vector<std::pair<std::string, Tensor*>> state() = 0;
+  int64_t steps() const { return steps_; }
+  void set_steps(int64_t s) { steps_ = s; }
+
+ protected:
+  std::vector<nn::Parameter*> params_;
+  int64_t steps_ = 0;
+};
+
+// Raises Error naming the valid choices for an unknown name or bad values.
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg,
+                                          std::vector<nn::Parameter*> params);
+const std::vector<std::string>& optimizer_names();
+
+// Learning rate as a function of the step (0-based).
+struct ScheduleConfig {
+  std::string name = "constant";  // constant | step | cosine
+  int64_t warmup_steps = 0;       // linear warm-up from 0 over this many steps
+  int64_t step_size = 0;          // step: multiply by gamma every step_size steps
+  float gamma = 0.1f;             // step
+  int64_t total_steps = 0;        // cosine: length of the decay
+  float lr_min = 0.0f;            // cosine: final learning rate
+};
+float scheduled_lr(const ScheduleConfig& s, float base_lr, int64_t step);
+const std::vector<std::string>& schedule_names();
+void validate(const ScheduleConfig& s);
+
+}  // namespace pare::optim

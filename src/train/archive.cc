@@ -1,0 +1,127 @@
+// Checkpoint/model container: serialisation and defensive parsing.
+#include "pare/train/archive.h"
+
+#include <zlib.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "pare/base/file.h"
+
+namespace pare::train {
+
+using json = nlohmann::json;
+
+namespace {
+constexpr char kMagic[8] = {'P', 'A', 'R', 'E', 'C', 'K', 'P', 'T'};
+constexpr uint32_t kVersion = 1;
+constexpr size_t kPrefix = 20;
+
+template <typename T>
+void put_le(std::string& out, T v) {
+  for (size_t i = 0; i < sizeof(T); ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+template <typename T>
+T get_le(const std::string& in, size_t at) {
+  T v = 0;
+  for (size_t i = 0; i < sizeof(T); ++i)
+    v |= static_cast<T>(static_cast<unsigned char>(in[at + i])) << (8 * i);
+  return v;
+}
+uint32_t crc32_of(const char* p, size_t n) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  while (n > 0) {
+    uInt chunk = static_cast<uInt>(std::min<size_t>(n, 1u << 30));
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(p), chunk);
+    p += chunk;
+    n -= chunk;
+  }
+  return static_cast<uint32_t>(crc);
+}
+DType parse_dtype(const std::string& s, const std::string& path) {
+  for (DType t : {DType::f32, DType::i32, DType::i8, DType::u8})
+    if (s == dtype_name(t)) return t;
+  fail(path, ": corrupt archive: unknown dtype \"", s, "\"");
+}
+}  // namespace
+
+const Tensor* Archive::find(const std::string& name) const {
+  for (auto& [n, t] : tensors)
+    if (n == name) return &t;
+  return nullptr;
+}
+
+void write_archive(const std::string& path, const Archive& archive) {
+  json header;
+  header["meta"] = json::parse(archive.meta_json);
+  header["tensors"] = json::array();
+  uint64_t offset = 0;
+  for (auto& [name, t] : archive.tensors) {
+    header["tensors"].push_back({{"name", name},
+                                 {"dtype", dtype_name(t.dtype())},
+                                 {"shape", t.shape().vec()},
+                                 {"offset", offset},
+                                 {"bytes", t.nbytes()}});
+    offset += t.nbytes();
+  }
+  const std::string h = header.dump();
+  std::string out;
+  out.reserve(kPrefix + h.size() + offset + 4);
+  out.append(kMagic, 8);
+  put_le<uint32_t>(out, kVersion);
+  put_le<uint64_t>(out, h.size());
+  out += h;
+  for (auto& [name, t] : archive.tensors)
+    out.append(static_cast<const char*>(t.raw()), t.nbytes());
+  put_le<uint32_t>(out, crc32_of(out.data(), out.size()));
+  write_file_atomic(path, out);
+}
+
+Archive read_archive(const std::string& path) {
+  const std::string in = read_file(path);
+  if (in.size() < kPrefix + 4 || std::memcmp(in.data(), kMagic, 8) != 0)
+    fail(path, ": not a pare checkpoint (bad magic or too short: ", in.size(), " bytes)");
+  const uint32_t version = get_le<uint32_t>(in, 8);
+  if (version != kVersion) fail(path, ": checkpoint version ", version, " is not supported (expected ", kVersion, ")");
+  const uint32_t stored_crc = get_le<uint32_t>(in, in.size() - 4);
+  if (crc32_of(in.data(), in.size() - 4) != stored_crc)
+    fail(path, ": corrupt checkpoint: checksum mismatch (the file is damaged or truncated)");
+  const uint64_t hlen = get_le<uint64_t>(in, 12);
+  if (hlen > in.size() - kPrefix - 4) fail(path, ": corrupt checkpoint: header length ", hlen, " exceeds the file");
+  json header;
+  try {
+    header = json::parse(in.substr(kPrefix, hlen));
+  } catch (const json::exception& e) {
+    fail(path, ": corrupt checkpoint header: ", e.what());
+  }
+  const size_t data_start = kPrefix + hlen;
+  const uint64_t data_len = in.size() - 4 - data_start;
+  Archive a;
+  try {
+    a.meta_json = header.at("meta").dump();
+    for (auto& e : header.at("tensors")) {
+      const std::string name = e.at("name").get<std::string>();
+      const DType dt = parse_dtype(e.at("dtype").get<std::string>(), path);
+      std::vector<int64_t> dims = e.at("shape").get<std::vector<int64_t>>();
+      if (dims.size() > Shape::kMaxDims) fail(path, ": tensor ", name, " has too many dimensions");
+      uint64_t count = 1;
+      for (int64_t d : dims) {
+        if (d < 0 || (d > 0 && count > (uint64_t{1} << 40) / static_cast<uint64_t>(d)))
+          fail(path, ": tensor ", name, ": bad shape");
+        count *= static_cast<uint64_t>(d);
+      }
+      const uint64_t offset = e.at("offset").get<uint64_t>(), bytes = e.at("bytes").get<uint64_t>();
+      if (bytes != count * dtype_size(dt)) fail(path, ": tensor ", name, ": byte count does not match its shape");
+      if (offset > data_len || bytes > data_len - offset)
+        fail(path, ": tensor ", name, ": data [", offset, ", +", bytes, ") lies outside the file");
+      Tensor t = Tensor::empty(Shape(std::span<const int64_t>(dims)), dt);
+      if (bytes) std::memcpy(t.raw(), in.data() + data_start + offset, bytes);
+      a.tensors.emplace_back(name, std::move(t));
+    }
+  } catch (const json::exception& e) {
+    fail(path, ": corrupt checkpoint header: ", e.what());
+  }
+  return a;
+}
+
+}  // namespace pare::train

@@ -1,0 +1,345 @@
+// The training loop, evaluation, checkpoints and saved models.
+#include "pare/train/trainer.h"
+
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "pare/base/clock.h"
+#include "pare/base/file.h"
+#include "pare/base/thread_pool.h"
+#include "pare/data/batcher.h"
+#include "pare/kernels/kernels.h"
+#include "pare/train/archive.h"
+
+namespace pare::train {
+
+using autograd::Var;
+using json = nlohmann::json;
+
+void TrainConfig::validate() const {
+  if (epochs < 1) fail("--epochs must be at least 1, got ", epochs);
+  if (batch < 1) fail("--batch must be at least 1, got ", batch);
+  if (checkpoint_every < 0) fail("--checkpoint-every must be >= 0");
+  if (eval_batch < 1) fail("eval batch must be at least 1");
+  if (patience < 0) fail("--patience must be >= 0");
+  if (resume && out_dir.empty()) fail("--resume needs --out (the run directory to resume)");
+  optim::validate(schedule);
+}
+
+EvalResult evaluate(nn::Model& model, const data::Dataset& data, int64_t batch) {
+  autograd::NoGradGuard no_grad;
+  nn::ForwardContext ctx{.training = false};
+  EvalResult r;
+  const int64_t n = data.size();
+  const bool classify = model.spec().loss == "softmax_cross_entropy";
+  const bool binary = model.spec().loss == "bce_with_logits";
+  double loss_sum = 0, correct = 0, exact = 0, outputs = 0;
+  for (int64_t b = 0; b < n; b += batch) {
+    const int64_t e = std::min(n, b + batch);
+    Var x(data.inputs.slice_rows(b, e));
+    Tensor y = data.targets.slice_rows(b, e);
+    Var out = model.forward(x, ctx);
+    loss_sum += model.loss(out, y).value().f32()[0] * static_cast<double>(e - b);
+    const float* o = out.value().f32();
+    const int64_t per = out.numel() / (e - b);
+    if (classify) {
+      const int32_t* lab = y.data<int32_t>();
+      for (int64_t i = 0; i < e - b; ++i) {
+        int64_t best = 0;
+        for (int64_t j = 1; j < per; ++j)
+          if (o[i * per + j] > o[i * per + best]) best = j;
+        correct += best == lab[i];
+      }
+      outputs += static_cast<double>(e - b);
+    } else if (binary) {
+      const float* t = y.f32();
+      for (int64_t i = 0; i < e - b; ++i) {
+        int64_t ok = 0;
+        for (int64_t j = 0; j < per; ++j) ok += (o[i * per + j] > 0.0f) == (t[i * per + j] > 0.5f);
+        correct += static_cast<double>(ok);
+        exact += ok == per;
+      }
+      outputs += static_cast<double>(out.numel());
+    }
+  }
+  r.samples = n;
+  r.loss = n ? loss_sum / static_cast<double>(n) : 0;
+  r.accuracy = outputs > 0 ? correct / outputs : 0;
+  r.exact = binary && n ? exact / static_cast<double>(n) : (classify ? r.accuracy : 0);
+  return r;
+}
+
+namespace {
+
+json eval_json(const EvalResult& e) {
+  return {{"loss", e.loss}, {"accuracy", e.accuracy}, {"exact", e.exact}, {"samples", e.samples}};
+}
+
+void put_params(Archive& a, const nn::Model& model, bool with_initial) {
+  for (nn::Parameter* p : model.parameters()) {
+    a.tensors.emplace_back("param/" + p->name, p->value());
+    if (p->mask.defined()) a.tensors.emplace_back("mask/" + p->name, p->mask);
+    if (with_initial) a.tensors.emplace_back("initial/" + p->name, p->initial);
+  }
+}
+
+void take_tensor(const Archive& a, const std::string& key, Tensor& into, const std::string& path) {
+  const Tensor* t = a.find(key);
+  if (!t) fail(path, ": missing tensor ", key);
+  if (t->shape() != into.shape() || t->dtype() != into.dtype())
+    fail(path, ": ", key, " is ", t->shape().str(), " in the file, the model expects ",
+         into.shape().str());
+  into.copy_from(*t);
+}
+
+void take_params(const Archive& a, nn::Model& model, bool with_initial, const std::string& path) {
+  for (nn::Parameter* p : model.parameters()) {
+    take_tensor(a, "param/" + p->name, p->value(), path);
+    if (const Tensor* m = a.find("mask/" + p->name)) {
+      p->mask = Tensor::empty(p->value().shape());
+      take_tensor(a, "mask/" + p->name, p->mask, path);
+    }
+    if (with_initial) take_tensor(a, "initial/" + p->name, p->initial, path);
+  }
+}
+
+// The run log: JSON lines kept in memory and rewritten atomically on every
+// change, so a crash never leaves a torn line and a resumed run continues
+// the log exactly as it stood at its checkpoint.
+class RunLog {
+ public:
+  explicit RunLog(std::string path) : path_(std::move(path)) {}
+  void add(const json& line) {
+    lines_.push_back(line.dump());
+    flush();
+  }
+  void flush() const {
+    if (path_.empty()) return;
+    std::string all;
+    for (const auto& l : lines_) all += l + "\n";
+    write_file_atomic(path_, all);
+  }
+  std::vector<std::string>& lines() { return lines_; }
+
+ private:
+  std::string path_;
+  std::vector<std::string> lines_;
+};
+
+}  // namespace
+
+TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Dataset& test,
+                const TrainConfig& cfg_in, const Observer& observer) {
+  TrainConfig cfg = cfg_in;
+  cfg.validate();
+  data::validate(train);
+  if (test.size() > 0) data::validate(test);
+  if (cfg.schedule.name == "cosine" && cfg.schedule.total_steps == 0)
+    cfg.schedule.total_steps = cfg.epochs * ((train.size() + cfg.batch - 1) / cfg.batch);
+
+  const Stopwatch wall;
+  const double cpu0 = process_cpu_seconds();
+  auto opt = optim::make_optimizer(cfg.optimizer, model.parameters());
+  data::Batcher batcher(train, cfg.batch, /*shuffle=*/true);
+  const int64_t batches = batcher.batches_per_epoch();
+
+  std::string ckpt_path, log_path;
+  if (!cfg.out_dir.empty()) {
+    make_dirs(cfg.out_dir);
+    ckpt_path = cfg.out_dir + "/checkpoint.bin";
+    log_path = cfg.out_dir + "/log.jsonl";
+  }
+  RunLog log(log_path);
+  TrainResult result;
+  int64_t epoch0 = 0, batch0 = 0, step = 0;
+  double loss_sum = 0, epoch_seconds = 0;
+  double best_test_loss = INFINITY;
+  int64_t epochs_without_improvement = 0;
+
+  if (cfg.resume && file_exists(ckpt_path)) {
+    Archive a = read_archive(ckpt_path);
+    json meta = json::parse(a.meta_json);
+    if (meta.value("spec", std::string()) != nn::model_spec_to_json(model.spec()))
+      fail(ckpt_path, ": the checkpoint is for a different model (", meta.value("model", std::string("?")),
+           "); use a fresh --out directory");
+    take_params(a, model, /*with_initial=*/true, ckpt_path);
+    for (auto& [name, t] : opt->state()) take_tensor(a, "opt/" + name, *t, ckpt_path);
+    step = meta.at("step").get<int64_t>();
+    opt->set_steps(meta.at("optimizer_steps").get<int64_t>());
+    epoch0 = meta.at("epoch").get<int64_t>();
+    batch0 = meta.at("batch").get<int64_t>();
+    loss_sum = meta.at("loss_sum").get<double>();
+    epoch_seconds = meta.at("epoch_seconds").get<double>();
+    best_test_loss = meta.value("best_test_loss", INFINITY);
+    epochs_without_improvement = meta.value("epochs_without_improvement", int64_t{0});
+    for (auto& l : meta.at("log")) log.lines().push_back(l.get<std::string>());
+    result.resumed = true;
+    result.resumed_at_step = step;
+    log.add({{"event", "resume"}, {"step", step}, {"epoch", epoch0 + 1}, {"batch", batch0}});
+  } else {
+    log.add({{"event", "start"},
+             {"model", model.spec().name},
+             {"spec", json::parse(nn::model_spec_to_json(model.spec()))},
+             {"parameters", model.num_parameters()},
+             {"train_samples", train.size()},
+             {"test_samples", test.size()},
+             {"epochs", cfg.epochs},
+             {"batch", cfg.batch},
+             {"optimizer", cfg.optimizer.name},
+             {"lr", cfg.optimizer.lr},
+             {"seed", cfg.seed},
+             {"threads", num_threads()},
+             {"blas", kernels::blas_description()}});
+  }
+
+  auto write_checkpoint = [&](int64_t epoch, int64_t batch) {
+    if (ckpt_path.empty()) return;
+    Archive a;
+    json meta{{"kind", "checkpoint"},
+              {"model", model.spec().name},
+              {"spec", nn::model_spec_to_json(model.spec())},
+              {"step", step},
+              {"optimizer", cfg.optimizer.name},
+              {"optimizer_steps", opt->steps()},
+              {"epoch", epoch},
+              {"batch", batch},
+              {"loss_sum", loss_sum},
+              {"epoch_seconds", epoch_seconds},
+              {"best_test_loss", best_test_loss},
+              {"epochs_without_improvement", epochs_without_improvement},
+              {"seed", cfg.seed},
+              {"threads", num_threads()},
+              {"log", log.lines()}};
+    a.meta_json = meta.dump();
+    put_params(a, model, /*with_initial=*/true);
+    for (auto& [name, t] : opt->state()) a.tensors.emplace_back("opt/" + name, *t);
+    write_archive(ckpt_path, a);
+  };
+
+  const Rng dropout_root = Rng(cfg.seed).fork(0xD0D0);
+  Tensor x, y;
+  result.stopped_because = "epochs";
+  bool stop = false;
+  for (int64_t epoch = epoch0; epoch < cfg.epochs && !stop; ++epoch) {
+    Rng order = Rng(cfg.seed).fork(0x5EED0000 + static_cast<uint64_t>(epoch));
+    batcher.start_epoch(order);
+    const int64_t first = epoch == epoch0 ? batch0 : 0;
+    if (first == 0) {
+      loss_sum = 0;
+      epoch_seconds = 0;
+    }
+    batcher.seek(first);
+    Stopwatch timer;
+    for (int64_t b = first; b < batches; ++b) {
+      if (!batcher.next(x, y)) break;
+      Rng dropout_rng = dropout_root.fork(static_cast<uint64_t>(step));
+      nn::ForwardContext ctx{.training = true, .rng = &dropout_rng};
+      Var out = model.forward(Var(x), ctx);
+      Var loss = model.loss(out, y);
+      model.store().zero_grad();
+      loss.backward();
+      opt->step(optim::scheduled_lr(cfg.schedule, cfg.optimizer.lr, step));
+      ++step;
+      const double l = loss.value().f32()[0];
+      loss_sum += l;
+      if (observer.on_step) observer.on_step(epoch + 1, b + 1, batches, l);
+      if (cfg.max_steps > 0 && step >= cfg.max_steps) {
+        stop = true;
+        result.stopped_because = "max_steps";
+      }
+      if (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && b + 1 < batches && !stop) {
+        epoch_seconds += timer.seconds();
+        write_checkpoint(epoch, b + 1);
+        timer.reset();
+      }
+      if (stop) break;
+    }
+    epoch_seconds += timer.seconds();
+    EpochResult er;
+    er.epoch = epoch + 1;
+    er.steps = step;
+    const int64_t done = stop ? (step - (epoch * batches)) : batches;
+    er.train_loss = done > 0 ? loss_sum / static_cast<double>(done) : 0;
+    er.train_seconds = epoch_seconds;
+    const int64_t samples = std::min<int64_t>(done * cfg.batch, train.size());
+    er.samples_per_second = epoch_seconds > 0 ? static_cast<double>(samples) / epoch_seconds : 0;
+    if (test.size() > 0) er.test = evaluate(model, test, cfg.eval_batch);
+    result.epochs.push_back(er);
+    log.add({{"event", "epoch"},
+             {"epoch", er.epoch},
+             {"step", er.steps},
+             {"train_loss", er.train_loss},
+             {"train_seconds", er.train_seconds},
+             {"samples_per_second", er.samples_per_second},
+             {"test_loss", er.test.loss},
+             {"test_accuracy", er.test.accuracy},
+             {"test_exact", er.test.exact}});
+    if (observer.on_epoch) observer.on_epoch(er);
+    if (test.size() > 0) {
+      if (er.test.loss < best_test_loss) {
+        best_test_loss = er.test.loss;
+        epochs_without_improvement = 0;
+      } else {
+        ++epochs_without_improvement;
+      }
+      if (cfg.patience > 0 && epochs_without_improvement >= cfg.patience && !stop) {
+        stop = true;
+        result.stopped_because = "early_stopping";
+      }
+      if (cfg.target_accuracy > 0 && er.test.accuracy >= cfg.target_accuracy && !stop) {
+        stop = true;
+        result.stopped_because = "target_accuracy";
+      }
+    }
+    loss_sum = 0;
+    epoch_seconds = 0;
+    write_checkpoint(epoch + 1, 0);
+  }
+  result.steps = step;
+  result.final_test = result.epochs.empty() ? EvalResult{} : result.epochs.back().test;
+  result.seconds = wall.seconds();
+  result.cpu_seconds = process_cpu_seconds() - cpu0;
+  if (!cfg.out_dir.empty()) {
+    save_model(model, cfg.out_dir + "/model.bin",
+               json{{"test_accuracy", result.final_test.accuracy}, {"steps", step}}.dump());
+    log.add({{"event", "end"},
+             {"steps", step},
+             {"stopped_because", result.stopped_because},
+             {"test_accuracy", result.final_test.accuracy},
+             {"test_loss", result.final_test.loss},
+             {"seconds", result.seconds},
+             {"cpu_seconds", result.cpu_seconds},
+             {"peak_rss_bytes", peak_rss_bytes()},
+             {"model_file", cfg.out_dir + "/model.bin"}});
+  }
+  return result;
+}
+
+void save_model(const nn::Model& model, const std::string& path, const std::string& meta_json) {
+  Archive a;
+  a.meta_json = json{{"kind", "model"},
+                     {"model", model.spec().name},
+                     {"spec", nn::model_spec_to_json(model.spec())},
+                     {"info", json::parse(meta_json)}}
+                    .dump();
+  put_params(a, model, /*with_initial=*/false);
+  write_archive(path, a);
+}
+
+std::unique_ptr<nn::Model> load_model(const std::string& path) {
+  Archive a = read_archive(path);
+  json meta;
+  try {
+    meta = json::parse(a.meta_json);
+  } catch (const json::exception& e) {
+    fail(path, ": corrupt metadata: ", e.what());
+  }
+  if (!meta.contains("spec") || !meta["spec"].is_string())
+    fail(path, ": no model spec inside (is this a pare model or checkpoint?)");
+  auto model = nn::Model::build(nn::parse_model_spec(meta["spec"].get<std::string>(), path), 0);
+  take_params(a, *model, /*with_initial=*/false, path);
+  return model;
+}
+
+}  // namespace pare::train

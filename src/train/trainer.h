@@ -1,0 +1,85 @@
+// The training loop: forward -> loss -> zero_grad -> backward -> step, with
+// evaluation, the JSON-lines run log, atomic checkpoints and exact resume.
+//
+// Reproducibility contract: the batch order of epoch e is a pure function of
+// (seed, e), dropout's stream of (seed, global step), and the thread pool
+// partitions work by thread count only; so a run with the same seed and
+// thread count gives the same bits, and a run resumed from any checkpoint
+// ends with the same bits as one that was never interrupted.
+//
+// The loop prints nothing: progress goes to the Observer (the CLI draws the
+// bar) and results to DIR/log.jsonl.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "pare/data/dataset.h"
+#include "pare/nn/module.h"
+#include "pare/optim/optimizer.h"
+
+namespace pare::train {
+
+struct TrainConfig {
+  int64_t epochs = 10;          // passes over the training set
+  int64_t batch = 60;           // samples per step
+  uint64_t seed = 0;            // weights, batch order and dropout
+  optim::OptimizerConfig optimizer;
+  optim::ScheduleConfig schedule;
+  std::string out_dir;          // run directory (log.jsonl, checkpoint.bin, model.bin); empty: none
+  int64_t checkpoint_every = 0; // steps between checkpoints (0: at the end of each epoch only)
+  bool resume = false;          // continue from out_dir/checkpoint.bin when it exists
+  int64_t eval_batch = 1000;    // samples per evaluation step
+  int64_t patience = 0;         // early stopping: epochs without test-loss improvement (0: off)
+  double target_accuracy = 0;   // stop once test accuracy reaches this (0: off)
+  int64_t max_steps = 0;        // stop after this many steps in total (0: no limit)
+  // Validates and raises Error naming the offending flag.
+  void validate() const;
+};
+
+struct EvalResult {
+  double loss = 0;             // mean loss
+  double accuracy = 0;         // classification: top-1; bce: fraction of correct cells
+  double exact = 0;            // bce: fraction of samples with every output correct
+  int64_t samples = 0;
+};
+
+struct EpochResult {
+  int64_t epoch = 0;           // 1-based
+  int64_t steps = 0;           // total steps so far
+  double train_loss = 0;       // mean over the epoch's steps
+  double train_seconds = 0;    // the loop only: batching, forward, backward, step
+  double samples_per_second = 0;
+  EvalResult test;
+};
+
+struct TrainResult {
+  std::vector<EpochResult> epochs;
+  EvalResult final_test;
+  double seconds = 0;          // wall time of the whole fit, evaluation included
+  double cpu_seconds = 0;
+  int64_t steps = 0;
+  bool resumed = false;        // started from a checkpoint
+  int64_t resumed_at_step = 0;
+  std::string stopped_because; // "epochs" | "early_stopping" | "target_accuracy" | "max_steps"
+};
+
+// Called from the loop for progress display; may be empty.
+struct Observer {
+  // After every step: epoch (1-based), batch within the epoch, batches per epoch, loss.
+  std::function<void(int64_t, int64_t, int64_t, double)> on_step;
+  std::function<void(const EpochResult&)> on_epoch;
+};
+
+// Evaluates `model` on `data` without recording a graph.
+EvalResult evaluate(nn::Model& model, const data::Dataset& data, int64_t batch);
+
+// Trains `model` on train, evaluating on test after every epoch.
+TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Dataset& test,
+                const TrainConfig& cfg, const Observer& observer = {});
+
+// Saves the model (spec + weights + masks) to a file that load_model reads.
+void save_model(const nn::Model& model, const std::string& path, const std::string& meta_json = "{}");
+std::unique_ptr<nn::Model> load_model(const std::string& path);
+
+}  // namespace pare::train
