@@ -16,6 +16,7 @@ constexpr int kSpinIterations = 20000;  // ~tens of microseconds before sleeping
 
 ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads) {
   PARE_CHECK(num_threads >= 1, "thread count must be at least 1, got ", num_threads);
+  errors_.resize(static_cast<size_t>(num_threads));
   for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
@@ -49,7 +50,13 @@ void ThreadPool::worker_loop(int index) {
     if (stop_.load()) return;
     int64_t n = job_n_;
     int64_t b = chunk_begin(n, num_threads_, index), e = chunk_begin(n, num_threads_, index + 1);
-    if (b < e) (*job_)(b, e, index);
+    if (b < e) {
+      try {
+        (*job_)(b, e, index);
+      } catch (...) {
+        errors_[static_cast<size_t>(index)] = std::current_exception();
+      }
+    }
     pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
@@ -71,12 +78,31 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   wake_.notify_all();
   t_inside_parallel = true;
   int64_t e = chunk_begin(n, num_threads_, 1);
-  if (e > 0) fn(0, e, 0);
+  if (e > 0) {
+    try {
+      fn(0, e, 0);
+    } catch (...) {
+      errors_[0] = std::current_exception();
+    }
+  }
   t_inside_parallel = false;
-  while (pending_.load(std::memory_order_acquire) != 0) {
+  // Spin while the workers finish; yield if one of them has lost its core to
+  // another process, so we do not burn the core it needs.
+  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+    if (spin < kSpinIterations) {
 #if defined(__x86_64__)
-    __builtin_ia32_pause();
+      __builtin_ia32_pause();
 #endif
+    } else {
+      std::this_thread::yield();
+    }
+  }
+  for (auto& err : errors_) {
+    if (err) {
+      std::exception_ptr first = err;
+      for (auto& e2 : errors_) e2 = nullptr;
+      std::rethrow_exception(first);
+    }
   }
 }
 

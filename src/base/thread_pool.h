@@ -15,6 +15,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -34,7 +35,9 @@ class ThreadPool {
 
   // Calls fn(begin, end, chunk) for each of num_threads() chunks of [0, n).
   // Chunks that would be empty are skipped. Runs serially when n < min_parallel
-  // or when called from inside another parallel_for.
+  // or when called from inside another parallel_for. If fn throws in any
+  // chunk, the first exception (by chunk index) is rethrown here after all
+  // chunks have finished.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn,
                     int64_t min_parallel = 1);
 
@@ -53,6 +56,7 @@ class ThreadPool {
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
+  std::vector<std::exception_ptr> errors_;  // one slot per chunk
 };
 
 // The process-wide pool used by tensor ops. Created on first use with

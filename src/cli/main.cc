@@ -187,6 +187,7 @@ int main(int argc, char** argv) {
   t->add_option("--patience", cfg.patience, "early stopping: epochs without test-loss improvement (0: off)")->capture_default_str();
   t->add_option("--target-accuracy", cfg.target_accuracy, "stop once test accuracy reaches this fraction");
   t->add_option("--max-steps", cfg.max_steps, "stop after this many steps (0: no limit)");
+  t->add_option("--parallel", cfg.parallel, "how a step uses the threads: auto | data (split the batch) | ops (split each op)")->capture_default_str();
   t->add_flag("--json", as_json, "print JSON lines on stdout instead of text");
   t->add_flag("--quiet", quiet, "print only the final line");
 

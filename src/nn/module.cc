@@ -33,8 +33,8 @@ Linear::Linear(int64_t in, int64_t out, bool bias, const std::string& name) : in
   weight = make_param(name + ".weight", {out, in}, true);
   if (bias) this->bias = make_param(name + ".bias", {out}, false);
 }
-Var Linear::forward(const Var& x, ForwardContext&) {
-  return autograd::linear(x, weight.var, bias.var);
+Var Linear::forward(const Var& x, ForwardContext& ctx) {
+  return autograd::linear(x, ctx.var(weight), ctx.var(bias));
 }
 void Linear::collect_parameters(std::vector<Parameter*>& out) {
   out.push_back(&weight);
@@ -57,8 +57,8 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel,
   weight = make_param(name + ".weight", {out_channels, in_channels, kernel, kernel}, true);
   if (bias) this->bias = make_param(name + ".bias", {out_channels}, false);
 }
-Var Conv2d::forward(const Var& x, ForwardContext&) {
-  return autograd::conv2d(x, weight.var, bias.var, opt_);
+Var Conv2d::forward(const Var& x, ForwardContext& ctx) {
+  return autograd::conv2d(x, ctx.var(weight), ctx.var(bias), opt_);
 }
 void Conv2d::collect_parameters(std::vector<Parameter*>& out) {
   out.push_back(&weight);

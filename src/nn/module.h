@@ -24,6 +24,16 @@ namespace pare::nn {
 struct ForwardContext {
   bool training = true;  // dropout active
   Rng* rng = nullptr;    // dropout's random stream; required when training with dropout
+  // Replacement leaves, indexed by Parameter::index: lets several threads run
+  // forward/backward on shards of one batch at once, each accumulating into
+  // its own gradient buffer while sharing the parameter values. Null: use
+  // each Parameter's own Var.
+  const std::vector<autograd::Var>* leaves = nullptr;
+
+  const autograd::Var& var(const Parameter& p) const {
+    if (!leaves || !p.var.defined()) return p.var;
+    return (*leaves)[static_cast<size_t>(p.index)];
+  }
 };
 
 class Module {

@@ -20,7 +20,9 @@ void ParameterStore::pack(std::vector<Parameter*> params) {
   grads_ = Tensor::zeros({total});
   initial_ = Tensor::empty({total});
   int64_t offset = 0;
-  for (Parameter* p : params_) {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Parameter* p = params_[i];
+    p->index = static_cast<int>(i);
     const Shape shape = p->value().shape();
     const int64_t n = p->numel();
     Tensor value = values_.slice_rows(offset, offset + n).reshape(shape);

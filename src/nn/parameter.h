@@ -21,6 +21,7 @@ struct Parameter {
   Tensor mask;        // optional, same shape, 0/1; masked entries stay exactly 0
   Tensor initial;     // value at initialisation (for rewinding); set by ParameterStore
   bool is_weight = true;  // false for biases (pruning leaves them alone)
+  int index = -1;         // position in its ParameterStore
 
   Tensor& value() { return var.value(); }
   const Tensor& value() const { return var.value(); }

@@ -11,6 +11,7 @@
 #include "pare/data/batcher.h"
 #include "pare/kernels/kernels.h"
 #include "pare/train/archive.h"
+#include "pare/train/step.h"
 
 namespace pare::train {
 
@@ -23,6 +24,8 @@ void TrainConfig::validate() const {
   if (checkpoint_every < 0) fail("--checkpoint-every must be >= 0");
   if (eval_batch < 1) fail("eval batch must be at least 1");
   if (patience < 0) fail("--patience must be >= 0");
+  if (parallel != "auto" && parallel != "data" && parallel != "ops")
+    fail("--parallel must be auto, data or ops, got \"", parallel, "\"");
   if (resume && out_dir.empty()) fail("--resume needs --out (the run directory to resume)");
   optim::validate(schedule);
 }
@@ -72,10 +75,6 @@ EvalResult evaluate(nn::Model& model, const data::Dataset& data, int64_t batch) 
 
 namespace {
 
-json eval_json(const EvalResult& e) {
-  return {{"loss", e.loss}, {"accuracy", e.accuracy}, {"exact", e.exact}, {"samples", e.samples}};
-}
-
 void put_params(Archive& a, const nn::Model& model, bool with_initial) {
   for (nn::Parameter* p : model.parameters()) {
     a.tensors.emplace_back("param/" + p->name, p->value());
@@ -96,7 +95,7 @@ void take_tensor(const Archive& a, const std::string& key, Tensor& into, const s
 void take_params(const Archive& a, nn::Model& model, bool with_initial, const std::string& path) {
   for (nn::Parameter* p : model.parameters()) {
     take_tensor(a, "param/" + p->name, p->value(), path);
-    if (const Tensor* m = a.find("mask/" + p->name)) {
+    if (a.find("mask/" + p->name)) {
       p->mask = Tensor::empty(p->value().shape());
       take_tensor(a, "mask/" + p->name, p->mask, path);
     }
@@ -190,6 +189,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
              {"lr", cfg.optimizer.lr},
              {"seed", cfg.seed},
              {"threads", num_threads()},
+             {"parallel", parallel_mode_name(choose_parallel_mode(cfg.parallel, model, cfg.batch, num_threads()))},
              {"blas", kernels::blas_description()}});
   }
 
@@ -218,6 +218,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   };
 
   const Rng dropout_root = Rng(cfg.seed).fork(0xD0D0);
+  StepRunner runner(model, choose_parallel_mode(cfg.parallel, model, cfg.batch, num_threads()));
   Tensor x, y;
   result.stopped_because = "epochs";
   bool stop = false;
@@ -233,15 +234,9 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     Stopwatch timer;
     for (int64_t b = first; b < batches; ++b) {
       if (!batcher.next(x, y)) break;
-      Rng dropout_rng = dropout_root.fork(static_cast<uint64_t>(step));
-      nn::ForwardContext ctx{.training = true, .rng = &dropout_rng};
-      Var out = model.forward(Var(x), ctx);
-      Var loss = model.loss(out, y);
-      model.store().zero_grad();
-      loss.backward();
+      const double l = runner.run(x, y, dropout_root.fork(static_cast<uint64_t>(step)));
       opt->step(optim::scheduled_lr(cfg.schedule, cfg.optimizer.lr, step));
       ++step;
-      const double l = loss.value().f32()[0];
       loss_sum += l;
       if (observer.on_step) observer.on_step(epoch + 1, b + 1, batches, l);
       if (cfg.max_steps > 0 && step >= cfg.max_steps) {

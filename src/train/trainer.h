@@ -33,6 +33,7 @@ struct TrainConfig {
   int64_t patience = 0;         // early stopping: epochs without test-loss improvement (0: off)
   double target_accuracy = 0;   // stop once test accuracy reaches this (0: off)
   int64_t max_steps = 0;        // stop after this many steps in total (0: no limit)
+  std::string parallel = "auto";  // how a step uses the threads: auto | data | ops (step.h)
   // Validates and raises Error naming the offending flag.
   void validate() const;
 };
