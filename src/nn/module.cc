@@ -138,6 +138,9 @@ std::unique_ptr<Model> Model::build(const ModelSpec& spec, uint64_t seed) {
     std::unique_ptr<Module> layer;
     if (l.type == "linear") {
       if (l.out <= 0) fail("layer ", index, " (linear): \"out\" must be positive");
+      if (shape.size() != 1)
+        fail("layer ", name, ": input is ", shape_str(shape),
+             "; add a flatten layer before it");
       layer = std::make_unique<Linear>(product(shape), l.out, l.bias, name);
     } else if (l.type == "conv2d") {
       if (l.out <= 0 || l.kernel <= 0)
@@ -155,6 +158,9 @@ std::unique_ptr<Model> Model::build(const ModelSpec& spec, uint64_t seed) {
       layer = std::make_unique<Stateless>(Stateless::Kind::tanh);
     } else if (l.type == "maxpool" || l.type == "avgpool") {
       if (l.kernel <= 0) fail("layer ", index, " (", l.type, "): \"kernel\" must be positive");
+      if (shape.size() != 3 || shape[1] < l.kernel || shape[2] < l.kernel)
+        fail("layer ", index, " (", l.type, "): window ", l.kernel, " does not fit input ",
+             shape_str(shape));
       layer = std::make_unique<Stateless>(
           l.type == "maxpool" ? Stateless::Kind::maxpool : Stateless::Kind::avgpool, l.kernel, l.stride);
     } else if (l.type == "flatten") {

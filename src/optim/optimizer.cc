@@ -116,7 +116,8 @@ const std::vector<std::string>& schedule_names() {
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg,
                                           std::vector<nn::Parameter*> params) {
   if (!(cfg.lr > 0.0f) || !std::isfinite(cfg.lr)) fail("--lr must be a positive number, got ", cfg.lr);
-  if (cfg.weight_decay < 0.0f) fail("--weight-decay must be >= 0, got ", cfg.weight_decay);
+  if (!(cfg.weight_decay >= 0.0f) || !std::isfinite(cfg.weight_decay))
+    fail("--weight-decay must be a number >= 0, got ", cfg.weight_decay);
   if (cfg.name == "sgd") {
     if (cfg.momentum < 0.0f || cfg.momentum >= 1.0f) fail("--momentum must be in [0, 1), got ", cfg.momentum);
     if (cfg.nesterov && (cfg.momentum == 0.0f || cfg.dampening != 0.0f))
@@ -126,6 +127,7 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg,
   if (cfg.name == "adam" || cfg.name == "adamw") {
     if (!(cfg.beta1 >= 0 && cfg.beta1 < 1 && cfg.beta2 >= 0 && cfg.beta2 < 1))
       fail("Adam betas must be in [0, 1)");
+    if (!(cfg.eps > 0.0f)) fail("--eps must be positive, got ", cfg.eps);
     return std::make_unique<Adam>(cfg, std::move(params), cfg.name == "adamw");
   }
   fail("unknown optimizer \"", cfg.name, "\": use one of ", join(optimizer_names()));
@@ -136,6 +138,9 @@ void validate(const ScheduleConfig& s) {
     fail("unknown lr schedule \"", s.name, "\": use one of ", join(schedule_names()));
   if (s.warmup_steps < 0) fail("--warmup must be >= 0");
   if (s.name == "step" && s.step_size <= 0) fail("the step schedule needs --lr-step-size > 0");
+  if (s.name == "cosine" && s.total_steps != 0 && s.total_steps <= s.warmup_steps)
+    fail("the cosine schedule needs more steps (", s.total_steps, ") than --warmup (",
+         s.warmup_steps, ")");
 }
 
 float scheduled_lr(const ScheduleConfig& s, float base_lr, int64_t step) {

@@ -15,19 +15,23 @@ void gemm(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const float* a
     kernels::gemm_f32__blas(m, n, k, c, ldc, a, lda, b, ldb, p);
     return;
   }
-  pool.parallel_for(parts, [&](int64_t part, int64_t, int) {
-    // Chunk bounds rounded to multiples of 8 so every chunk keeps aligned panels.
-    int64_t lo = ThreadPool::chunk_begin(extent / 8, parts, static_cast<int>(part)) * 8;
-    int64_t hi = part + 1 == parts
-                     ? extent
-                     : ThreadPool::chunk_begin(extent / 8, parts, static_cast<int>(part) + 1) * 8;
-    if (lo >= hi) return;
-    if (split_m) {
-      const float* a_part = p.trans_a ? a + lo : a + lo * lda;
-      kernels::gemm_f32__blas(hi - lo, n, k, c + lo * ldc, ldc, a_part, lda, b, ldb, p);
-    } else {
-      const float* b_part = p.trans_b ? b + lo * ldb : b + lo;
-      kernels::gemm_f32__blas(m, hi - lo, k, c + lo, ldc, a, lda, b_part, ldb, p);
+  pool.parallel_for(parts, [&](int64_t first, int64_t last, int) {
+    // Called once per part, or once for all parts when nested in another loop.
+    for (int64_t part = first; part < last; ++part) {
+      // Chunk bounds rounded to multiples of 8 so every chunk keeps aligned panels.
+      const int64_t lo = ThreadPool::chunk_begin(extent / 8, parts, static_cast<int>(part)) * 8;
+      const int64_t hi =
+          part + 1 == parts
+              ? extent
+              : ThreadPool::chunk_begin(extent / 8, parts, static_cast<int>(part) + 1) * 8;
+      if (lo >= hi) continue;
+      if (split_m) {
+        const float* a_part = p.trans_a ? a + lo : a + lo * lda;
+        kernels::gemm_f32__blas(hi - lo, n, k, c + lo * ldc, ldc, a_part, lda, b, ldb, p);
+      } else {
+        const float* b_part = p.trans_b ? b + lo * ldb : b + lo;
+        kernels::gemm_f32__blas(m, hi - lo, k, c + lo, ldc, a, lda, b_part, ldb, p);
+      }
     }
   });
 }
