@@ -113,24 +113,29 @@ const std::vector<std::string>& schedule_names() {
   return n;
 }
 
-std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg,
-                                          std::vector<nn::Parameter*> params) {
+void validate(const OptimizerConfig& cfg) {
   if (!(cfg.lr > 0.0f) || !std::isfinite(cfg.lr)) fail("--lr must be a positive number, got ", cfg.lr);
   if (!(cfg.weight_decay >= 0.0f) || !std::isfinite(cfg.weight_decay))
     fail("--weight-decay must be a number >= 0, got ", cfg.weight_decay);
   if (cfg.name == "sgd") {
-    if (cfg.momentum < 0.0f || cfg.momentum >= 1.0f) fail("--momentum must be in [0, 1), got ", cfg.momentum);
+    if (!(cfg.momentum >= 0.0f && cfg.momentum < 1.0f))
+      fail("--momentum must be in [0, 1), got ", cfg.momentum);
     if (cfg.nesterov && (cfg.momentum == 0.0f || cfg.dampening != 0.0f))
       fail("--nesterov needs --momentum > 0 and no dampening");
-    return std::make_unique<Sgd>(cfg, std::move(params));
-  }
-  if (cfg.name == "adam" || cfg.name == "adamw") {
+  } else if (cfg.name == "adam" || cfg.name == "adamw") {
     if (!(cfg.beta1 >= 0 && cfg.beta1 < 1 && cfg.beta2 >= 0 && cfg.beta2 < 1))
-      fail("Adam betas must be in [0, 1)");
+      fail("Adam betas must be in [0, 1), got ", cfg.beta1, " and ", cfg.beta2);
     if (!(cfg.eps > 0.0f)) fail("--eps must be positive, got ", cfg.eps);
-    return std::make_unique<Adam>(cfg, std::move(params), cfg.name == "adamw");
+  } else {
+    fail("unknown optimizer \"", cfg.name, "\": use one of ", join(optimizer_names()));
   }
-  fail("unknown optimizer \"", cfg.name, "\": use one of ", join(optimizer_names()));
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg,
+                                          std::vector<nn::Parameter*> params) {
+  validate(cfg);
+  if (cfg.name == "sgd") return std::make_unique<Sgd>(cfg, std::move(params));
+  return std::make_unique<Adam>(cfg, std::move(params), cfg.name == "adamw");
 }
 
 void validate(const ScheduleConfig& s) {

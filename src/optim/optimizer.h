@@ -41,6 +41,8 @@ class Optimizer {
   int64_t steps_ = 0;
 };
 
+// Raises Error naming the flag for an unknown name or a bad value.
+void validate(const OptimizerConfig& cfg);
 // Raises Error naming the valid choices for an unknown name or bad values.
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg,
                                           std::vector<nn::Parameter*> params);

@@ -27,6 +27,7 @@ void TrainConfig::validate() const {
   if (parallel != "auto" && parallel != "data" && parallel != "ops")
     fail("--parallel must be auto, data or ops, got \"", parallel, "\"");
   if (resume && out_dir.empty()) fail("--resume needs --out (the run directory to resume)");
+  optim::validate(optimizer);
   optim::validate(schedule);
 }
 
@@ -170,7 +171,10 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     batch0 = meta.at("batch").get<int64_t>();
     loss_sum = meta.at("loss_sum").get<double>();
     epoch_seconds = meta.at("epoch_seconds").get<double>();
-    best_test_loss = meta.value("best_test_loss", INFINITY);
+    // JSON has no infinity: "no evaluation yet" is stored as null.
+    best_test_loss = meta.contains("best_test_loss") && meta["best_test_loss"].is_number()
+                         ? meta["best_test_loss"].get<double>()
+                         : INFINITY;
     epochs_without_improvement = meta.value("epochs_without_improvement", int64_t{0});
     for (auto& l : meta.at("log")) log.lines().push_back(l.get<std::string>());
     result.resumed = true;
@@ -206,7 +210,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
               {"batch", batch},
               {"loss_sum", loss_sum},
               {"epoch_seconds", epoch_seconds},
-              {"best_test_loss", best_test_loss},
+              {"best_test_loss", std::isfinite(best_test_loss) ? json(best_test_loss) : json(nullptr)},
               {"epochs_without_improvement", epochs_without_improvement},
               {"seed", cfg.seed},
               {"threads", num_threads()},
@@ -232,6 +236,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     }
     batcher.seek(first);
     Stopwatch timer;
+    int64_t next_batch = first;  // where this epoch continues if it stops early
     for (int64_t b = first; b < batches; ++b) {
       if (!batcher.next(x, y)) break;
       const double l = runner.run(x, y, dropout_root.fork(static_cast<uint64_t>(step)));
@@ -248,13 +253,22 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
         write_checkpoint(epoch, b + 1);
         timer.reset();
       }
+      next_batch = b + 1;
       if (stop) break;
     }
     epoch_seconds += timer.seconds();
+    if (next_batch < batches) {
+      // Stopped mid-epoch (--max-steps): keep the position, the running loss
+      // and the time so a resumed run finishes this epoch exactly as an
+      // uninterrupted one would; the partial epoch is not logged as one.
+      write_checkpoint(epoch, next_batch);
+      if (test.size() > 0) result.final_test = evaluate(model, test, cfg.eval_batch);
+      break;
+    }
     EpochResult er;
     er.epoch = epoch + 1;
     er.steps = step;
-    const int64_t done = stop ? (step - (epoch * batches)) : batches;
+    const int64_t done = batches;
     er.train_loss = done > 0 ? loss_sum / static_cast<double>(done) : 0;
     er.train_seconds = epoch_seconds;
     const int64_t samples = std::min<int64_t>(done * cfg.batch, train.size());
@@ -292,7 +306,8 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     write_checkpoint(epoch + 1, 0);
   }
   result.steps = step;
-  result.final_test = result.epochs.empty() ? EvalResult{} : result.epochs.back().test;
+  if (result.final_test.samples == 0 && !result.epochs.empty())
+    result.final_test = result.epochs.back().test;
   result.seconds = wall.seconds();
   result.cpu_seconds = process_cpu_seconds() - cpu0;
   if (!cfg.out_dir.empty()) {
