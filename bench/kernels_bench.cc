@@ -1,0 +1,281 @@
+// Fast kernels against their scalar references at the shapes pare trains:
+// LeNet-5 on Fashion-MNIST (batch 60), the Game-of-Life net (32x32 boards,
+// 3x3 circular and 1x1 convolutions, batch 8), Adam over LeNet-300-100's
+// 266,610 parameters. Each pair is registered as <kernel>/<shape>/{fast,ref}.
+//
+//   ./build/bench/kernels_bench --benchmark_min_time=0.2
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "pare/base/rng.h"
+#include "pare/kernels/kernels.h"
+
+namespace {
+
+using namespace pare::kernels;
+using Vec = std::vector<float>;
+
+Vec random_vec(int64_t n, float lo = -1.0f, float hi = 1.0f, uint64_t seed = 1) {
+  pare::Rng rng(seed);
+  Vec v(static_cast<size_t>(n));
+  for (auto& x : v) x = rng.uniform(lo, hi);
+  return v;
+}
+
+// ---- Convolution lowering: one call per image into a batch-wide matrix ----------------
+const Conv2dGeometry kLenetConv1{.c = 1, .h = 28, .w = 28, .kh = 5, .kw = 5, .pad = 2};
+const Conv2dGeometry kLenetConv2{.c = 6, .h = 14, .w = 14, .kh = 5, .kw = 5};
+const Conv2dGeometry kLife3x3{
+    .c = 1, .h = 32, .w = 32, .kh = 3, .kw = 3, .pad = 1, .circular = true};
+const Conv2dGeometry kLife3x3Hidden{
+    .c = 16, .h = 32, .w = 32, .kh = 3, .kw = 3, .pad = 1, .circular = true};
+const Conv2dGeometry kLife1x1{.c = 16, .h = 32, .w = 32};
+
+using Im2col = void (*)(const Conv2dGeometry&, float*, int64_t, int64_t, const float*);
+using Col2im = void (*)(const Conv2dGeometry&, float*, const float*, int64_t, int64_t);
+
+void BM_im2col(benchmark::State& st, Im2col fn, Conv2dGeometry g, int64_t batch) {
+  const int64_t p = g.out_h() * g.out_w(), rows = g.c * g.kh * g.kw, ld = batch * p;
+  Vec x = random_vec(batch * g.c * g.h * g.w), cols(rows * ld);
+  for (auto _ : st) {
+    for (int64_t i = 0; i < batch; ++i)
+      fn(g, cols.data(), ld, i * p, x.data() + i * g.c * g.h * g.w);
+    benchmark::DoNotOptimize(cols.data());
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(st.iterations() * rows * ld * static_cast<int64_t>(sizeof(float)));
+}
+
+void BM_col2im(benchmark::State& st, Col2im fn, Conv2dGeometry g, int64_t batch) {
+  const int64_t p = g.out_h() * g.out_w(), rows = g.c * g.kh * g.kw, ld = batch * p;
+  Vec dx(batch * g.c * g.h * g.w, 0.0f), cols = random_vec(rows * ld);
+  for (auto _ : st) {
+    for (int64_t i = 0; i < batch; ++i)
+      fn(g, dx.data() + i * g.c * g.h * g.w, cols.data(), ld, i * p);
+    benchmark::DoNotOptimize(dx.data());
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(st.iterations() * rows * ld * static_cast<int64_t>(sizeof(float)));
+}
+
+// clang-format off
+#define PAIR(bm, kernel, shape, ...)                                  \
+  BENCHMARK_CAPTURE(bm, kernel/shape/fast, kernel, __VA_ARGS__);      \
+  BENCHMARK_CAPTURE(bm, kernel/shape/ref, kernel##__ref, __VA_ARGS__)
+// clang-format on
+
+PAIR(BM_im2col, im2col_f32, lenet_conv1_b60, kLenetConv1, 60);
+PAIR(BM_im2col, im2col_f32, lenet_conv2_b60, kLenetConv2, 60);
+PAIR(BM_im2col, im2col_f32, life_3x3_circ_b8, kLife3x3, 8);
+PAIR(BM_im2col, im2col_f32, life_3x3_circ_c16_b8, kLife3x3Hidden, 8);
+PAIR(BM_im2col, im2col_f32, life_1x1_c16_b8, kLife1x1, 8);
+PAIR(BM_col2im, col2im_f32, lenet_conv1_b60, kLenetConv1, 60);
+PAIR(BM_col2im, col2im_f32, lenet_conv2_b60, kLenetConv2, 60);
+PAIR(BM_col2im, col2im_f32, life_3x3_circ_c16_b8, kLife3x3Hidden, 8);
+PAIR(BM_col2im, col2im_f32, life_1x1_c16_b8, kLife1x1, 8);
+
+// ---- Pooling: LeNet's 2x2 max pool after conv1 (6 x 28 x 28), batch 60 ------------------
+const Pool2dGeometry kLenetPool{.c = 6, .h = 28, .w = 28, .k = 2, .stride = 2};
+using Maxpool = void (*)(const Pool2dGeometry&, float*, int32_t*, const float*);
+using MaxpoolBack = void (*)(const Pool2dGeometry&, float*, const float*, const int32_t*);
+
+void BM_maxpool(benchmark::State& st, Maxpool fn, Pool2dGeometry g, int64_t batch) {
+  const int64_t in = g.c * g.h * g.w, out = g.c * g.out_h() * g.out_w();
+  Vec x = random_vec(batch * in), y(batch * out);
+  std::vector<int32_t> arg(batch * out);
+  for (auto _ : st) {
+    for (int64_t i = 0; i < batch; ++i)
+      fn(g, y.data() + i * out, arg.data() + i * out, x.data() + i * in);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  st.SetItemsProcessed(st.iterations() * batch * in);
+}
+void BM_maxpool_backward(benchmark::State& st, MaxpoolBack fn, Pool2dGeometry g, int64_t batch) {
+  const int64_t in = g.c * g.h * g.w, out = g.c * g.out_h() * g.out_w();
+  Vec x = random_vec(batch * in), y(batch * out), dy = random_vec(batch * out), dx(batch * in);
+  std::vector<int32_t> arg(batch * out);
+  for (int64_t i = 0; i < batch; ++i)
+    maxpool2d_f32(g, y.data() + i * out, arg.data() + i * out, x.data() + i * in);
+  for (auto _ : st) {
+    for (int64_t i = 0; i < batch; ++i)
+      fn(g, dx.data() + i * in, dy.data() + i * out, arg.data() + i * out);
+    benchmark::DoNotOptimize(dx.data());
+    benchmark::ClobberMemory();
+  }
+  st.SetItemsProcessed(st.iterations() * batch * out);
+}
+using Avgpool = void (*)(const Pool2dGeometry&, float*, const float*);
+void BM_avgpool(benchmark::State& st, Avgpool fn, Pool2dGeometry g, int64_t batch) {
+  const int64_t in = g.c * g.h * g.w, out = g.c * g.out_h() * g.out_w();
+  Vec x = random_vec(batch * in), y(batch * out);
+  for (auto _ : st) {
+    for (int64_t i = 0; i < batch; ++i) fn(g, y.data() + i * out, x.data() + i * in);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  st.SetItemsProcessed(st.iterations() * batch * in);
+}
+void BM_avgpool_backward(benchmark::State& st, Avgpool fn, Pool2dGeometry g, int64_t batch) {
+  const int64_t in = g.c * g.h * g.w, out = g.c * g.out_h() * g.out_w();
+  Vec dy = random_vec(batch * out), dx(batch * in, 0.0f);
+  for (auto _ : st) {
+    for (int64_t i = 0; i < batch; ++i) fn(g, dx.data() + i * in, dy.data() + i * out);
+    benchmark::DoNotOptimize(dx.data());
+    benchmark::ClobberMemory();
+  }
+  st.SetItemsProcessed(st.iterations() * batch * in);
+}
+PAIR(BM_maxpool, maxpool2d_f32, lenet_6x28x28_b60, kLenetPool, 60);
+PAIR(BM_avgpool, avgpool2d_f32, lenet_6x28x28_b60, kLenetPool, 60);
+PAIR(BM_avgpool_backward, avgpool2d_backward_f32, lenet_6x28x28_b60, kLenetPool, 60);
+PAIR(BM_maxpool_backward, maxpool2d_backward_f32, lenet_6x28x28_b60, kLenetPool, 60);
+
+// ---- Losses ------------------------------------------------------------------------------
+using Xent = double (*)(int64_t, int64_t, float*, const float*, const int32_t*);
+using XentBack = void (*)(int64_t, int64_t, float*, const float*, const int32_t*, float);
+void BM_softmax_xent(benchmark::State& st, Xent fn, int64_t b, int64_t k) {
+  Vec logits = random_vec(b * k, -4, 4), probs(b * k);
+  std::vector<int32_t> labels(b);
+  for (int64_t i = 0; i < b; ++i) labels[i] = static_cast<int32_t>(i % k);
+  for (auto _ : st) benchmark::DoNotOptimize(fn(b, k, probs.data(), logits.data(), labels.data()));
+  st.SetItemsProcessed(st.iterations() * b);
+}
+void BM_softmax_xent_backward(benchmark::State& st, XentBack fn, int64_t b, int64_t k) {
+  Vec probs = random_vec(b * k, 0, 1), dl(b * k, 0.0f);
+  std::vector<int32_t> labels(b);
+  for (int64_t i = 0; i < b; ++i) labels[i] = static_cast<int32_t>(i % k);
+  for (auto _ : st) {
+    fn(b, k, dl.data(), probs.data(), labels.data(), 1.0f / 60);
+    benchmark::DoNotOptimize(dl.data());
+  }
+  st.SetItemsProcessed(st.iterations() * b);
+}
+PAIR(BM_softmax_xent, softmax_xent_f32, 60x10, 60, 10);
+PAIR(BM_softmax_xent_backward, softmax_xent_backward_f32, 60x10, 60, 10);
+
+using Bce = double (*)(int64_t, const float*, const float*);
+using BceBack = void (*)(int64_t, float*, const float*, const float*, float);
+void BM_bce(benchmark::State& st, Bce fn, int64_t n) {
+  Vec x = random_vec(n, -6, 6), t = random_vec(n, 0, 1, 2);
+  for (auto _ : st) benchmark::DoNotOptimize(fn(n, x.data(), t.data()));
+  st.SetItemsProcessed(st.iterations() * n);
+}
+void BM_bce_backward(benchmark::State& st, BceBack fn, int64_t n) {
+  Vec x = random_vec(n, -6, 6), t = random_vec(n, 0, 1, 2), dl(n, 0.0f);
+  for (auto _ : st) {
+    fn(n, dl.data(), x.data(), t.data(), 1.0f / n);
+    benchmark::DoNotOptimize(dl.data());
+  }
+  st.SetItemsProcessed(st.iterations() * n);
+}
+PAIR(BM_bce, bce_logits_f32, life_8x32x32, 8 * 32 * 32);
+PAIR(BM_bce, bce_logits_f32, n65536, 65536);
+PAIR(BM_bce_backward, bce_logits_backward_f32, n65536, 65536);
+
+// ---- Elementwise and reductions -----------------------------------------------------------
+using Unary = void (*)(int64_t, float*, const float*);
+using Backward = void (*)(int64_t, float*, const float*, const float*);
+void BM_unary(benchmark::State& st, Unary fn, int64_t n) {
+  Vec x = random_vec(n, -5, 5), y(n);
+  for (auto _ : st) {
+    fn(n, y.data(), x.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.SetItemsProcessed(st.iterations() * n);
+}
+void BM_backward(benchmark::State& st, Backward fn, int64_t n) {
+  Vec dy = random_vec(n), y = random_vec(n, -1, 1, 3), dx(n, 0.0f);
+  for (auto _ : st) {
+    fn(n, dx.data(), dy.data(), y.data());
+    benchmark::DoNotOptimize(dx.data());
+  }
+  st.SetItemsProcessed(st.iterations() * n);
+}
+constexpr int64_t kLenetAct = 60 * 6 * 28 * 28;  // conv1 activations, batch 60
+PAIR(BM_unary, relu_f32, lenet_conv1_b60, kLenetAct);
+PAIR(BM_backward, relu_backward_f32, lenet_conv1_b60, kLenetAct);
+PAIR(BM_unary, sigmoid_f32, n65536, 65536);
+PAIR(BM_unary, tanh_f32, n65536, 65536);
+PAIR(BM_backward, sigmoid_backward_f32, n65536, 65536);
+
+using Channels = void (*)(int64_t, int64_t, int64_t, float*, const float*);
+void BM_channels(benchmark::State& st, Channels fn, int64_t b, int64_t c, int64_t p) {
+  Vec y = random_vec(b * c * p), bias = random_vec(c), out(c, 0.0f);
+  const bool sum = fn == sum_channels_f32 || fn == sum_channels_f32__ref;
+  for (auto _ : st) {
+    if (sum)
+      fn(b, c, p, out.data(), y.data());
+    else
+      fn(b, c, p, y.data(), bias.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  st.SetItemsProcessed(st.iterations() * b * c * p);
+}
+PAIR(BM_channels, add_channels_f32, lenet_conv1_b60, 60, 6, 784);
+PAIR(BM_channels, sum_channels_f32, lenet_conv1_b60, 60, 6, 784);
+
+using Rows = void (*)(int64_t, int64_t, float*, const float*);
+void BM_rows(benchmark::State& st, Rows fn, int64_t m, int64_t n) {
+  Vec y = random_vec(m * n), b = random_vec(n), out(n, 0.0f);
+  const bool sum = fn == sum_rows_f32 || fn == sum_rows_f32__ref;
+  for (auto _ : st) {
+    if (sum)
+      fn(m, n, out.data(), y.data());
+    else
+      fn(m, n, y.data(), b.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  st.SetItemsProcessed(st.iterations() * m * n);
+}
+PAIR(BM_rows, add_rows_f32, fc1_60x300, 60, 300);
+PAIR(BM_rows, sum_rows_f32, fc1_60x300, 60, 300);
+
+using Swap = void (*)(int64_t, int64_t, int64_t, float*, const float*);
+void BM_swap(benchmark::State& st, Swap fn, int64_t a, int64_t b, int64_t p) {
+  Vec x = random_vec(a * b * p), y(a * b * p);
+  for (auto _ : st) {
+    fn(a, b, p, y.data(), x.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.SetItemsProcessed(st.iterations() * a * b * p);
+}
+PAIR(BM_swap, swap_outer_f32, lenet_conv1_6x60x784, 6, 60, 784);
+PAIR(BM_swap, swap_outer_f32, life_16x8x1024, 16, 8, 1024);
+
+// ---- Optimizers: LeNet-300-100 has 784*300+300 + 300*100+100 + 100*10+10 = 266,610 -----
+constexpr int64_t kLenet300Params = 266610;
+using Adam = void (*)(int64_t, float*, float*, float*, const float*, const float*,
+                      const AdamParams&);
+void BM_adam(benchmark::State& st, Adam fn, int64_t n, bool masked) {
+  Vec w = random_vec(n), m(n, 0.0f), v(n, 0.0f), g = random_vec(n, -1, 1, 4), mask(n, 1.0f);
+  for (int64_t i = 0; i < n; i += 5) mask[i] = 0.0f;
+  AdamParams p{.lr = 1.2e-3f, .bias_correction1 = 0.1f, .bias_correction2 = 0.001f};
+  for (auto _ : st) {
+    fn(n, w.data(), m.data(), v.data(), g.data(), masked ? mask.data() : nullptr, p);
+    benchmark::DoNotOptimize(w.data());
+  }
+  st.SetItemsProcessed(st.iterations() * n);
+}
+PAIR(BM_adam, adam_f32, lenet300_dense, kLenet300Params, false);
+PAIR(BM_adam, adam_f32, lenet300_masked, kLenet300Params, true);
+
+using Sgd = void (*)(int64_t, float*, float*, const float*, const float*, const SgdParams&);
+void BM_sgd(benchmark::State& st, Sgd fn, int64_t n) {
+  Vec w = random_vec(n), buf(n, 0.0f), g = random_vec(n, -1, 1, 4);
+  SgdParams p{.lr = 0.05f, .momentum = 0.9f};
+  for (auto _ : st) {
+    fn(n, w.data(), buf.data(), g.data(), nullptr, p);
+    benchmark::DoNotOptimize(w.data());
+  }
+  st.SetItemsProcessed(st.iterations() * n);
+}
+PAIR(BM_sgd, sgd_f32, lenet300_momentum, kLenet300Params);
+
+}  // namespace
+
+BENCHMARK_MAIN();

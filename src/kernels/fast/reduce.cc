@@ -1,0 +1,97 @@
+// Fast broadcast, reduction and layout kernels (contracts in kernels.h).
+//
+// Sums accumulate in double like ref/, but over several vector accumulators
+// combined by a fixed tree (simd::DoubleSum): the order differs from ref's
+// left-to-right sum, never from one call to the next. Broadcast adds are
+// bit-identical to ref.
+#include "pare/kernels/fast/simd.h"
+#include "pare/kernels/kernels.h"
+
+namespace pare::kernels {
+
+using namespace simd;
+
+void add_rows_f32(int64_t m, int64_t n, float* y, const float* b) {
+  for (int64_t i = 0; i < m; ++i) add_floats(y + i * n, b, n);
+}
+
+// Column blocks of 32 (AVX-512) kept in four double accumulators while the
+// rows stream past: each row contributes two contiguous loads per block.
+void sum_rows_f32(int64_t m, int64_t n, float* out, const float* x) {
+  int64_t j = 0;
+#if defined(__AVX512F__)
+  for (; j < n; j += 32) {
+    const int64_t r = n - j < 32 ? n - j : 32;
+    const int64_t r0 = r < 16 ? r : 16, r1 = r - r0;
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < m; ++i) {
+      const float* row = x + i * n + j;
+      vf u = vload_tail(row, r0);
+      vf v = vload_tail(row + 16, r1);  // mask 0 when r1 == 0: no access
+      a0 = _mm512_add_pd(a0, vlo_pd(u));
+      a1 = _mm512_add_pd(a1, vhi_pd(u));
+      a2 = _mm512_add_pd(a2, vlo_pd(v));
+      a3 = _mm512_add_pd(a3, vhi_pd(v));
+    }
+    vf s0 = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(a0)), _mm512_cvtpd_ps(a1), 1);
+    vf s1 = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(a2)), _mm512_cvtpd_ps(a3), 1);
+    vstore_tail(out + j, vadd(vload_tail(out + j, r0), s0), r0);
+    vstore_tail(out + j + 16, vadd(vload_tail(out + j + 16, r1), s1), r1);
+  }
+#else
+  constexpr int64_t kBlock = 32;
+  for (; j < n; j += kBlock) {
+    const int64_t r = n - j < kBlock ? n - j : kBlock;
+    double acc[kBlock] = {};
+    for (int64_t i = 0; i < m; ++i) {
+      const float* row = x + i * n + j;
+      for (int64_t l = 0; l < r; ++l) acc[l] += row[l];
+    }
+    for (int64_t l = 0; l < r; ++l) out[j + l] += static_cast<float>(acc[l]);
+  }
+#endif
+}
+
+void add_channels_f32(int64_t b, int64_t c, int64_t p, float* y, const float* bias) {
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t ch = 0; ch < c; ++ch) {
+      float* run = y + (i * c + ch) * p;
+      const float v = bias[ch];
+      map1(
+          p, run, run, [v](auto u) { return vadd(u, vset1(v)); }, [v](float u) { return u + v; });
+    }
+}
+
+void sum_channels_f32(int64_t b, int64_t c, int64_t p, float* out, const float* x) {
+  for (int64_t ch = 0; ch < c; ++ch) {
+    DoubleSum acc;
+    for (int64_t i = 0; i < b; ++i) acc.add(x + (i * c + ch) * p, p);
+    out[ch] += static_cast<float>(acc.total());
+  }
+}
+
+double sum_f32(int64_t n, const float* x) {
+  DoubleSum acc;
+  acc.add(x, n);
+  return acc.total();
+}
+
+// y: (b, a, p) = x: (a, b, p). Runs of p floats move as blocks; p == 1 is a
+// plain matrix transpose, done in 16x16 tiles so both sides stay in cache.
+void swap_outer_f32(int64_t a, int64_t b, int64_t p, float* y, const float* x) {
+  if (p == 1) {
+    constexpr int64_t kTile = 16;
+    for (int64_t i0 = 0; i0 < a; i0 += kTile)
+      for (int64_t j0 = 0; j0 < b; j0 += kTile) {
+        const int64_t i1 = i0 + kTile < a ? i0 + kTile : a;
+        const int64_t j1 = j0 + kTile < b ? j0 + kTile : b;
+        for (int64_t j = j0; j < j1; ++j)
+          for (int64_t i = i0; i < i1; ++i) y[j * a + i] = x[i * b + j];
+      }
+    return;
+  }
+  for (int64_t i = 0; i < a; ++i)
+    for (int64_t j = 0; j < b; ++j) copy_floats(y + (j * a + i) * p, x + (i * b + j) * p, p);
+}
+
+}  // namespace pare::kernels
