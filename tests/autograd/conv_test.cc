@@ -1,0 +1,211 @@
+// conv2d: forward against a direct convolution loop (zero and circular
+// padding), finite-difference gradients over a sweep of geometries, and the
+// paths where only some inputs need gradients.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gradcheck.h"
+#include "pare/autograd/ops.h"
+#include "pare/base/thread_pool.h"
+
+namespace pare::autograd {
+namespace {
+
+using testing::gradcheck;
+using testing::random_normal;
+
+struct ConvCase {
+  int64_t b, c, oc, h, w, kh, kw, stride, pad;
+  bool circular, bias;
+  std::string str() const {
+    std::ostringstream os;
+    os << "B" << b << " C" << c << " OC" << oc << " " << h << "x" << w << " k" << kh << "x" << kw
+       << " s" << stride << " p" << pad << (circular ? " circular" : "") << (bias ? " bias" : "");
+    return os.str();
+  }
+};
+
+// y: (B, OC, OH, OW), the definition of cross-correlation summed in double.
+Tensor naive_conv(const Tensor& x, const Tensor& w, const Tensor* b, int64_t stride, int64_t pad,
+                  bool circular) {
+  const int64_t batch = x.dim(0), c = x.dim(1), h = x.dim(2), wd = x.dim(3);
+  const int64_t oc = w.dim(0), kh = w.dim(2), kw = w.dim(3);
+  const int64_t oh = (h + 2 * pad - kh) / stride + 1, ow = (wd + 2 * pad - kw) / stride + 1;
+  Tensor y = Tensor::empty({batch, oc, oh, ow});
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t o = 0; o < oc; ++o)
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          double acc = b ? b->f32()[o] : 0.0;
+          for (int64_t ci = 0; ci < c; ++ci)
+            for (int64_t ky = 0; ky < kh; ++ky)
+              for (int64_t kx = 0; kx < kw; ++kx) {
+                int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                if (circular) {
+                  iy = (iy + h) % h;
+                  ix = (ix + wd) % wd;
+                } else if (iy < 0 || iy >= h || ix < 0 || ix >= wd) {
+                  continue;
+                }
+                acc += double{x.f32()[((n * c + ci) * h + iy) * wd + ix]} *
+                       w.f32()[((o * c + ci) * kh + ky) * kw + kx];
+              }
+          y.f32()[((n * oc + o) * oh + oy) * ow + ox] = static_cast<float>(acc);
+        }
+  return y;
+}
+
+const std::vector<ConvCase>& sweep() {
+  static const std::vector<ConvCase> cases = {
+      // b  c oc  h  w kh kw  s  p  circ   bias
+      {2, 2, 3, 6, 7, 3, 3, 1, 0, false, true},
+      {2, 3, 2, 6, 7, 3, 3, 1, 1, false, true},
+      {2, 3, 2, 7, 6, 3, 3, 1, 1, true, true},   // the Life-net geometry, small
+      {2, 2, 3, 8, 5, 3, 3, 2, 1, false, false},
+      {2, 2, 3, 8, 5, 3, 3, 2, 1, true, true},
+      {2, 3, 2, 7, 8, 5, 5, 1, 2, false, true},  // LeNet's first layer, small
+      {2, 2, 2, 7, 8, 5, 5, 1, 2, true, false},
+      {2, 2, 3, 9, 7, 5, 5, 2, 0, false, true},
+      {2, 3, 2, 9, 8, 5, 5, 2, 2, true, true},
+      {2, 3, 4, 5, 6, 1, 1, 1, 0, false, true},  // 1x1 fast path
+      {2, 2, 3, 5, 6, 1, 1, 1, 0, false, false},
+      {2, 2, 3, 5, 6, 1, 1, 2, 0, false, true},  // 1x1 but strided: general path
+      {2, 2, 2, 5, 6, 1, 1, 1, 1, false, true},  // 1x1 but padded: general path
+      {2, 2, 3, 6, 8, 2, 3, 1, 1, false, true},  // non-square kernel
+      {2, 3, 2, 6, 8, 3, 2, 2, 1, true, false},
+      {2, 2, 2, 4, 5, 3, 3, 1, 2, false, true},  // pad 2 on a 3x3 kernel
+      {2, 2, 2, 4, 5, 3, 3, 1, 2, true, true},   // circular wraps 2 deep
+      {1, 2, 2, 3, 3, 5, 5, 1, 1, false, true},  // kernel larger than the input
+  };
+  return cases;
+}
+
+Var run_conv(const ConvCase& cc, const std::vector<Var>& in) {
+  return conv2d(in[0], in[1], cc.bias ? in[2] : Var(),
+                {.stride = cc.stride, .pad = cc.pad, .circular = cc.circular});
+}
+
+std::vector<Tensor> conv_inputs(const ConvCase& cc, Rng& rng) {
+  std::vector<Tensor> in = {random_normal({cc.b, cc.c, cc.h, cc.w}, rng),
+                            random_normal({cc.oc, cc.c, cc.kh, cc.kw}, rng, 0.5f)};
+  if (cc.bias) in.push_back(random_normal({cc.oc}, rng));
+  return in;
+}
+
+TEST(Conv2d, ForwardMatchesDirectLoop) {
+  Rng rng(21);
+  std::vector<ConvCase> cases = sweep();
+  // Sizes where im2col and the GEMM split across threads, plus the two
+  // production layers.
+  cases.push_back({8, 1, 2, 32, 32, 3, 3, 1, 1, true, true});    // Life net
+  cases.push_back({6, 1, 6, 28, 28, 5, 5, 1, 2, false, true});   // LeNet-5 conv1
+  cases.push_back({4, 6, 16, 14, 14, 5, 5, 1, 0, false, true});  // LeNet-5 conv2
+  cases.push_back({3, 16, 24, 8, 8, 1, 1, 1, 0, false, true});   // 1x1 per-image GEMMs
+  cases.push_back({1, 16, 24, 8, 8, 1, 1, 1, 0, false, false});  // 1x1 single image
+  for (const ConvCase& cc : cases) {
+    std::vector<Tensor> in = conv_inputs(cc, rng);
+    std::vector<Var> vars;
+    for (const Tensor& t : in) vars.push_back(Var(t));
+    Var y = run_conv(cc, vars);
+    Tensor ref = naive_conv(in[0], in[1], cc.bias ? &in[2] : nullptr, cc.stride, cc.pad,
+                            cc.circular);
+    ASSERT_EQ(y.shape(), ref.shape()) << cc.str();
+    for (int64_t i = 0; i < ref.numel(); ++i) {
+      const float want = ref.f32()[i];
+      ASSERT_NEAR(y.value().f32()[i], want, 1e-5f * (1.0f + std::fabs(want)))
+          << cc.str() << " at flat index " << i;
+    }
+  }
+}
+
+TEST(Conv2d, CircularWrapsAroundTheTorus) {
+  // A single 1 at the corner of a 4x4 board, a 3x3 all-ones kernel, circular
+  // pad 1: every cell whose 3x3 torus neighbourhood contains (0, 0) sees 1.
+  Tensor x = Tensor::zeros({1, 1, 4, 4});
+  x.f32()[0] = 1.0f;
+  Var y = conv2d(Var(x), Var(Tensor::full({1, 1, 3, 3}, 1.0f)), Var(),
+                 {.stride = 1, .pad = 1, .circular = true});
+  const float want[16] = {1, 1, 0, 1, 1, 1, 0, 1, 0, 0, 0, 0, 1, 1, 0, 1};
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(y.value().f32()[i], want[i]) << "cell " << i;
+}
+
+TEST(Conv2d, GradientsOverSweep) {
+  Rng rng(22);
+  for (const ConvCase& cc : sweep()) {
+    auto f = [&](const std::vector<Var>& in) { return run_conv(cc, in); };
+    EXPECT_TRUE(gradcheck(f, conv_inputs(cc, rng))) << cc.str();
+  }
+}
+
+TEST(Conv2d, GradientsWhenOnlySomeInputsNeedThem) {
+  Rng rng(23);
+  for (const ConvCase& cc : {ConvCase{2, 2, 3, 6, 7, 3, 3, 1, 1, true, true},
+                             ConvCase{2, 3, 2, 5, 6, 1, 1, 1, 0, false, true}}) {
+    auto f = [&](const std::vector<Var>& in) { return run_conv(cc, in); };
+    std::vector<Tensor> in = conv_inputs(cc, rng);
+    EXPECT_TRUE(gradcheck(f, in, {true, false, false})) << cc.str() << " (x only)";
+    EXPECT_TRUE(gradcheck(f, in, {false, true, false})) << cc.str() << " (w only)";
+    EXPECT_TRUE(gradcheck(f, in, {false, false, true})) << cc.str() << " (b only)";
+    EXPECT_TRUE(gradcheck(f, in, {true, true, false})) << cc.str() << " (x and w)";
+  }
+}
+
+// At sizes where im2col, col2im, the GEMMs and the 1x1 per-image GEMMs split
+// across threads (B*K*P >= 32768 flops, B * 2*OC*P*C >= 32768 for 1x1), the
+// weight and bias gradients are checked by finite differences (cheap: few
+// elements) and every result is compared with a single-threaded run, whose
+// paths the gradchecks above cover (one thread runs the same code over the
+// whole range).
+const std::vector<ConvCase>& threaded_cases() {
+  static const std::vector<ConvCase> cases = {
+      {4, 4, 4, 16, 16, 3, 3, 1, 1, true, true},
+      {4, 8, 16, 6, 6, 1, 1, 1, 0, false, true},
+      {8, 1, 2, 32, 32, 3, 3, 1, 1, true, true},   // Life net
+      {6, 1, 6, 28, 28, 5, 5, 1, 2, false, true},  // LeNet-5 conv1
+  };
+  return cases;
+}
+
+TEST(Conv2d, WeightGradientsAtThreadedSizes) {
+  Rng rng(24);
+  for (const ConvCase& cc : threaded_cases()) {
+    auto f = [&](const std::vector<Var>& in) { return run_conv(cc, in); };
+    EXPECT_TRUE(gradcheck(f, conv_inputs(cc, rng), {false, true, true})) << cc.str();
+  }
+}
+
+TEST(Conv2d, ThreadedMatchesSingleThreaded) {
+  Rng rng(25);
+  const int saved = num_threads();
+  for (const ConvCase& cc : threaded_cases()) {
+    std::vector<Tensor> in = conv_inputs(cc, rng);
+    Tensor seed;
+    auto run = [&](int threads) {
+      set_num_threads(threads);
+      std::vector<Var> vars;
+      for (const Tensor& t : in) vars.push_back(Var(t, true));
+      Var y = run_conv(cc, vars);
+      if (!seed.defined()) seed = random_normal(y.shape(), rng);
+      y.backward(seed);
+      std::vector<Tensor> out = {y.value().clone()};
+      for (const Var& v : vars) out.push_back(v.grad().clone());
+      return out;
+    };
+    std::vector<Tensor> one = run(1), two = run(2);
+    const char* names[] = {"y", "dx", "dw", "db"};
+    for (size_t i = 0; i < one.size(); ++i)
+      for (int64_t j = 0; j < one[i].numel(); ++j) {
+        const float a = one[i].f32()[j];
+        ASSERT_NEAR(two[i].f32()[j], a, 1e-5f * (1.0f + std::fabs(a)))
+            << cc.str() << ": " << names[i] << " element " << j;
+      }
+  }
+  set_num_threads(saved);
+}
+
+}  // namespace
+}  // namespace pare::autograd
