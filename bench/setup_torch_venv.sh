@@ -4,17 +4,16 @@
 # (bench/run_train.sh). Idempotent: does nothing when the venv already imports
 # torch and numpy. Set FORCE=1 to reinstall.
 #
-# Source of the wheel: the PyTorch CPU-only index is tried first; when it is
-# not reachable (as on the project machines, which reach only PyPI and Debian),
-# plain PyPI is used. On Linux x86-64 the PyPI wheel is the CUDA build: it pulls
-# the nvidia-* runtime wheels (a few GB) but runs on the CPU like the CPU-only
-# wheel; the benchmark only uses its CPU kernels.
+# Source of the wheel: PyPI (the project machines reach only PyPI and Debian).
+# On Linux x86-64 the PyPI wheel is the CUDA build: it pulls the nvidia-*
+# runtime wheels (a few GB) but runs on the CPU like a CPU-only wheel; the
+# benchmark only uses its CPU kernels. Its resident memory after import is
+# larger than a CPU-only wheel's, so peak-RSS ratios use Debian's torch too.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venv="${VENV:-$here/.venv}"
 py="${PYTHON:-python3}"
-cpu_index="https://download.pytorch.org/whl/cpu"
 
 have_torch() {
   [ -x "$venv/bin/python" ] &&
@@ -32,15 +31,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 
-# numpy first (from PyPI), then torch: CPU-only index if it answers, else PyPI.
-"${pip[@]}" install --upgrade numpy
-if "${pip[@]}" install --retries 0 --timeout 15 torch --index-url "$cpu_index" 2>/tmp/setup_torch_venv.$$.err; then
-  echo "setup_torch_venv: torch installed from $cpu_index"
-else
-  echo "setup_torch_venv: $cpu_index not usable here ($(grep -m1 -o -E 'Could not resolve host|Failed to establish a new connection|No matching distribution[^:]*|Network is unreachable' /tmp/setup_torch_venv.$$.err || echo 'failed')); installing torch from PyPI"
-  "${pip[@]}" install torch
-fi
-rm -f /tmp/setup_torch_venv.$$.err
+"${pip[@]}" install --upgrade numpy torch
 
 if ! have_torch; then
   echo "setup_torch_venv: torch still does not import in $venv" >&2
