@@ -1,7 +1,9 @@
-// Batch gathering: one memcpy per row into buffers allocated once.
+// Batch gathering into buffers allocated once: one memcpy per f32 / i32 row,
+// one vectorised u8 -> f32 conversion per u8 row.
 #include "pare/data/batcher.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <numeric>
 #include <span>
@@ -28,6 +30,21 @@ const char* bytes_of(const Tensor& t) {
 }
 char* bytes_of(Tensor& t) { return const_cast<char*>(bytes_of(static_cast<const Tensor&>(t))); }
 
+// The exact conversion of a byte v is float(double(v) * scale); these loops
+// compute it. All three vectorise at -O3 -march=native (GCC -fopt-info-vec
+// reports them). The float ones are about twice as fast as the double one, and
+// Batcher uses one only after checking it gives the same bits for all 256
+// bytes (for 1/255 that is v / 255.0f, not v * (1 / 255.f)).
+void u8_mul_f32(const uint8_t* __restrict src, float* __restrict dst, int64_t n, float k) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]) * k;
+}
+void u8_div_f32(const uint8_t* __restrict src, float* __restrict dst, int64_t n, float k) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]) / k;
+}
+void u8_scale_f64(const uint8_t* __restrict src, float* __restrict dst, int64_t n, double k) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(static_cast<double>(src[i]) * k);
+}
+
 // A shape with its first dimension replaced.
 Shape with_rows(const Shape& s, int64_t rows) {
   Shape out = s;
@@ -37,9 +54,41 @@ Shape with_rows(const Shape& s, int64_t rows) {
 
 }  // namespace
 
+U8ToF32::U8ToF32(double scale) : scale_(scale) {
+  auto every_byte = [&](auto f) {
+    for (int v = 0; v < 256; ++v) {
+      const float want = static_cast<float>(static_cast<double>(v) * scale);
+      const float got = f(static_cast<float>(v));
+      if (std::memcmp(&want, &got, sizeof want) != 0) return false;
+    }
+    return true;
+  };
+  const float mul = static_cast<float>(scale);
+  const float div = static_cast<float>(1.0 / scale);
+  if (every_byte([&](float v) { return v * mul; })) {
+    how_ = How::mul;
+    k_ = mul;
+  } else if (std::isfinite(div) && every_byte([&](float v) { return v / div; })) {
+    how_ = How::div;
+    k_ = div;
+  }
+}
+
+void U8ToF32::operator()(const uint8_t* src, float* dst, int64_t n) const {
+  switch (how_) {
+    case How::mul:
+      return u8_mul_f32(src, dst, n, k_);
+    case How::div:
+      return u8_div_f32(src, dst, n, k_);
+    case How::f64:
+      return u8_scale_f64(src, dst, n, scale_);
+  }
+}
+
 Batcher::Batcher(const Dataset& data, int64_t batch, bool shuffle, bool drop_last)
     : inputs_(data.inputs),
       targets_(data.targets),
+      input_convert_(data.input_scale),
       batch_(batch),
       shuffle_(shuffle),
       drop_last_(drop_last) {
@@ -49,11 +98,16 @@ Batcher::Batcher(const Dataset& data, int64_t batch, bool shuffle, bool drop_las
     fail(who, ": inputs and targets must be (N, ...) tensors");
   n_ = inputs_.dim(0);
   if (targets_.dim(0) != n_) fail(who, ": ", n_, " inputs but ", targets_.dim(0), " targets");
-  input_row_bytes_ = n_ ? inputs_.nbytes() / static_cast<size_t>(n_) : 0;
-  target_row_bytes_ = n_ ? targets_.nbytes() / static_cast<size_t>(n_) : 0;
+  if (inputs_.dtype() != DType::f32 && inputs_.dtype() != DType::u8)
+    fail(who, ": inputs must be f32 or u8, got ", dtype_name(inputs_.dtype()));
+  if (targets_.dtype() == DType::i8)
+    fail(who, ": targets must be f32, u8 or i32, got ", dtype_name(targets_.dtype()));
+  input_row_numel_ = n_ ? inputs_.numel() / n_ : 0;
+  target_row_numel_ = n_ ? targets_.numel() / n_ : 0;
   const int64_t rows = std::min(batch_, n_);
-  batch_inputs_ = Tensor::empty(with_rows(inputs_.shape(), rows), inputs_.dtype());
-  batch_targets_ = Tensor::empty(with_rows(targets_.shape(), rows), targets_.dtype());
+  batch_inputs_ = Tensor::empty(with_rows(inputs_.shape(), rows), DType::f32);
+  batch_targets_ = Tensor::empty(with_rows(targets_.shape(), rows),
+                                 targets_.dtype() == DType::i32 ? DType::i32 : DType::f32);
   order_.resize(static_cast<size_t>(n_));
 }
 
@@ -83,14 +137,30 @@ bool Batcher::next(Tensor& inputs, Tensor& targets) {
   if (position_ >= batches_per_epoch()) return false;
   const int64_t begin = position_ * batch_;
   const int64_t rows = std::min(batch_, n_ - begin);
+  const bool x_u8 = inputs_.dtype() == DType::u8, y_u8 = targets_.dtype() == DType::u8;
   const char* src_x = bytes_of(inputs_);
   const char* src_y = bytes_of(targets_);
   char* dst_x = bytes_of(batch_inputs_);
   char* dst_y = bytes_of(batch_targets_);
+  const int64_t xn = input_row_numel_, yn = target_row_numel_;
+  const size_t x_src_row = static_cast<size_t>(xn) * dtype_size(inputs_.dtype());
+  const size_t y_src_row = static_cast<size_t>(yn) * dtype_size(targets_.dtype());
+  const size_t x_dst_row = static_cast<size_t>(xn) * dtype_size(batch_inputs_.dtype());
+  const size_t y_dst_row = static_cast<size_t>(yn) * dtype_size(batch_targets_.dtype());
   for (int64_t r = 0; r < rows; ++r) {
     const size_t i = static_cast<size_t>(order_[static_cast<size_t>(begin + r)]);
-    std::memcpy(dst_x + r * input_row_bytes_, src_x + i * input_row_bytes_, input_row_bytes_);
-    std::memcpy(dst_y + r * target_row_bytes_, src_y + i * target_row_bytes_, target_row_bytes_);
+    const char* xs = src_x + i * x_src_row;
+    const char* ys = src_y + i * y_src_row;
+    char* xd = dst_x + r * x_dst_row;
+    char* yd = dst_y + r * y_dst_row;
+    if (x_u8)
+      input_convert_(reinterpret_cast<const uint8_t*>(xs), reinterpret_cast<float*>(xd), xn);
+    else
+      std::memcpy(xd, xs, x_src_row);
+    if (y_u8)
+      target_convert_(reinterpret_cast<const uint8_t*>(ys), reinterpret_cast<float*>(yd), yn);
+    else
+      std::memcpy(yd, ys, y_src_row);
   }
   // slice_rows shares the buffers, so a short last batch costs no allocation.
   inputs = rows == batch_inputs_.dim(0) ? batch_inputs_ : batch_inputs_.slice_rows(0, rows);

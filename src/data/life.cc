@@ -2,6 +2,7 @@
 #include "pare/data/life.h"
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -77,13 +78,13 @@ Dataset life_boards(int64_t count, const LifeConfig& cfg, Rng& rng) {
   // which is what makes the boards independent of how the loop is split.
   const Rng base(rng.next_u64());
   Dataset d;
-  d.inputs = Tensor::empty({count, 1, s, s});
-  d.targets = Tensor::empty({count, 1, s, s});
+  d.inputs = Tensor::empty({count, 1, s, s}, DType::u8);
+  d.targets = Tensor::empty({count, 1, s, s}, DType::u8);
   d.num_classes = 0;
   d.name = "life-" + std::to_string(s) + "x" + std::to_string(s) + "-" + std::to_string(cfg.steps) +
            (cfg.steps == 1 ? "step" : "steps");
-  float* x = d.inputs.f32();
-  float* y = d.targets.f32();
+  uint8_t* x = d.inputs.data<uint8_t>();
+  uint8_t* y = d.targets.data<uint8_t>();
 
   thread_pool().parallel_for(count, [&](int64_t begin, int64_t end, int) {
     std::vector<uint8_t> a(static_cast<size_t>(cells)), b(static_cast<size_t>(cells));
@@ -99,14 +100,12 @@ Dataset life_boards(int64_t count, const LifeConfig& cfg, Rng& rng) {
         a[j] = (u & 0xFFFFFFFFu) < threshold;
         if (j + 1 < cells) a[j + 1] = (u >> 32) < threshold;
       }
-      float* xi = x + i * cells;
-      for (int64_t j = 0; j < cells; ++j) xi[j] = a[j];
+      std::memcpy(x + i * cells, a.data(), static_cast<size_t>(cells));
       for (int t = 0; t < cfg.steps; ++t) {
         life_step(s, s, b.data(), a.data());
         std::swap(a, b);
       }
-      float* yi = y + i * cells;
-      for (int64_t j = 0; j < cells; ++j) yi[j] = a[j];
+      std::memcpy(y + i * cells, a.data(), static_cast<size_t>(cells));
     }
   });
   return d;

@@ -32,8 +32,9 @@ struct LifeConfig {
   float density_max = 1;  // in [0, 1]
 };
 
-// `count` random boards: inputs (N, 1, H, W) f32 of 0/1 cells and targets
-// (N, 1, H, W) f32, each board after cfg.steps steps; num_classes 0.
+// `count` random boards: inputs (N, 1, H, W) u8 of 0/1 cells (input_scale 1)
+// and targets (N, 1, H, W) u8, each board after cfg.steps steps; num_classes
+// 0. Batcher hands them to models as 0.0f / 1.0f.
 // Board i is drawn from its own stream, a fork of one value taken from `rng`,
 // so the result depends only on the rng state and cfg, never on the thread
 // count. Advances `rng` by exactly one draw. Raises Error for an invalid cfg.

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "pare/base/clock.h"
 #include "pare/base/file.h"
@@ -39,10 +40,18 @@ EvalResult evaluate(nn::Model& model, const data::Dataset& data, int64_t batch) 
   const bool classify = model.spec().loss == "softmax_cross_entropy";
   const bool binary = model.spec().loss == "bce_with_logits";
   double loss_sum = 0, correct = 0, exact = 0, outputs = 0;
-  for (int64_t b = 0; b < n; b += batch) {
-    const int64_t e = std::min(n, b + batch);
-    Var x(data.inputs.slice_rows(b, e));
-    Tensor y = data.targets.slice_rows(b, e);
+  // In order, in slices of `batch`, through a Batcher: datasets may store u8
+  // (see data/dataset.h), and the Batcher hands the model f32.
+  std::optional<data::Batcher> batches;
+  if (n > 0) {
+    batches.emplace(data, batch, /*shuffle=*/false);
+    Rng unused(0);  // no shuffle: the order is 0..n-1 whatever the state
+    batches->start_epoch(unused);
+  }
+  Tensor xb, y;
+  for (int64_t b = 0; batches && batches->next(xb, y); b += batch) {
+    const int64_t e = b + xb.dim(0);
+    Var x(xb);
     Var out = model.forward(x, ctx);
     loss_sum += model.loss(out, y).value().f32()[0] * static_cast<double>(e - b);
     const float* o = out.value().f32();

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "data/temp_dir.h"
@@ -157,6 +159,141 @@ TEST(Batcher, MultiDimensionalF32Targets) {
     seen += x.dim(0);
   }
   EXPECT_EQ(seen, 4);
+}
+
+// Row i of the u8 inputs is (i, i + 1, ..., i + 255) mod 256, so every value
+// appears in every row; target i is the u8 row (i, 255 - i).
+Dataset bytes_dataset(int64_t n, double scale) {
+  Dataset d;
+  d.inputs = Tensor::empty({n, 1, 16, 16}, DType::u8);
+  d.targets = Tensor::empty({n, 2}, DType::u8);
+  d.input_scale = scale;
+  auto* x = d.inputs.data<uint8_t>();
+  auto* y = d.targets.data<uint8_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < 256; ++j) x[i * 256 + j] = static_cast<uint8_t>(i + j);
+    y[2 * i] = static_cast<uint8_t>(i);
+    y[2 * i + 1] = static_cast<uint8_t>(255 - i);
+  }
+  d.name = "bytes";
+  return d;
+}
+
+TEST(Batcher, ConvertsU8InputsWithTheScaleAndU8Targets) {
+  for (double scale : {1.0, 1.0 / 255.0, 0.5, -3.0}) {
+    SCOPED_TRACE(scale);
+    const Dataset d = bytes_dataset(7, scale);
+    EXPECT_NO_THROW(validate(d));
+    Batcher b(d, 3, /*shuffle=*/true);
+    Rng rng(8);
+    b.start_epoch(rng);
+    Tensor x, y, x0, y0;
+    int64_t seen = 0;
+    for (bool first = true; b.next(x, y); first = false) {
+      if (first) x0 = x, y0 = y;
+      ASSERT_EQ(x.dtype(), DType::f32);
+      ASSERT_EQ(y.dtype(), DType::f32);
+      EXPECT_EQ(x.shape(), Shape({x.dim(0), 1, 16, 16}));
+      EXPECT_EQ(y.shape(), Shape({x.dim(0), 2}));
+      EXPECT_TRUE(x.shares_storage_with(x0)) << "the f32 buffers are reused";
+      EXPECT_TRUE(y.shares_storage_with(y0));
+      for (int64_t r = 0; r < x.dim(0); ++r) {
+        const float target = y.f32()[2 * r];  // unscaled: the sample index
+        ASSERT_EQ(y.f32()[2 * r + 1], 255.0f - target);
+        const auto i = static_cast<int64_t>(target);
+        for (int64_t j = 0; j < 256; ++j) {
+          const auto v = static_cast<uint8_t>(i + j);
+          const float want = static_cast<float>(static_cast<double>(v) * scale);
+          ASSERT_EQ(x.f32()[r * 256 + j], want) << "value " << int{v};
+        }
+      }
+      seen += x.dim(0);
+    }
+    EXPECT_EQ(seen, 7);
+    EXPECT_EQ(x.shape(), Shape({1, 1, 16, 16})) << "last partial batch";
+  }
+}
+
+// The 1/255 scale reproduces the old f32 images, float(v) / 255.0f, bit for
+// bit; a float scale, v * (1 / 255.f), would differ for 126 of the 256 values.
+TEST(Batcher, ImageScaleIsBitIdenticalToDividingBy255) {
+  const Dataset d = bytes_dataset(1, 1.0 / 255.0);
+  Batcher b(d, 1, false);
+  Rng rng(0);
+  b.start_epoch(rng);
+  Tensor x, y;
+  ASSERT_TRUE(b.next(x, y));
+  int float_scale_differs = 0;
+  for (int v = 0; v < 256; ++v) {
+    const float old = static_cast<float>(v) / 255.0f;
+    ASSERT_EQ(std::memcmp(&x.f32()[v], &old, 4), 0) << "value " << v;
+    float_scale_differs += static_cast<float>(v) * (1.0f / 255.0f) != old;
+  }
+  EXPECT_GT(float_scale_differs, 0) << "the double scale is what makes this exact";
+}
+
+// Whichever loop U8ToF32 picks, the bits are those of the double product,
+// for every byte, at any alignment and length (vector body and tail).
+TEST(U8ToF32, EveryByteMatchesTheDoubleProduct) {
+  std::vector<uint8_t> src(1000 + 64);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint8_t>(i * 151 + 7);
+  for (double scale : {1.0, 1.0 / 255.0, 1.0 / 3.0, 0.1, 1e-3, 2.0, -1.0 / 7.0, 0.0, 1e300}) {
+    SCOPED_TRACE(scale);
+    const U8ToF32 convert(scale);
+    for (size_t offset : {0, 1, 3}) {
+      for (int64_t n : {0, 1, 7, 16, 17, 63, 784, 1000}) {
+        std::vector<float> dst(static_cast<size_t>(n) + 1, -42.0f);
+        convert(src.data() + offset, dst.data(), n);
+        for (int64_t i = 0; i < n; ++i) {
+          const float want = static_cast<float>(static_cast<double>(src[offset + i]) * scale);
+          ASSERT_EQ(std::memcmp(&dst[i], &want, 4), 0) << "n " << n << " i " << i;
+        }
+        EXPECT_EQ(dst[n], -42.0f) << "wrote past n";
+      }
+    }
+  }
+}
+
+TEST(Batcher, U8InputsWithI32LabelsAndF32Passthrough) {
+  Dataset d = bytes_dataset(5, 2.0);
+  d.targets = Tensor::empty({5}, DType::i32);
+  for (int32_t i = 0; i < 5; ++i) d.targets.data<int32_t>()[i] = i;
+  d.num_classes = 5;
+  EXPECT_NO_THROW(validate(d));
+  Batcher b(d, 2, false);
+  Rng rng(0);
+  b.start_epoch(rng);
+  Tensor x, y;
+  ASSERT_TRUE(b.next(x, y));
+  ASSERT_EQ(y.dtype(), DType::i32);
+  EXPECT_EQ(y.data<int32_t>()[1], 1);
+  EXPECT_EQ(x.f32()[256 + 3], 8.0f);  // row 1, value 4, times 2
+}
+
+TEST(Dataset, ValidateAcceptsTheStorageTypesAndRejectsOthers) {
+  EXPECT_NO_THROW(validate(indexed(4)));
+  EXPECT_NO_THROW(validate(bytes_dataset(4, 1.0 / 255.0)));
+  Dataset d = bytes_dataset(4, 1.0);
+  d.targets = Tensor::empty({4, 2});  // f32 targets with u8 inputs
+  EXPECT_NO_THROW(validate(d));
+
+  Dataset bad = indexed(4);
+  bad.inputs = Tensor::empty({4, 3}, DType::i8);
+  expect_error([&] { validate(bad); }, {"indexed", "inputs must be f32 or u8", "i8"});
+  expect_error([&] { Batcher b(bad, 2, true); }, {"indexed", "f32 or u8"});
+  bad = indexed(4);
+  bad.input_scale = 0.5;
+  expect_error([&] { validate(bad); }, {"indexed", "input_scale", "u8 inputs"});
+  bad = bytes_dataset(4, std::nan(""));
+  expect_error([&] { validate(bad); }, {"bytes", "input_scale", "finite"});
+  bad = bytes_dataset(4, 1.0);
+  bad.targets = Tensor::empty({4}, DType::i32);  // i32 without num_classes
+  expect_error([&] { validate(bad); }, {"bytes", "targets must be f32 or u8", "i32"});
+  bad.targets = Tensor::empty({4}, DType::i8);
+  expect_error([&] { Batcher b(bad, 2, true); }, {"bytes", "targets", "i8"});
+  bad = bytes_dataset(4, 1.0);
+  bad.num_classes = 3;  // u8 class labels: must be i32
+  expect_error([&] { validate(bad); }, {"bytes", "class labels", "i32"});
 }
 
 TEST(Batcher, InvalidArguments) {

@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "data/temp_dir.h"
 #include "pare/base/file.h"
+#include "pare/data/batcher.h"
 
 namespace pare::data {
 namespace {
@@ -178,6 +180,68 @@ TEST_F(IdxTest, MissingAndCorruptFilesNamed) {
   expect_error([&] { read_idx(path("nope.gz")); }, {"nope.gz"});
   const std::string gz = gzip(idx_bytes(0x08, {2, 3}, kU8Data));
   expect_error([&] { read_idx(write("cut.gz", gz.substr(0, gz.size() / 2))); }, {"cut.gz"});
+  std::string flipped = gz;
+  flipped[gz.size() / 2] = static_cast<char>(flipped[gz.size() / 2] ^ 0x55);
+  try {  // a flipped bit in deflate data is usually, not always, detectable
+    Tensor t = read_idx(write("flip.gz", flipped));
+    EXPECT_EQ(t.nbytes(), 6u);
+  } catch (const pare::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("flip.gz"), std::string::npos) << e.what();
+  }
+}
+
+// read_idx streams the file (never holding it whole) through the same checks
+// as parse_idx: the errors for a bad length name the same sizes, and values
+// wider than a byte are decoded correctly across its internal buffer.
+TEST_F(IdxTest, ReadIdxStreamsLargeFilesWithTheSameChecks) {
+  constexpr uint32_t n = 100003;  // spans several of read_idx's buffers
+  std::string i32_data, f64_data;
+  for (uint32_t i = 0; i < n; ++i) {
+    i32_data += be32(i * 2654435761u);
+    const double d = static_cast<double>(i) * 0.5 - 7;
+    uint64_t bits;
+    std::memcpy(&bits, &d, 8);
+    f64_data += be32(static_cast<uint32_t>(bits >> 32)) + be32(static_cast<uint32_t>(bits));
+  }
+  for (bool gz : {false, true}) {
+    SCOPED_TRACE(gz ? "gzip" : "plain");
+    const std::string suffix = gz ? ".gz" : "";
+    auto file = [&](const std::string& name, const std::string& bytes) {
+      return write(name + suffix, gz ? gzip(bytes) : bytes);
+    };
+    Tensor a = read_idx(file("i32", idx_bytes(0x0C, {n}, i32_data)));
+    ASSERT_EQ(a.dtype(), DType::i32);
+    ASSERT_EQ(a.shape(), Shape({n}));
+    for (uint32_t i = 0; i < n; ++i)
+      ASSERT_EQ(a.data<int32_t>()[i], static_cast<int32_t>(i * 2654435761u)) << i;
+    Tensor b =
+        read_idx(file("f64", idx_bytes(0x0E, {n / 7, 7}, f64_data.substr(0, n / 7 * 7 * 8))));
+    ASSERT_EQ(b.dtype(), DType::f32);
+    for (uint32_t i = 0; i < n / 7 * 7; ++i)
+      ASSERT_EQ(b.f32()[i], static_cast<float>(static_cast<double>(i) * 0.5 - 7)) << i;
+    std::string pixels(300000, '\0');
+    for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<char>(i * 7);
+    Tensor c = read_idx(file("u8", idx_bytes(0x08, {1000, 300}, pixels)));
+    ASSERT_EQ(c.dtype(), DType::u8);
+    EXPECT_EQ(std::memcmp(c.raw(), pixels.data(), pixels.size()), 0);
+
+    const std::string u8 = idx_bytes(0x08, {2, 3}, kU8Data);
+    expect_error([&] { read_idx(file("short", u8.substr(0, u8.size() - 2))); },
+                 {"short", "truncated", "2x3 u8 = 6 bytes", "file has 4"});
+    expect_error([&] { read_idx(file("long", u8 + "xy")); },
+                 {"long", "2 unexpected trailing bytes"});
+    expect_error([&] { read_idx(file("head", u8.substr(0, 9))); },
+                 {"head", "truncated", "2 dimensions"});
+    expect_error([&] { read_idx(file("tiny", std::string(2, '\0'))); }, {"tiny", "2 bytes"});
+    expect_error([&] { read_idx(file("empty", "")); }, {"empty", "0 bytes"});
+    // A header claiming far more data than the file holds fails before the
+    // tensor is allocated (which would need 2^46 bytes here).
+    expect_error(
+        [&] {
+          read_idx(file("huge", idx_bytes(0x08, {65536, 65536, 16384}, "abc")));
+        },
+        {"huge", "truncated", "file has 3"});
+  }
 }
 
 TEST_F(IdxTest, FashionMnistMissingDirectoryOrFile) {
@@ -191,6 +255,8 @@ TEST_F(IdxTest, FashionMnistMissingDirectoryOrFile) {
 // whether or not the Debian package is installed (uncompressed fallback too).
 TEST_F(IdxTest, FashionMnistLoaderOnSmallFiles) {
   std::string pixels(3 * 28 * 28, '\0');
+  for (size_t i = 0; i < pixels.size(); ++i)
+    pixels[i] = static_cast<char>(i * 37);  // all 256 values
   pixels[0] = static_cast<char>(255);
   pixels[28 * 28 + 1] = static_cast<char>(51);
   write("train-images-idx3-ubyte.gz", gzip(idx_bytes(0x08, {3, 28, 28}, pixels)));
@@ -199,12 +265,34 @@ TEST_F(IdxTest, FashionMnistLoaderOnSmallFiles) {
   write("t10k-labels-idx1-ubyte.gz", gzip(idx_bytes(0x08, {1}, std::string{7})));
   TrainTest tt = fashion_mnist(dir_.string());
   EXPECT_EQ(tt.train.inputs.shape(), Shape({3, 1, 28, 28}));
-  EXPECT_EQ(tt.train.inputs.f32()[0], 1.0f);
-  EXPECT_FLOAT_EQ(tt.train.inputs.f32()[28 * 28 + 1], 0.2f);
+  // Stored as the file's bytes; scaled only when batches are made.
+  ASSERT_EQ(tt.train.inputs.dtype(), DType::u8);
+  EXPECT_EQ(std::memcmp(tt.train.inputs.raw(), pixels.data(), pixels.size()), 0);
+  EXPECT_EQ(tt.train.input_scale, 1.0 / 255.0);
+  EXPECT_EQ(tt.test.input_scale, 1.0 / 255.0);
   EXPECT_EQ(tt.train.targets.data<int32_t>()[0], 9);
   EXPECT_EQ(tt.train.targets.data<int32_t>()[2], 4);
   EXPECT_EQ(tt.test.size(), 1);
   EXPECT_EQ(tt.test.num_classes, 10);
+  EXPECT_NO_THROW(validate(tt.train));
+
+  // The batches the model sees hold exactly the old loader's f32 values,
+  // float(v) / 255.0f, bit for bit.
+  Batcher batches(tt.train, 3, /*shuffle=*/false);
+  Rng rng(0);
+  batches.start_epoch(rng);
+  Tensor x, y;
+  ASSERT_TRUE(batches.next(x, y));
+  ASSERT_EQ(x.dtype(), DType::f32);
+  ASSERT_EQ(x.shape(), Shape({3, 1, 28, 28}));
+  for (size_t i = 0; i < pixels.size(); ++i) {
+    const float old = static_cast<float>(static_cast<uint8_t>(pixels[i])) / 255.0f;
+    ASSERT_EQ(std::memcmp(&x.f32()[i], &old, 4), 0)
+        << "pixel " << i << " = " << int{uint8_t(pixels[i])};
+  }
+  EXPECT_EQ(x.f32()[0], 1.0f);
+  EXPECT_FLOAT_EQ(x.f32()[28 * 28 + 1], 0.2f);
+  EXPECT_EQ(y.data<int32_t>()[0], 9);
 
   write("t10k-labels-idx1-ubyte.gz", gzip(idx_bytes(0x08, {1}, std::string{10})));
   expect_error([&] { fashion_mnist(dir_.string()); }, {"t10k-labels-idx1-ubyte.gz", "label 10"});
@@ -232,17 +320,41 @@ TEST(FashionMnist, LoadsDebianPackage) {
     }
     // Fashion-MNIST is balanced: 6000 / 1000 of each class.
     for (int64_t c : per_class) EXPECT_EQ(c, d->size() / 10);
-    float lo = 1, hi = 0;
+    ASSERT_EQ(d->inputs.dtype(), DType::u8);
+    EXPECT_EQ(d->input_scale, 1.0 / 255.0);
+    const auto* px = static_cast<const uint8_t*>(d->inputs.raw());
+    uint8_t lo = 255, hi = 0;
     double sum = 0;
-    for (float v : d->inputs.span_f32()) {
-      lo = std::min(lo, v);
-      hi = std::max(hi, v);
-      sum += v;
+    for (int64_t i = 0; i < d->inputs.numel(); ++i) {
+      lo = std::min(lo, px[i]);
+      hi = std::max(hi, px[i]);
+      sum += px[i];
     }
-    EXPECT_EQ(lo, 0.0f);
-    EXPECT_EQ(hi, 1.0f);
-    EXPECT_NEAR(sum / d->inputs.numel(), 0.286, 0.01);  // the published mean pixel
+    EXPECT_EQ(lo, 0);
+    EXPECT_EQ(hi, 255);
+    EXPECT_NEAR(sum / 255 / d->inputs.numel(), 0.286, 0.01);  // the published mean pixel
+
+    // The first batch (in order) is what the old f32 loader produced, bit for bit.
+    Batcher batches(*d, 100, /*shuffle=*/false);
+    Rng rng(0);
+    batches.start_epoch(rng);
+    Tensor x, labels;
+    ASSERT_TRUE(batches.next(x, labels));
+    ASSERT_EQ(x.dtype(), DType::f32);
+    EXPECT_EQ(labels.data<int32_t>()[99], y[99]);
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const float old = static_cast<float>(px[i]) / 255.0f;
+      ASSERT_EQ(std::memcmp(&x.f32()[i], &old, 4), 0) << i;
+    }
   }
+  // A quarter of the old f32 storage: 70000 x 784 bytes of pixels plus
+  // 70000 i32 labels, about 55 MB (it was about 220 MB).
+  size_t bytes = 0;
+  for (const Dataset* d : {&tt.train, &tt.test}) bytes += d->inputs.nbytes() + d->targets.nbytes();
+  EXPECT_EQ(tt.train.inputs.nbytes(), 60000u * 784);
+  EXPECT_EQ(tt.test.inputs.nbytes(), 10000u * 784);
+  EXPECT_EQ(bytes, 70000u * 784 + 70000u * 4);
+  EXPECT_LT(bytes, 56u * 1000 * 1000);
   EXPECT_NO_THROW(validate(tt.train));
 }
 

@@ -12,6 +12,7 @@
 
 #include "data/temp_dir.h"
 #include "pare/base/thread_pool.h"
+#include "pare/data/batcher.h"
 
 namespace pare::data {
 namespace {
@@ -116,31 +117,56 @@ TEST(LifeBoards, ShapesAndTargetsFollowTheRule) {
   Dataset d = life_boards(20, cfg, rng);
   EXPECT_EQ(d.inputs.shape(), Shape({20, 1, 12, 12}));
   EXPECT_EQ(d.targets.shape(), Shape({20, 1, 12, 12}));
+  // One byte per cell, a quarter of f32; batches convert them.
+  ASSERT_EQ(d.inputs.dtype(), DType::u8);
+  ASSERT_EQ(d.targets.dtype(), DType::u8);
+  EXPECT_EQ(d.inputs.nbytes() + d.targets.nbytes(), 2u * 20 * 144);
+  EXPECT_EQ(d.input_scale, 1.0);
   EXPECT_EQ(d.num_classes, 0);
+  EXPECT_NO_THROW(validate(d));
   std::vector<double> densities;
   for (int64_t i = 0; i < 20; ++i) {
     Board b(144);
     for (int j = 0; j < 144; ++j) {
-      float v = d.inputs.f32()[i * 144 + j];
-      ASSERT_TRUE(v == 0.0f || v == 1.0f);
-      b[j] = v != 0;
+      const uint8_t v = d.inputs.data<uint8_t>()[i * 144 + j];
+      ASSERT_TRUE(v == 0 || v == 1);
+      b[j] = v;
     }
     Board want = step(12, 12, b, 3);
-    for (int j = 0; j < 144; ++j) ASSERT_EQ(d.targets.f32()[i * 144 + j], want[j]) << i;
+    for (int j = 0; j < 144; ++j) ASSERT_EQ(d.targets.data<uint8_t>()[i * 144 + j], want[j]) << i;
     densities.push_back(std::accumulate(b.begin(), b.end(), 0.0) / 144);
   }
   // Density drawn per board: the boards should not all look alike.
   auto [lo, hi] = std::minmax_element(densities.begin(), densities.end());
   EXPECT_GT(*hi - *lo, 0.3);
+
+  // Models see f32 0.0 / 1.0 cells for inputs and targets alike.
+  Batcher batches(d, 20, /*shuffle=*/false);
+  Rng order(0);
+  batches.start_epoch(order);
+  Tensor x, y;
+  ASSERT_TRUE(batches.next(x, y));
+  ASSERT_EQ(x.dtype(), DType::f32);
+  ASSERT_EQ(y.dtype(), DType::f32);
+  EXPECT_EQ(x.shape(), d.inputs.shape());
+  EXPECT_EQ(y.shape(), d.targets.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    ASSERT_EQ(x.f32()[i], static_cast<float>(d.inputs.data<uint8_t>()[i]));
+    ASSERT_EQ(y.f32()[i], static_cast<float>(d.targets.data<uint8_t>()[i]));
+  }
 }
 
 TEST(LifeBoards, FixedDensityExtremes) {
   Rng rng(1);
+  auto cells = [](const Tensor& t) {
+    const auto* p = t.data<uint8_t>();
+    return std::vector<uint8_t>(p, p + t.numel());
+  };
   Dataset full = life_boards(3, {.size = 5, .steps = 0, .density = 1}, rng);
-  for (float v : full.inputs.span_f32()) ASSERT_EQ(v, 1.0f);
-  for (float v : full.targets.span_f32()) ASSERT_EQ(v, 1.0f);  // 0 steps: target = input
+  EXPECT_EQ(cells(full.inputs), std::vector<uint8_t>(75, 1));
+  EXPECT_EQ(cells(full.targets), std::vector<uint8_t>(75, 1));  // 0 steps: target = input
   Dataset none = life_boards(3, {.size = 5, .steps = 2, .density = 0}, rng);
-  for (float v : none.inputs.span_f32()) ASSERT_EQ(v, 0.0f);
+  EXPECT_EQ(cells(none.inputs), std::vector<uint8_t>(75, 0));
 }
 
 TEST(LifeBoards, DeterministicAndIndependentOfThreads) {
@@ -154,15 +180,15 @@ TEST(LifeBoards, DeterministicAndIndependentOfThreads) {
   Dataset two = life_boards(257, cfg, r2);
   set_num_threads(saved);
   ASSERT_EQ(one.inputs.nbytes(), two.inputs.nbytes());
-  EXPECT_EQ(std::memcmp(one.inputs.f32(), two.inputs.f32(), one.inputs.nbytes()), 0);
-  EXPECT_EQ(std::memcmp(one.targets.f32(), two.targets.f32(), one.targets.nbytes()), 0);
+  EXPECT_EQ(std::memcmp(one.inputs.raw(), two.inputs.raw(), one.inputs.nbytes()), 0);
+  EXPECT_EQ(std::memcmp(one.targets.raw(), two.targets.raw(), one.targets.nbytes()), 0);
   // The caller's stream advanced exactly once, and the next call differs.
   EXPECT_EQ(r1.counter(), 1u);
   Dataset again = life_boards(257, cfg, r1);
-  EXPECT_NE(std::memcmp(one.inputs.f32(), again.inputs.f32(), one.inputs.nbytes()), 0);
+  EXPECT_NE(std::memcmp(one.inputs.raw(), again.inputs.raw(), one.inputs.nbytes()), 0);
   Rng r3(124);
   Dataset other = life_boards(257, cfg, r3);
-  EXPECT_NE(std::memcmp(one.inputs.f32(), other.inputs.f32(), one.inputs.nbytes()), 0);
+  EXPECT_NE(std::memcmp(one.inputs.raw(), other.inputs.raw(), one.inputs.nbytes()), 0);
 }
 
 TEST(LifeBoards, InvalidConfig) {
