@@ -15,7 +15,7 @@
 #   LIFE_BOARDS=80000    training boards for life
 #   MODELS="lenet300 lenet5 life1 life8"
 #   TORCH_THREADS="1 2"  thread settings tried for each torch
-#   PARE_THREADS=2
+#   PARE_THREADS="1 2"   thread settings tried for pare (the faster is kept, as for torch)
 #   SKIP_BUILD=1         do not run `make build`
 #   SKIP_PARE=1 / SKIP_TORCH_PYPI=1 / SKIP_TORCH_DEBIAN=1
 #   TORCH_PYPI_PY=bench/.venv/bin/python   TORCH_DEBIAN_PY=/usr/bin/python3
@@ -34,7 +34,7 @@ LIFE_EPOCHS="${LIFE_EPOCHS:-1}"
 LIFE_BOARDS="${LIFE_BOARDS:-80000}"
 MODELS="${MODELS:-lenet300 lenet5 life1 life8}"
 TORCH_THREADS="${TORCH_THREADS:-1 2}"
-PARE_THREADS="${PARE_THREADS:-2}"
+PARE_THREADS="${PARE_THREADS:-1 2}"
 RUN_TIMEOUT="${RUN_TIMEOUT:-900}"
 TORCH_PYPI_PY="${TORCH_PYPI_PY:-bench/.venv/bin/python}"
 TORCH_DEBIAN_PY="${TORCH_DEBIAN_PY:-/usr/bin/python3}"
@@ -106,15 +106,17 @@ for model in $MODELS; do
   if [ "${SKIP_PARE:-0}" != 1 ]; then
     var="PARE_CMD_${model}"
     tmpl="${!var:-$(default_pare_cmd "$model")}"
-    dir="$resdir/pare_${model}"
-    cmd="$tmpl"
-    cmd="${cmd//\{EPOCHS\}/$EPOCHS}"
-    cmd="${cmd//\{LIFE_EPOCHS\}/$LIFE_EPOCHS}"
-    cmd="${cmd//\{BOARDS\}/$LIFE_BOARDS}"
-    cmd="${cmd//\{M\}/$m}"
-    cmd="${cmd//\{THREADS\}/$PARE_THREADS}"
-    cmd="${cmd//\{DIR\}/$dir}"
-    run "$model" pare "" --pare-dir "$dir" --samples "$samples" -- "$cmd"
+    for t in $PARE_THREADS; do
+      dir="$resdir/pare_${model}_t$t"
+      cmd="$tmpl"
+      cmd="${cmd//\{EPOCHS\}/$EPOCHS}"
+      cmd="${cmd//\{LIFE_EPOCHS\}/$LIFE_EPOCHS}"
+      cmd="${cmd//\{BOARDS\}/$LIFE_BOARDS}"
+      cmd="${cmd//\{M\}/$m}"
+      cmd="${cmd//\{THREADS\}/$t}"
+      cmd="${cmd//\{DIR\}/$dir}"
+      run "$model" pare "$t" --pare-dir "$dir" --samples "$samples" -- "$cmd"
+    done
   fi
 
   for side in torch-pypi torch-debian; do

@@ -266,7 +266,7 @@ def cmd_report(a):
                     key=lambda m: (MODEL_ORDER.index(m) if m in MODEL_ORDER else 99, m))
 
     header = ["model", "pare s/epoch", lab_p + " s/epoch", lab_d + " s/epoch",
-              "pare ÷ faster torch (time)", "peak RSS pare / torch",
+              "speed-up: faster torch time ÷ pare time", "peak RSS pare / torch (ratio)",
               "boards/s pare / PyPI / 1.13"]
     rows, failures = [], []
     for m in models:
@@ -285,9 +285,11 @@ def cmd_report(a):
 
         ratio = "—"
         if p and torch_best:
-            ratio = "%.2f" % (p["best"] / torch_best["best"])
+            ratio = "%.2fx" % (torch_best["best"] / p["best"])
         rss = "%s / %s" % (fmt_mb(p["rss"]) if p else "—",
                            fmt_mb(torch_best["rss"]) if torch_best else "—")
+        if p and torch_best and p["rss"] and torch_best["rss"]:
+            rss += " (%.2f)" % (p["rss"] / torch_best["rss"])
         bps = "—"
         if m.startswith("life"):
             bps = " / ".join(fmt_rate(r["sps"]) if r else "—" for r in (p, tp, td))
