@@ -17,47 +17,62 @@ constexpr int kSpinIterations = 20000;  // ~tens of microseconds before sleeping
 ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads) {
   PARE_CHECK(num_threads >= 1, "thread count must be at least 1, got ", num_threads);
   errors_.resize(static_cast<size_t>(num_threads));
-  for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this] { worker_loop(0); });
 }
 
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_.store(true);
-    generation_.fetch_add(1);
+    job_id_.fetch_add(1);
   }
   wake_.notify_all();
   for (auto& w : workers_) w.join();
 }
 
-void ThreadPool::worker_loop(int index) {
-  uint64_t seen = 0;
+void ThreadPool::run_chunks(uint32_t id) {
+  const uint64_t tag = static_cast<uint64_t>(id) << 32;
+  for (;;) {
+    uint64_t state = claim_.load(std::memory_order_acquire);
+    if ((state & ~uint64_t{0xffffffff}) != tag) return;  // a newer job, or none
+    const int chunk = static_cast<int>(state & 0xffffffff);
+    if (chunk >= num_threads_) return;
+    if (!claim_.compare_exchange_weak(state, state + 1, std::memory_order_acq_rel)) continue;
+    // Claimed: the job's caller waits for this chunk, so job_ stays valid.
+    const int64_t n = job_n_;
+    const int64_t b = chunk_begin(n, num_threads_, chunk), e = chunk_begin(n, num_threads_, chunk + 1);
+    if (b < e) {
+      try {
+        (*job_)(b, e, chunk);
+      } catch (...) {
+        errors_[static_cast<size_t>(chunk)] = std::current_exception();
+      }
+    }
+    done_.fetch_add(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadPool::worker_loop(int) {
+  uint32_t seen = 0;
   t_inside_parallel = true;
   for (;;) {
-    uint64_t gen = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
+    uint32_t id = job_id_.load(std::memory_order_acquire);
+    for (int spin = 0; id == seen && spin < kSpinIterations; ++spin) {
 #if defined(__x86_64__)
       __builtin_ia32_pause();
 #endif
-      gen = generation_.load(std::memory_order_acquire);
+      id = job_id_.load(std::memory_order_acquire);
     }
-    if (gen == seen) {
+    if (id == seen) {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return generation_.load() != seen; });
-      gen = generation_.load();
+      sleepers_.fetch_add(1);
+      wake_.wait(lock, [&] { return job_id_.load() != seen; });
+      sleepers_.fetch_sub(1);
+      id = job_id_.load();
     }
-    seen = gen;
+    seen = id;
     if (stop_.load()) return;
-    int64_t n = job_n_;
-    int64_t b = chunk_begin(n, num_threads_, index), e = chunk_begin(n, num_threads_, index + 1);
-    if (b < e) {
-      try {
-        (*job_)(b, e, index);
-      } catch (...) {
-        errors_[static_cast<size_t>(index)] = std::current_exception();
-      }
-    }
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    run_chunks(id);
   }
 }
 
@@ -68,27 +83,22 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n, 0);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    job_ = &fn;
-    job_n_ = n;
-    pending_.store(num_threads_ - 1, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
+  job_ = &fn;
+  job_n_ = n;
+  done_.store(0, std::memory_order_relaxed);
+  const uint32_t id = job_id_.load(std::memory_order_relaxed) + 1;
+  claim_.store(static_cast<uint64_t>(id) << 32, std::memory_order_release);
+  job_id_.store(id);  // seq_cst with the load below: no store-load reordering
+  if (sleepers_.load() > 0) {
+    std::lock_guard<std::mutex> lock(mutex_);  // pairs with the sleeper's check under the lock
+    wake_.notify_all();
   }
-  wake_.notify_all();
   t_inside_parallel = true;
-  int64_t e = chunk_begin(n, num_threads_, 1);
-  if (e > 0) {
-    try {
-      fn(0, e, 0);
-    } catch (...) {
-      errors_[0] = std::current_exception();
-    }
-  }
+  run_chunks(id);
   t_inside_parallel = false;
-  // Spin while the workers finish; yield if one of them has lost its core to
-  // another process, so we do not burn the core it needs.
-  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+  // Every chunk is claimed; wait for those still running on workers. Yield
+  // after a while in case a worker holding one has lost its core.
+  for (int spin = 0; done_.load(std::memory_order_acquire) != num_threads_; ++spin) {
     if (spin < kSpinIterations) {
 #if defined(__x86_64__)
       __builtin_ia32_pause();

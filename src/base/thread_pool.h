@@ -5,8 +5,13 @@
 // into exactly num_threads() contiguous chunks whose bounds depend only on n
 // and the thread count, so a reduction written per chunk and combined in
 // chunk order gives the same bits on every run with the same thread count.
-// The calling thread runs chunk 0. Workers spin briefly before sleeping, so
-// back-to-back loops in a training step do not pay a wake-up each.
+// Chunks are claimed, not assigned: the caller and whichever workers are
+// running take the next unclaimed chunk until none is left. A worker that has
+// lost its core to another process therefore never holds the loop up (the
+// caller runs its chunk instead), which keeps two threads on a busy machine
+// from being slower than one. Which thread runs a chunk never changes what
+// the chunk computes, so results stay the same bits. Workers spin briefly
+// before sleeping, so back-to-back loops in a step do not pay a wake-up each.
 //
 // Thread safety: one parallel_for at a time per pool; nested calls from inside
 // a chunk run serially on the calling worker.
@@ -33,7 +38,9 @@ class ThreadPool {
 
   int num_threads() const { return num_threads_; }
 
-  // Calls fn(begin, end, chunk) for each of num_threads() chunks of [0, n).
+  // Calls fn(begin, end, chunk) for each of num_threads() chunks of [0, n);
+  // `chunk` is the chunk's index (not a thread id), so per-chunk scratch
+  // indexed by it is never shared by two running calls.
   // Chunks that would be empty are skipped. Runs serially when n < min_parallel
   // or when called from inside another parallel_for. If fn throws in any
   // chunk, the first exception (by chunk index) is rethrown here after all
@@ -47,14 +54,21 @@ class ThreadPool {
  private:
   void worker_loop(int index);
 
+  // Runs unclaimed chunks of job `id` until none is left.
+  void run_chunks(uint32_t id);
+
   int num_threads_;
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_;
+  // The current job; written before its id is published, stable until all
+  // its chunks are done.
   const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
   int64_t job_n_ = 0;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<uint32_t> job_id_{0};  // id of the latest job (workers wait for a change)
+  std::atomic<uint64_t> claim_{0};   // (job id << 32) | next unclaimed chunk
+  std::atomic<int> done_{0};         // chunks of the current job finished
+  std::atomic<int> sleepers_{0};     // workers blocked on wake_
   std::atomic<bool> stop_{false};
   std::vector<std::exception_ptr> errors_;  // one slot per chunk
 };

@@ -34,6 +34,7 @@ struct DataOptions {
   int width = 1;
   int board = 32;
   float density = -1;                  // life: fixed density; <0 = uniform per board
+  bool normalize = false;              // standardise inputs with the training split's mean/std
 };
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -49,7 +50,7 @@ data::Dataset load_file_dataset(const std::string& path, const std::string& labe
   fail("--data ", path, ": use fashion-mnist, life, a .csv file or an .npy file");
 }
 
-data::TrainTest load_data(const DataOptions& o, uint64_t seed) {
+data::TrainTest load_raw_data(const DataOptions& o, uint64_t seed) {
   if (o.data == "fashion-mnist") return data::fashion_mnist();
   if (o.data == "life") {
     if (o.examples < 1 || o.test_examples < 1) fail("--examples and --test-examples must be at least 1");
@@ -61,6 +62,12 @@ data::TrainTest load_data(const DataOptions& o, uint64_t seed) {
   data::TrainTest tt;
   tt.train = load_file_dataset(o.data, o.labels, "--data");
   if (!o.test.empty()) tt.test = load_file_dataset(o.test, o.test_labels, "--test");
+  return tt;
+}
+
+data::TrainTest load_data(const DataOptions& o, uint64_t seed) {
+  data::TrainTest tt = load_raw_data(o, seed);
+  if (o.normalize) data::standardize(tt);
   return tt;
 }
 
@@ -80,6 +87,7 @@ void add_data_options(CLI::App* cmd, DataOptions& o) {
   cmd->add_option("--width", o.width, "life: width factor m of the life model")->capture_default_str();
   cmd->add_option("--board-size", o.board, "life: board side in cells")->capture_default_str();
   cmd->add_option("--density", o.density, "life: fixed initial density (default: uniform per board)");
+  cmd->add_flag("--normalize", o.normalize, "standardise inputs with the training split's mean and std");
 }
 
 std::string fmt(const char* f, double v) {

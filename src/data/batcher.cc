@@ -54,7 +54,13 @@ Shape with_rows(const Shape& s, int64_t rows) {
 
 }  // namespace
 
-U8ToF32::U8ToF32(double scale) : scale_(scale) {
+U8ToF32::U8ToF32(double scale, double offset) : scale_(scale) {
+  if (offset != 0.0) {
+    for (int v = 0; v < 256; ++v)
+      table_[v] = static_cast<float>(static_cast<double>(v) * scale + offset);
+    how_ = How::table;
+    return;
+  }
   auto every_byte = [&](auto f) {
     for (int v = 0; v < 256; ++v) {
       const float want = static_cast<float>(static_cast<double>(v) * scale);
@@ -82,13 +88,16 @@ void U8ToF32::operator()(const uint8_t* src, float* dst, int64_t n) const {
       return u8_div_f32(src, dst, n, k_);
     case How::f64:
       return u8_scale_f64(src, dst, n, scale_);
+    case How::table:
+      for (int64_t i = 0; i < n; ++i) dst[i] = table_[src[i]];
+      return;
   }
 }
 
 Batcher::Batcher(const Dataset& data, int64_t batch, bool shuffle, bool drop_last)
     : inputs_(data.inputs),
       targets_(data.targets),
-      input_convert_(data.input_scale),
+      input_convert_(data.input_scale, data.input_offset),
       batch_(batch),
       shuffle_(shuffle),
       drop_last_(drop_last) {

@@ -29,16 +29,18 @@ namespace pare::data {
 // Converts u8 values to float(double(v) * scale), bit for bit, by the
 // fastest of three vectorised loops that gives exactly those bits for every
 // byte (float multiply, float divide, or the double product itself).
+// With a non-zero offset, float(double(v) * scale + offset), by table lookup.
 class U8ToF32 {
  public:
-  explicit U8ToF32(double scale = 1.0);
+  explicit U8ToF32(double scale = 1.0, double offset = 0.0);
   void operator()(const uint8_t* src, float* dst, int64_t n) const;
 
  private:
-  enum class How { mul, div, f64 };
+  enum class How { mul, div, f64, table };
   double scale_;
   How how_ = How::f64;
   float k_ = 0;
+  float table_[256] = {};
 };
 
 class Batcher {

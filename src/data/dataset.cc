@@ -16,6 +16,10 @@ void validate(const Dataset& d) {
     fail(who, ": ", d.inputs.dim(0), " inputs but ", d.targets.dim(0), " targets");
   if (d.inputs.dtype() != DType::f32 && d.inputs.dtype() != DType::u8)
     fail(who, ": inputs must be f32 or u8, got ", dtype_name(d.inputs.dtype()));
+  if (!std::isfinite(d.input_offset))
+    fail(who, ": input_offset is ", d.input_offset, ", must be finite");
+  if (d.inputs.defined() && d.inputs.dtype() == DType::f32 && d.input_offset != 0.0)
+    fail(who, ": input_offset is ", d.input_offset, "; it applies to u8 inputs only");
   if (!std::isfinite(d.input_scale))
     fail(who, ": input_scale is ", d.input_scale, ", must be finite");
   if (d.inputs.dtype() == DType::f32 && d.input_scale != 1.0)

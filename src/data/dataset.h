@@ -31,6 +31,9 @@ struct Dataset {
   // bit-identical to v / 255.0f for every v in 0..255, while v * (1 / 255.f)
   // differs in the last bit for 126 of them.
   double input_scale = 1.0;
+  // Added to u8 inputs after scaling: a batch holds float(double(v) *
+  // input_scale + input_offset). Standardisation (normalize.h) sets both.
+  double input_offset = 0.0;
 
   // N, the number of samples (0 for an empty or default-constructed dataset).
   int64_t size() const { return inputs.defined() && inputs.ndim() > 0 ? inputs.dim(0) : 0; }

@@ -2,6 +2,8 @@
 // parallel over fixed blocks.
 #include "pare/data/normalize.h"
 
+#include "pare/data/dataset.h"
+
 #include <cmath>
 #include <vector>
 
@@ -59,6 +61,43 @@ void normalize(Tensor& t, Normalization n) {
         for (int64_t i = begin; i < end; ++i) x[i] = (x[i] - mean) * inv;
       },
       kBlock);
+}
+
+Normalization standardize(TrainTest& data) {
+  Dataset& train = data.train;
+  if (train.size() == 0) fail("standardize: the training split is empty");
+  Normalization n;
+  if (train.inputs.dtype() == DType::u8) {
+    int64_t count[256] = {};
+    const uint8_t* p = train.inputs.data<uint8_t>();
+    for (int64_t i = 0, e = train.inputs.numel(); i < e; ++i) ++count[p[i]];
+    double sum = 0, total = 0;
+    for (int v = 0; v < 256; ++v) {
+      const double x = static_cast<double>(v) * train.input_scale + train.input_offset;
+      sum += x * static_cast<double>(count[v]);
+      total += static_cast<double>(count[v]);
+    }
+    const double mean = sum / total;
+    double var = 0;
+    for (int v = 0; v < 256; ++v) {
+      const double d = static_cast<double>(v) * train.input_scale + train.input_offset - mean;
+      var += d * d * static_cast<double>(count[v]);
+    }
+    const double sd = std::sqrt(var / total);
+    if (!(sd > 0)) fail(train.name, ": inputs are constant and cannot be standardised");
+    n = {static_cast<float>(mean), static_cast<float>(sd)};
+    for (Dataset* d : {&data.train, &data.test}) {
+      if (d->size() == 0) continue;
+      if (d->inputs.dtype() != DType::u8) fail(d->name, ": test inputs are not u8 like the training inputs");
+      d->input_offset = (d->input_offset - mean) / sd;
+      d->input_scale = d->input_scale / sd;
+    }
+    return n;
+  }
+  n = compute_normalization(train.inputs);
+  normalize(train.inputs, n);
+  if (data.test.size() > 0) normalize(data.test.inputs, n);
+  return n;
 }
 
 }  // namespace pare::data

@@ -23,4 +23,13 @@ Normalization compute_normalization(const Tensor& t);
 // positive (a constant tensor has std 0 and cannot be standardised).
 void normalize(Tensor& t, Normalization n);
 
+struct TrainTest;
+
+// Standardises both splits with the training split's mean and standard
+// deviation (of the values batches hold). For u8 inputs the statistics come
+// from a histogram of the bytes and are folded into input_scale and
+// input_offset, so the data stays one byte per value; f32 inputs are
+// rewritten in place. Returns the statistics used.
+Normalization standardize(TrainTest& data);
+
 }  // namespace pare::data

@@ -86,12 +86,15 @@ TEST(ThreadPool, ChunkBeginPartitionsEvenly) {
   EXPECT_EQ(ThreadPool::chunk_begin(10, 3, 3), 10);
 }
 
-TEST(ThreadPool, UsesMoreThanOneThreadForLargeN) {
+TEST(ThreadPool, UsesMoreThanOneThreadForSlowChunks) {
+  // Chunks are claimed by whichever thread is free, so a fast loop may run
+  // entirely on the caller; chunks that take a while must be shared.
   ThreadPool pool(3);
   std::mutex mu;
   std::vector<int> indices;
   std::vector<std::thread::id> ids;
   pool.parallel_for(300, [&](int64_t, int64_t, int c) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
     std::lock_guard<std::mutex> lock(mu);
     indices.push_back(c);
     ids.push_back(std::this_thread::get_id());
@@ -99,7 +102,7 @@ TEST(ThreadPool, UsesMoreThanOneThreadForLargeN) {
   std::sort(indices.begin(), indices.end());
   EXPECT_EQ(indices, (std::vector<int>{0, 1, 2}));
   std::sort(ids.begin(), ids.end());
-  EXPECT_EQ(std::unique(ids.begin(), ids.end()) - ids.begin(), 3);
+  EXPECT_GE(std::unique(ids.begin(), ids.end()) - ids.begin(), 2);
 }
 
 TEST(ThreadPool, MinParallelRunsSerially) {
