@@ -65,9 +65,16 @@ data::TrainTest load_raw_data(const DataOptions& o, uint64_t seed) {
   return tt;
 }
 
-data::TrainTest load_data(const DataOptions& o, uint64_t seed) {
+// Loads the data; with --normalize, standardises it and records the
+// statistics in the spec so the saved model carries them.
+data::TrainTest load_data(const DataOptions& o, uint64_t seed, nn::ModelSpec* spec) {
   data::TrainTest tt = load_raw_data(o, seed);
-  if (o.normalize) data::standardize(tt);
+  if (o.normalize) {
+    if (!spec) fail("--normalize applies to training; a saved model applies its own statistics");
+    data::Normalization n = data::standardize(tt);
+    spec->input_mean = n.mean;
+    spec->input_std = n.std;
+  }
   return tt;
 }
 
@@ -107,7 +114,7 @@ int run_train(const train::TrainConfig& cfg_in, const std::string& model_name, c
     for (const char* f : {"/log.jsonl", "/checkpoint.bin", "/model.bin"}) std::filesystem::remove(cfg.out_dir + f);
   }
   nn::ModelSpec spec = load_spec(model_name, dopt);
-  data::TrainTest data = load_data(dopt, cfg.seed);
+  data::TrainTest data = load_data(dopt, cfg.seed, &spec);
   auto model = nn::Model::build(spec, cfg.seed);
   if (!quiet && !as_json) {
     std::cerr << model->summary() << "\n";
@@ -226,7 +233,11 @@ int main(int argc, char** argv) {
     if (*e) {
       set_num_threads(eval_threads);
       auto model = train::load_model(model_file);
-      data::TrainTest d = load_data(eval_data, 0);
+      data::TrainTest d = load_data(eval_data, 0, nullptr);
+      if (model->spec().input_std > 0)
+        for (data::Dataset* set : {&d.train, &d.test})
+          if (set->size() > 0)
+            data::standardize_with(*set, {model->spec().input_mean, model->spec().input_std});
       const data::Dataset& set = d.test.size() > 0 ? d.test : d.train;
       Stopwatch sw;
       train::EvalResult r = train::evaluate(*model, set, 1000);

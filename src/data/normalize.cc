@@ -86,18 +86,25 @@ Normalization standardize(TrainTest& data) {
     const double sd = std::sqrt(var / total);
     if (!(sd > 0)) fail(train.name, ": inputs are constant and cannot be standardised");
     n = {static_cast<float>(mean), static_cast<float>(sd)};
-    for (Dataset* d : {&data.train, &data.test}) {
-      if (d->size() == 0) continue;
-      if (d->inputs.dtype() != DType::u8) fail(d->name, ": test inputs are not u8 like the training inputs");
-      d->input_offset = (d->input_offset - mean) / sd;
-      d->input_scale = d->input_scale / sd;
-    }
+    for (Dataset* d : {&data.train, &data.test})
+      if (d->size() > 0) standardize_with(*d, n);
     return n;
   }
   n = compute_normalization(train.inputs);
   normalize(train.inputs, n);
   if (data.test.size() > 0) normalize(data.test.inputs, n);
   return n;
+}
+
+void standardize_with(Dataset& d, Normalization n) {
+  if (!(n.std > 0) || !std::isfinite(n.std) || !std::isfinite(n.mean))
+    fail(d.name, ": cannot standardise with mean ", n.mean, " and std ", n.std);
+  if (d.inputs.dtype() == DType::u8) {
+    d.input_offset = (d.input_offset - n.mean) / n.std;
+    d.input_scale = d.input_scale / n.std;
+  } else {
+    normalize(d.inputs, n);
+  }
 }
 
 }  // namespace pare::data

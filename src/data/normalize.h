@@ -24,6 +24,7 @@ Normalization compute_normalization(const Tensor& t);
 void normalize(Tensor& t, Normalization n);
 
 struct TrainTest;
+struct Dataset;
 
 // Standardises both splits with the training split's mean and standard
 // deviation (of the values batches hold). For u8 inputs the statistics come
@@ -31,5 +32,9 @@ struct TrainTest;
 // input_offset, so the data stays one byte per value; f32 inputs are
 // rewritten in place. Returns the statistics used.
 Normalization standardize(TrainTest& data);
+
+// Applies given statistics to one dataset as standardize() does (for a saved
+// model evaluated on new data).
+void standardize_with(Dataset& data, Normalization n);
 
 }  // namespace pare::data

@@ -92,7 +92,8 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& source) {
     fail(source, ": not valid JSON: ", e.what());
   }
   if (!j.is_object()) fail(source, ": a model spec is a JSON object");
-  static const std::vector<std::string> top_keys = {"name", "input", "layers", "loss", "init"};
+  static const std::vector<std::string> top_keys = {"name", "input", "layers", "loss", "init",
+                                                    "input_norm"};
   for (auto& [key, value] : j.items())
     if (std::find(top_keys.begin(), top_keys.end(), key) == top_keys.end())
       fail(source, ": unknown field \"", key, "\" (known: ", join(top_keys), ")");
@@ -147,6 +148,14 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& source) {
     s.loss = j.value("loss", std::string("softmax_cross_entropy"));
     if (std::find(loss_names().begin(), loss_names().end(), s.loss) == loss_names().end())
       fail(source, ": unknown loss \"", s.loss, "\" (known: ", join(loss_names()), ")");
+    if (j.contains("input_norm")) {
+      const auto& n = j["input_norm"];
+      if (!n.is_object() || !n.contains("mean") || !n.contains("std") || !n["std"].is_number() ||
+          !n["mean"].is_number() || !(n["std"].get<double>() > 0))
+        fail(source, ": \"input_norm\" must be {\"mean\": number, \"std\": positive number}");
+      s.input_mean = n["mean"].get<float>();
+      s.input_std = n["std"].get<float>();
+    }
     s.init = j.value("init", std::string("default"));
     if (std::find(init_names().begin(), init_names().end(), s.init) == init_names().end())
       fail(source, ": unknown init \"", s.init, "\" (known: ", join(init_names()), ")");
@@ -162,6 +171,7 @@ std::string model_spec_to_json(const ModelSpec& s) {
   j["input"] = s.input;
   j["loss"] = s.loss;
   j["init"] = s.init;
+  if (s.input_std > 0) j["input_norm"] = {{"mean", s.input_mean}, {"std", s.input_std}};
   j["layers"] = json::array();
   for (const LayerSpec& l : s.layers) {
     json o{{"type", l.type}};

@@ -33,6 +33,10 @@ struct ModelSpec {
   std::vector<int64_t> input;  // e.g. {1, 28, 28} or {784}
   std::vector<LayerSpec> layers;
   std::string loss = "softmax_cross_entropy";  // | bce_with_logits | mse
+  // Inputs are standardised as (x - input_mean) / input_std before the first
+  // layer (set by training with --normalize; stored with the model so that
+  // evaluation feeds it what it was trained on). std 0 means not standardised.
+  float input_mean = 0.0f, input_std = 0.0f;
   std::string init = "default";  // default (PyTorch's) | kaiming_uniform | kaiming_normal | glorot_uniform | glorot_normal
 };
 

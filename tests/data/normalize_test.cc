@@ -10,6 +10,7 @@
 #include "data/temp_dir.h"
 #include "pare/base/rng.h"
 #include "pare/base/thread_pool.h"
+#include "pare/data/batcher.h"
 #include "pare/data/dataset.h"
 
 namespace pare::data {
@@ -71,6 +72,54 @@ TEST(Dataset, Validate) {
   d.targets = Tensor::from_i32({2}, std::vector<int32_t>{0, 1});
   expect_error([&] { validate(d); }, {"3 inputs but 2 targets"});
   EXPECT_EQ(Dataset{}.size(), 0);
+}
+
+}  // namespace
+}  // namespace pare::data
+
+namespace pare::data {
+namespace {
+
+// Standardising u8 data folds the statistics into the byte conversion: the
+// batches come out with mean 0 and std 1, the bytes are untouched, and a test
+// split gets the training split's statistics.
+TEST(Standardize, U8FoldsIntoScaleAndOffset) {
+  TrainTest tt;
+  const int64_t n = 400, d = 25;
+  for (Dataset* ds : {&tt.train, &tt.test}) {
+    ds->inputs = Tensor::empty({n, d}, DType::u8);
+    ds->targets = Tensor::zeros({n}, DType::i32);
+    ds->num_classes = 1;
+    ds->input_scale = 1.0 / 255.0;
+    uint8_t* p = ds->inputs.data<uint8_t>();
+    for (int64_t i = 0; i < n * d; ++i) p[i] = static_cast<uint8_t>((i * 37 + (ds == &tt.test)) % 256);
+  }
+  const uint8_t first = tt.train.inputs.data<uint8_t>()[0];
+  Normalization stats = standardize(tt);
+  EXPECT_EQ(tt.train.inputs.data<uint8_t>()[0], first);
+  EXPECT_NEAR(stats.mean, 0.5, 0.05);
+
+  Batcher batcher(tt.train, n, /*shuffle=*/false);
+  Rng rng(0);
+  batcher.start_epoch(rng);
+  Tensor x, y;
+  ASSERT_TRUE(batcher.next(x, y));
+  double sum = 0, sq = 0;
+  for (float v : x.span_f32()) {
+    sum += v;
+    sq += static_cast<double>(v) * v;
+  }
+  const double mean = sum / static_cast<double>(x.numel());
+  EXPECT_NEAR(mean, 0.0, 1e-5);
+  EXPECT_NEAR(sq / static_cast<double>(x.numel()) - mean * mean, 1.0, 1e-4);
+
+  // The test split was standardised with the training statistics.
+  Dataset again = tt.test;
+  again.input_scale = 1.0 / 255.0;
+  again.input_offset = 0.0;
+  standardize_with(again, stats);
+  EXPECT_DOUBLE_EQ(again.input_scale, tt.test.input_scale);
+  EXPECT_DOUBLE_EQ(again.input_offset, tt.test.input_offset);
 }
 
 }  // namespace
