@@ -23,7 +23,8 @@ test: build
 # prints its test accuracy.
 demo: build
 	$(BUILD)/pare train --model lenet300 --data fashion-mnist --epochs 10 --batch 60 \
-	  --optimizer adam --lr 1.2e-3 --seed 0 --out $(DEMO_DIR) --overwrite
+	  --optimizer adam --lr 1.2e-3 --schedule cosine --normalize --seed 0 \
+	  --out $(DEMO_DIR) --overwrite
 
 bench: build
 	bash bench/run_train.sh
