@@ -1,7 +1,8 @@
 // Fast kernels against their scalar references at the shapes pare trains:
 // LeNet-5 on Fashion-MNIST (batch 60), the Game-of-Life net (32x32 boards,
 // 3x3 circular and 1x1 convolutions, batch 8), Adam over LeNet-300-100's
-// 266,610 parameters. Each pair is registered as <kernel>/<shape>/{fast,ref}.
+// 266,610 parameters. Each pair is registered as <kernel>/<shape>/{fast,ref};
+// the small GEMM against OpenBLAS as gemm_f32/<shape>/{small,blas}.
 //
 //   ./build/bench/kernels_bench --benchmark_min_time=0.2
 #include <benchmark/benchmark.h>
@@ -75,6 +76,60 @@ PAIR(BM_col2im, col2im_f32, lenet_conv1_b60, kLenetConv1, 60);
 PAIR(BM_col2im, col2im_f32, lenet_conv2_b60, kLenetConv2, 60);
 PAIR(BM_col2im, col2im_f32, life_3x3_circ_c16_b8, kLife3x3Hidden, 8);
 PAIR(BM_col2im, col2im_f32, life_1x1_c16_b8, kLife1x1, 8);
+
+// ---- Small GEMM against OpenBLAS at the per-image products of the small convs ------------
+// Per image: forward y (OC, P) = w (OC, K) cols (K, P) [NN]; weight gradient
+// dw (OC, K) += dy (OC, P) cols^T [NT, beta 1]; input gradient
+// dcols (K, P) = w^T dy [TN]. Reported as FLOP/s (2 M N K per call).
+using Gemm = void (*)(int64_t, int64_t, int64_t, float*, int64_t, const float*, int64_t,
+                      const float*, int64_t, GemmParams);
+void BM_gemm(benchmark::State& st, Gemm fn, int64_t m, int64_t n, int64_t k, bool ta, bool tb) {
+  Vec a = random_vec(m * k), b = random_vec(k * n, -1, 1, 2), c = random_vec(m * n, -1, 1, 3);
+  const GemmParams p{.trans_a = ta, .trans_b = tb, .beta = tb ? 1.0f : 0.0f};
+  const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  for (auto _ : st) {
+    fn(m, n, k, c.data(), n, a.data(), lda, b.data(), ldb, p);
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
+  st.counters["FLOPS"] = benchmark::Counter(2.0 * static_cast<double>(m * n * k),
+                                            benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// clang-format off
+#define GEMM_PAIR(shape, m, n, k, ta, tb)                                            \
+  BENCHMARK_CAPTURE(BM_gemm, gemm_f32/shape/small, gemm_f32__small, m, n, k, ta, tb); \
+  BENCHMARK_CAPTURE(BM_gemm, gemm_f32/shape/blas, gemm_f32__blas, m, n, k, ta, tb)
+// clang-format on
+
+// LeNet-5 conv1 (1->6, 5x5 pad 2, 28x28): OC 6, K 25, P 784.
+GEMM_PAIR(lenet_conv1_fwd_NN_6x784x25, 6, 784, 25, false, false);
+GEMM_PAIR(lenet_conv1_dw_NT_6x25x784, 6, 25, 784, false, true);
+GEMM_PAIR(lenet_conv1_dcols_TN_25x784x6, 25, 784, 6, true, false);
+// LeNet-5 conv2 (6->16, 5x5, 14x14): OC 16, K 150, P 100.
+GEMM_PAIR(lenet_conv2_fwd_NN_16x100x150, 16, 100, 150, false, false);
+GEMM_PAIR(lenet_conv2_dw_NT_16x150x100, 16, 150, 100, false, true);
+GEMM_PAIR(lenet_conv2_dcols_TN_150x100x16, 150, 100, 16, true, false);
+// Life m=8 (32x32 boards): 3x3 circular 1->16 (K 9), 1x1 16->8, 1x1 8->1; P 1024.
+GEMM_PAIR(life8_3x3_fwd_NN_16x1024x9, 16, 1024, 9, false, false);
+GEMM_PAIR(life8_3x3_dw_NT_16x9x1024, 16, 9, 1024, false, true);
+GEMM_PAIR(life8_3x3_dcols_TN_9x1024x16, 9, 1024, 16, true, false);
+GEMM_PAIR(life8_1x1_fwd_NN_8x1024x16, 8, 1024, 16, false, false);
+GEMM_PAIR(life8_1x1_dw_NT_8x16x1024, 8, 16, 1024, false, true);
+GEMM_PAIR(life8_1x1_dx_TN_16x1024x8, 16, 1024, 8, true, false);
+GEMM_PAIR(life8_out_fwd_NN_1x1024x8, 1, 1024, 8, false, false);
+GEMM_PAIR(life8_out_dw_NT_1x8x1024, 1, 8, 1024, false, true);
+// Life m=1: 3x3 circular 1->2 (K 9).
+GEMM_PAIR(life1_3x3_fwd_NN_2x1024x9, 2, 1024, 9, false, false);
+GEMM_PAIR(life1_3x3_dw_NT_2x9x1024, 2, 9, 1024, false, true);
+// Life m=24: 3x3 circular 1->48, 1x1 48->24.
+GEMM_PAIR(life24_1x1_fwd_NN_24x1024x48, 24, 1024, 48, false, false);
+GEMM_PAIR(life24_1x1_dw_NT_24x48x1024, 24, 48, 1024, false, true);
+GEMM_PAIR(life24_1x1_dx_TN_48x1024x24, 48, 1024, 24, true, false);
+// Conv-2's first layer (1->64, 3x3 pad 1, 28x28): OC 64, K 9, P 784.
+GEMM_PAIR(conv2_conv1_fwd_NN_64x784x9, 64, 784, 9, false, false);
+GEMM_PAIR(conv2_conv1_dw_NT_64x9x784, 64, 9, 784, false, true);
+GEMM_PAIR(conv2_conv1_dcols_TN_9x784x64, 9, 784, 64, true, false);
 
 // ---- Pooling: LeNet's 2x2 max pool after conv1 (6 x 28 x 28), batch 60 ------------------
 const Pool2dGeometry kLenetPool{.c = 6, .h = 28, .w = 28, .k = 2, .stride = 2};

@@ -31,6 +31,12 @@ void gemm_f32__ref(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const
                    int64_t lda, const float* b, int64_t ldb, GemmParams p);
 void gemm_f32__blas(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const float* a,
                     int64_t lda, const float* b, int64_t ldb, GemmParams p);
+// The same contract, for small products read in place (no panel copies):
+// fastest with M <= ~32 and long N when b is not transposed (a convolution's
+// per-image forward and input gradient), and with long K when only b is
+// (its weight gradient). Single-threaded; deterministic.
+void gemm_f32__small(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const float* a,
+                     int64_t lda, const float* b, int64_t ldb, GemmParams p);
 // Name and build configuration of the BLAS behind gemm_f32__blas.
 const char* blas_description();
 

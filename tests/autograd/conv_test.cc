@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -59,8 +60,12 @@ Tensor naive_conv(const Tensor& x, const Tensor& w, const Tensor* b, int64_t str
   return y;
 }
 
+// Every geometry twice: once with output planes under 96 pixels, which
+// conv2d lowers over the whole batch (one BLAS GEMM), and once with planes of
+// 96 or more, which it runs image by image on the small GEMM.
 const std::vector<ConvCase>& sweep() {
   static const std::vector<ConvCase> cases = {
+      // Batched lowering (P = OH*OW < 96).
       // b  c oc  h  w kh kw  s  p  circ   bias
       {2, 2, 3, 6, 7, 3, 3, 1, 0, false, true},
       {2, 3, 2, 6, 7, 3, 3, 1, 1, false, true},
@@ -80,6 +85,25 @@ const std::vector<ConvCase>& sweep() {
       {2, 2, 2, 4, 5, 3, 3, 1, 2, false, true},  // pad 2 on a 3x3 kernel
       {2, 2, 2, 4, 5, 3, 3, 1, 2, true, true},   // circular wraps 2 deep
       {1, 2, 2, 3, 3, 5, 5, 1, 1, false, true},  // kernel larger than the input
+      // Image by image (P >= 96).
+      {2, 2, 3, 13, 12, 3, 3, 1, 0, false, true},
+      {2, 3, 2, 10, 11, 3, 3, 1, 1, false, true},
+      {2, 3, 2, 11, 10, 3, 3, 1, 1, true, true},  // the Life-net geometry
+      {2, 2, 3, 22, 20, 3, 3, 2, 1, false, false},
+      {2, 2, 3, 22, 20, 3, 3, 2, 1, true, true},
+      {2, 3, 2, 10, 11, 5, 5, 1, 2, false, true},  // LeNet's first layer
+      {2, 2, 2, 10, 11, 5, 5, 1, 2, true, false},
+      {2, 2, 3, 25, 24, 5, 5, 2, 0, false, true},
+      {2, 3, 2, 21, 20, 5, 5, 2, 2, true, true},
+      {2, 3, 4, 10, 11, 1, 1, 1, 0, false, true},  // 1x1: x_i is its own patch matrix
+      {2, 2, 3, 10, 11, 1, 1, 1, 0, false, false},
+      {2, 2, 3, 20, 22, 1, 1, 2, 0, false, true},  // 1x1 but strided: lowered
+      {2, 2, 2, 9, 10, 1, 1, 1, 1, false, true},   // 1x1 but padded: lowered
+      {2, 2, 3, 10, 12, 2, 3, 1, 1, false, true},  // non-square kernel
+      {2, 3, 2, 21, 20, 3, 2, 2, 1, true, false},
+      {2, 2, 2, 8, 9, 3, 3, 1, 2, false, true},    // pad 2 on a 3x3 kernel
+      {2, 2, 2, 8, 9, 3, 3, 1, 2, true, true},     // circular wraps 2 deep
+      {3, 2, 17, 10, 10, 3, 3, 1, 1, false, true}, // OC not a multiple of the 8-row tile
   };
   return cases;
 }
@@ -106,6 +130,7 @@ TEST(Conv2d, ForwardMatchesDirectLoop) {
   cases.push_back({4, 6, 16, 14, 14, 5, 5, 1, 0, false, true});  // LeNet-5 conv2
   cases.push_back({3, 16, 24, 8, 8, 1, 1, 1, 0, false, true});   // 1x1 per-image GEMMs
   cases.push_back({1, 16, 24, 8, 8, 1, 1, 1, 0, false, false});  // 1x1 single image
+  cases.push_back({2, 1, 64, 28, 28, 3, 3, 1, 1, false, true});  // Conv-2 layer 1 (per image)
   for (const ConvCase& cc : cases) {
     std::vector<Tensor> in = conv_inputs(cc, rng);
     std::vector<Var> vars;
@@ -144,7 +169,9 @@ TEST(Conv2d, GradientsOverSweep) {
 TEST(Conv2d, GradientsWhenOnlySomeInputsNeedThem) {
   Rng rng(23);
   for (const ConvCase& cc : {ConvCase{2, 2, 3, 6, 7, 3, 3, 1, 1, true, true},
-                             ConvCase{2, 3, 2, 5, 6, 1, 1, 1, 0, false, true}}) {
+                             ConvCase{2, 3, 2, 5, 6, 1, 1, 1, 0, false, true},
+                             ConvCase{2, 2, 3, 11, 10, 3, 3, 1, 1, true, true},
+                             ConvCase{2, 3, 2, 10, 11, 1, 1, 1, 0, false, true}}) {
     auto f = [&](const std::vector<Var>& in) { return run_conv(cc, in); };
     std::vector<Tensor> in = conv_inputs(cc, rng);
     EXPECT_TRUE(gradcheck(f, in, {true, false, false})) << cc.str() << " (x only)";
@@ -166,6 +193,10 @@ const std::vector<ConvCase>& threaded_cases() {
       {4, 8, 16, 6, 6, 1, 1, 1, 0, false, true},
       {8, 1, 2, 32, 32, 3, 3, 1, 1, true, true},   // Life net
       {6, 1, 6, 28, 28, 5, 5, 1, 2, false, true},  // LeNet-5 conv1
+      {3, 6, 16, 14, 14, 5, 5, 1, 0, false, true}, // LeNet-5 conv2, odd batch split
+      {4, 16, 8, 32, 32, 1, 1, 1, 0, false, true}, // Life 1x1, per image
+      {4, 2, 72, 6, 6, 3, 3, 1, 1, true, true},    // batched lowering (P < 96)
+      {4, 8, 80, 6, 6, 1, 1, 1, 0, false, true},   // batched 1x1 (P < 96)
   };
   return cases;
 }
@@ -203,6 +234,36 @@ TEST(Conv2d, ThreadedMatchesSingleThreaded) {
         ASSERT_NEAR(two[i].f32()[j], a, 1e-5f * (1.0f + std::fabs(a)))
             << cc.str() << ": " << names[i] << " element " << j;
       }
+  }
+  set_num_threads(saved);
+}
+
+// Same inputs and thread count, same bits: the per-chunk weight-gradient
+// partials are added in a fixed order.
+TEST(Conv2d, TwoThreadsGiveTheSameBitsEveryRun) {
+  Rng rng(26);
+  const int saved = num_threads();
+  set_num_threads(2);
+  for (const ConvCase& cc : threaded_cases()) {
+    std::vector<Tensor> in = conv_inputs(cc, rng);
+    Tensor seed;
+    auto run = [&] {
+      std::vector<Var> vars;
+      for (const Tensor& t : in) vars.push_back(Var(t, true));
+      Var y = run_conv(cc, vars);
+      if (!seed.defined()) seed = random_normal(y.shape(), rng);
+      y.backward(seed);
+      std::vector<Tensor> out = {y.value().clone()};
+      for (const Var& v : vars) out.push_back(v.grad().clone());
+      return out;
+    };
+    std::vector<Tensor> first = run(), second = run();
+    const char* names[] = {"y", "dx", "dw", "db"};
+    for (size_t i = 0; i < first.size(); ++i)
+      EXPECT_EQ(std::memcmp(first[i].f32(), second[i].f32(),
+                            static_cast<size_t>(first[i].numel()) * sizeof(float)),
+                0)
+          << cc.str() << ": " << names[i] << " differs between runs";
   }
   set_num_threads(saved);
 }
