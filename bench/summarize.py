@@ -332,7 +332,7 @@ def cmd_report(a):
               "- s/epoch = best (shortest) epoch of the training loop (shuffle + batching + "
               "forward/backward/step, evaluation excluded); torch is run with 1 and 2 threads "
               "(OMP_NUM_THREADS=T, OPENBLAS_NUM_THREADS=1) and the faster setting is shown (T=…)",
-              "- ratio = pare s/epoch ÷ faster torch s/epoch (< 1: pare is faster); peak RSS of "
+              "- speed-up = faster torch s/epoch ÷ pare s/epoch (> 1: pare is faster); peak RSS of "
               "the torch side is that of the faster torch run; for life one epoch = one pass over "
               "the boards and boards/s comes from the best epoch",
               "- peak RSS includes the training data held in memory (torch: float32 tensors, "
