@@ -1,4 +1,7 @@
-// 2-D convolution, lowered one of two ways depending on its size.
+// 2-D convolution, lowered one of two ways depending on its size, with an
+// optional fused ReLU (applied to each image's output while it is in cache;
+// the backward pass masks dy by the output once, and no separate activation
+// tensor or gradient buffer exists).
 //
 // Legend: B batch, C input channels, OC output channels, H/W input size,
 // KH/KW kernel size, OH/OW output size, P = OH*OW, K = C*KH*KW, N = B*P.
@@ -73,7 +76,7 @@ struct ImageConv {
 
 // y: (B, OC, P) = w cols_i (+ bias) for every image, split over the pool.
 void conv_forward_per_image(const ImageConv& c, int64_t batch, float* y, const float* x,
-                            const float* w, const float* bias) {
+                            const float* w, const float* bias, bool relu) {
   auto images = [&](int64_t lo, int64_t hi) {
     Tensor scratch = c.pointwise ? Tensor() : Tensor::empty({c.k, c.p});
     for (int64_t i = lo; i < hi; ++i) {
@@ -86,6 +89,7 @@ void conv_forward_per_image(const ImageConv& c, int64_t batch, float* y, const f
       float* yi = y + i * c.oc * c.p;
       kernels::gemm_f32__small(c.oc, c.p, c.k, yi, c.p, w, c.k, cols, c.p, {});
       if (bias) kernels::add_channels_f32(1, c.oc, c.p, yi, bias);
+      if (relu) kernels::relu_f32(c.oc * c.p, yi, yi);  // while the image is in cache
     }
   };
   ops::parallel_range(batch, c.flops() + static_cast<double>(c.k * c.p), images);
@@ -169,6 +173,16 @@ void gemm_per_image(int64_t batch, int64_t m, int64_t n, int64_t k, float* c, in
   }
 }
 
+// The gradient to propagate through the convolution itself: with a fused
+// ReLU, dy masked by the output (y > 0 exactly where the pre-activation was);
+// `holder` keeps the masked copy alive.
+const float* conv_output_grad(Node& self, bool relu, Tensor& holder) {
+  if (!relu) return self.grad.f32();
+  holder = Tensor::empty(self.value.shape());
+  kernels::relu_mask_f32(self.value.numel(), holder.f32(), self.grad.f32(), self.value.f32());
+  return holder.f32();
+}
+
 void check_conv_shapes(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
   if (x.value().ndim() != 4) fail("conv2d: input must be (B, C, H, W), got ", x.shape().str());
   if (w.value().ndim() != 4)
@@ -206,12 +220,13 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
   if (use_per_image(oc, k, p)) {
     const ImageConv c{
         .g = g, .oc = oc, .k = k, .p = p, .plane_in = plane_in, .pointwise = is_pointwise(g)};
-    conv_forward_per_image(c, batch, y.f32(), x.value().f32(), w.value().f32(), bias);
-    return Var::make(y, "conv2d", {x, w, b}, [c, batch](Node& self) {
+    conv_forward_per_image(c, batch, y.f32(), x.value().f32(), w.value().f32(), bias, opt.relu);
+    return Var::make(y, "conv2d", {x, w, b}, [c, batch, relu = opt.relu](Node& self) {
       Node& x = *self.inputs[0];
       Node& w = *self.inputs[1];
       Node* b = self.inputs[2].get();
-      const float* dy = self.grad.f32();
+      Tensor masked;
+      const float* dy = conv_output_grad(self, relu, masked);
       if (b && b->requires_grad)
         kernels::sum_channels_f32(batch, c.oc, c.p, b->ensure_grad().f32(), dy);
       if (!w.requires_grad && !x.requires_grad) return;
@@ -226,11 +241,13 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
     gemm_per_image(batch, oc, p, k, y.f32(), oc * p, p, w.value().f32(), k, x.value().f32(), k * p,
                    p, {});
     if (bias) kernels::add_channels_f32(batch, oc, p, y.f32(), bias);
-    return Var::make(y, "conv2d", {x, w, b}, [batch, oc, k, p, n](Node& self) {
+    if (opt.relu) kernels::relu_f32(y.numel(), y.f32(), y.f32());
+    return Var::make(y, "conv2d", {x, w, b}, [batch, oc, k, p, n, relu = opt.relu](Node& self) {
       Node& x = *self.inputs[0];
       Node& w = *self.inputs[1];
       Node* b = self.inputs[2].get();
-      const float* dy = self.grad.f32();
+      Tensor masked;
+      const float* dy = conv_output_grad(self, relu, masked);
       if (x.requires_grad)  // dx_i: (C, P) += w^T: (C, OC) dy_i: (OC, P)
         gemm_per_image(batch, k, p, oc, x.ensure_grad().f32(), k * p, p, w.value.f32(), k, dy,
                        oc * p, p, {.trans_a = true, .beta = 1.0f});
@@ -262,14 +279,16 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
     kernels::swap_outer_f32(oc, batch, p, y.f32(), yt.f32());
   }
   if (bias) kernels::add_channels_f32(batch, oc, p, y.f32(), bias);
+  if (opt.relu) kernels::relu_f32(y.numel(), y.f32(), y.f32());
 
   if (!w.requires_grad()) cols = Tensor();  // the backward pass only needs it for dw
   return Var::make(y, "conv2d", {x, w, b},
-                   [g, cols, batch, oc, k, p, n, plane_in](Node& self) {
+                   [g, cols, batch, oc, k, p, n, plane_in, relu = opt.relu](Node& self) {
     Node& x = *self.inputs[0];
     Node& w = *self.inputs[1];
     Node* b = self.inputs[2].get();
-    const float* dy = self.grad.f32();
+    Tensor masked;
+    const float* dy = conv_output_grad(self, relu, masked);
     if (b && b->requires_grad) kernels::sum_channels_f32(batch, oc, p, b->ensure_grad().f32(), dy);
     if (!w.requires_grad && !x.requires_grad) return;
     Tensor dyt = Tensor::empty({oc, n});  // (OC, N)

@@ -32,6 +32,7 @@ struct Conv2dOptions {
   int64_t stride = 1;
   int64_t pad = 0;        // same on all sides
   bool circular = false;  // wrap around (torus) instead of zero padding
+  bool relu = false;      // apply ReLU to the output, fused (same result as relu(conv2d(...)))
 };
 // y: (B, OC, OH, OW) from x: (B, C, H, W), w: (OC, C, KH, KW), b: (OC,) or undefined.
 Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt);

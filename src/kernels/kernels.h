@@ -52,6 +52,9 @@ PARE_KERNEL_PAIR(void, scale_f32, int64_t n, float* y, const float* x, float alp
 PARE_KERNEL_PAIR(void, relu_f32, int64_t n, float* y, const float* x)
 // dx += dy * (y > 0)
 PARE_KERNEL_PAIR(void, relu_backward_f32, int64_t n, float* dx, const float* dy, const float* y)
+// dx = dy * (y > 0), overwriting dx (for a gradient buffer not yet written,
+// and for ReLU fused into the op before it).
+PARE_KERNEL_PAIR(void, relu_mask_f32, int64_t n, float* dx, const float* dy, const float* y)
 PARE_KERNEL_PAIR(void, sigmoid_f32, int64_t n, float* y, const float* x)
 // dx += dy * y * (1 - y)
 PARE_KERNEL_PAIR(void, sigmoid_backward_f32, int64_t n, float* dx, const float* dy,

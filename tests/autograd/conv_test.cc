@@ -268,5 +268,44 @@ TEST(Conv2d, TwoThreadsGiveTheSameBitsEveryRun) {
   set_num_threads(saved);
 }
 
+// The fused ReLU gives exactly relu(conv2d(...)): same output bits and the
+// same gradients, on the per-image path (P >= 96), the batched path (small
+// planes) and the pointwise paths.
+TEST(Conv2d, FusedReluEqualsSeparateRelu) {
+  struct Geometry {
+    int64_t c, oc, h, k, pad;
+    bool circular;
+  };
+  const Geometry cases[] = {
+      {1, 6, 28, 5, 2, false},  // per image (P = 784)
+      {2, 4, 12, 3, 1, true},   // per image (P = 144)
+      {3, 5, 6, 3, 0, false},   // batched (P = 16)
+      {4, 3, 16, 1, 0, false},  // pointwise, per image
+      {4, 3, 5, 1, 0, false},   // pointwise, batched
+  };
+  Rng rng(31);
+  for (const Geometry& g : cases) {
+    Tensor xv = random_normal({3, g.c, g.h, g.h}, rng);
+    Tensor wv = random_normal({g.oc, g.c, g.k, g.k}, rng);
+    Tensor bv = random_normal({g.oc}, rng);
+    Tensor seed = random_normal({3, g.oc, g.h + 2 * g.pad - g.k + 1, g.h + 2 * g.pad - g.k + 1}, rng);
+    Conv2dOptions opt{.pad = g.pad, .circular = g.circular};
+    Var x1(xv.clone(), true), w1(wv.clone(), true), b1(bv.clone(), true);
+    Var y1 = relu(conv2d(x1, w1, b1, opt));
+    y1.backward(seed);
+    opt.relu = true;
+    Var x2(xv.clone(), true), w2(wv.clone(), true), b2(bv.clone(), true);
+    Var y2 = conv2d(x2, w2, b2, opt);
+    y2.backward(seed);
+    const std::string where = "C" + std::to_string(g.c) + " OC" + std::to_string(g.oc) + " " +
+                              std::to_string(g.h) + "x" + std::to_string(g.h) + " k" +
+                              std::to_string(g.k);
+    ASSERT_EQ(y1.shape(), y2.shape()) << where;
+    EXPECT_EQ(0, std::memcmp(y1.value().f32(), y2.value().f32(), y1.value().nbytes())) << where;
+    for (auto [a, b] : {std::pair{&x1, &x2}, {&w1, &w2}, {&b1, &b2}})
+      EXPECT_EQ(0, std::memcmp(a->grad().f32(), b->grad().f32(), a->grad().nbytes())) << where;
+  }
+}
+
 }  // namespace
 }  // namespace pare::autograd

@@ -257,6 +257,21 @@ TEST(Elementwise, BackwardAccumulatesAndMatchesRef) {
     }
 }
 
+// dx = dy * (y > 0), overwriting whatever dx held (including NaN).
+TEST(Elementwise, ReluMaskOverwritesAndMatchesRef) {
+  Rng rng(5);
+  for (int64_t n : kSizes) {
+    Vec dy = random_vec(rng, n, -1, 1), y = random_vec(rng, n, -1, 1);
+    for (int64_t i = 0; i < n; i += 7) y[i] = 0.0f;  // the kink: y = 0 passes nothing
+    Vec dxf(n, std::numeric_limits<float>::quiet_NaN()), dxr(n, 1.0f);
+    relu_mask_f32(n, dxf.data(), dy.data(), y.data());
+    relu_mask_f32__ref(n, dxr.data(), dy.data(), y.data());
+    EXPECT_TRUE(same_bits(dxf, dxr)) << at("relu_mask_f32", n);
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_EQ(dxf[i], y[i] > 0.0f ? dy[i] : 0.0f) << at("relu_mask_f32", n) << " at " << i;
+  }
+}
+
 // ---- Broadcasts and reductions ----------------------------------------------------------
 
 const int64_t kRows[] = {0, 1, 3, 60};

@@ -54,6 +54,13 @@ void relu_backward_f32(int64_t n, float* dx, const float* dy, const float* y) {
       [](float d, float g, float out) { return out > 0.0f ? d + g : d; });
 }
 
+void relu_mask_f32(int64_t n, float* dx, const float* dy, const float* y) {
+  map2(
+      n, dx, dy, y,
+      [](auto g, auto out) { return vselect(vgt(out, vzero()), g, vzero()); },
+      [](float g, float out) { return out > 0.0f ? g : 0.0f; });
+}
+
 void sigmoid_f32(int64_t n, float* y, const float* x) {
   map1(
       n, y, x, [](auto v) { return sigmoid_v(v); }, sigmoid_scalar);

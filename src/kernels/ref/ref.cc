@@ -42,6 +42,9 @@ void relu_backward_f32__ref(int64_t n, float* dx, const float* dy, const float* 
   for (int64_t i = 0; i < n; ++i)
     if (y[i] > 0.0f) dx[i] += dy[i];
 }
+void relu_mask_f32__ref(int64_t n, float* dx, const float* dy, const float* y) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
 void sigmoid_f32__ref(int64_t n, float* y, const float* x) {
   for (int64_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
 }
