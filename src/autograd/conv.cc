@@ -11,7 +11,7 @@
 // small-GEMM kernel, each image's patches lowered into a (K, P) scratch:
 // Forward:  cols_i: (K, P) = im2col(x_i);  y_i: (OC, P) = w: (OC, K) cols_i,
 //           written straight into y's slice of (B, OC, P), plus bias.
-// Backward: db += sum of dy over B and P;  dw += dy_i: (OC, P) cols_i^T, with
+// Backward: db += sum of dy_i over P;  dw += dy_i: (OC, P) cols_i^T, with
 //           cols_i lowered again from x (no (K, N) matrix is kept);
 //           dcols_i: (K, P) = w^T dy_i, scattered into dx_i (col2im).
 // The images are split over the thread pool; each chunk of images sums its
@@ -101,8 +101,9 @@ void conv_forward_per_image(const ImageConv& c, int64_t batch, float* y, const f
 // from the forward pass (a (B, K, P) tensor read back from L3), without the
 // memory. Chunk 0 accumulates into dw directly, chunk t > 0 into a partial
 // that is added after the loop in chunk order.
-void conv_backward_per_image(const ImageConv& c, int64_t batch, float* dw, float* dx,
-                             const float* dy, const float* x, const float* w) {
+void conv_backward_per_image(const ImageConv& c, int64_t batch, float* dw, float* db, float* dx,
+                             const float* dy, const float* x, const float* w,
+                             const float* relu_y) {
   const int64_t wn = c.oc * c.k;
   ThreadPool& pool = thread_pool();
   const int parts = pool.num_threads();
@@ -111,15 +112,23 @@ void conv_backward_per_image(const ImageConv& c, int64_t batch, float* dw, float
   const bool split =
       parts > 1 && batch > 1 && static_cast<double>(batch) * cost >= ops::kParallelMinFlops;
   Tensor partials = split && dw ? Tensor::empty({parts - 1, wn}) : Tensor();
+  Tensor db_partials = split && db ? Tensor::zeros({parts - 1, c.oc}) : Tensor();
   std::vector<char> ran(static_cast<size_t>(parts), 0);
   auto images = [&](int64_t lo, int64_t hi, int chunk) {
     ran[static_cast<size_t>(chunk)] = 1;
     float* dw_chunk = chunk == 0 ? dw : partials.f32() + (chunk - 1) * wn;
+    float* db_chunk = chunk == 0 ? db : (db ? db_partials.f32() + (chunk - 1) * c.oc : nullptr);
     // One buffer for cols_i and then dcols_i: cols_i is dead once dw has it.
     Tensor scratch = c.pointwise ? Tensor() : Tensor::empty({c.k, c.p});
     float* buf = c.pointwise ? nullptr : scratch.f32();
+    Tensor masked = relu_y ? Tensor::empty({c.oc, c.p}) : Tensor();
     for (int64_t i = lo; i < hi; ++i) {
       const float* dyi = dy + i * c.oc * c.p;
+      if (relu_y) {  // the fused ReLU: dy_i masked by the output, in cache
+        kernels::relu_mask_f32(c.oc * c.p, masked.f32(), dyi, relu_y + i * c.oc * c.p);
+        dyi = masked.f32();
+      }
+      if (db_chunk) kernels::sum_channels_f32(1, c.oc, c.p, db_chunk, dyi);
       const float* xi = x + i * c.plane_in;
       if (dw) {
         const float* cols = xi;
@@ -148,9 +157,11 @@ void conv_backward_per_image(const ImageConv& c, int64_t batch, float* dw, float
     pool.parallel_for(batch, images);
   else
     images(0, batch, 0);
-  if (dw)
-    for (int t = 1; t < parts; ++t)
-      if (ran[static_cast<size_t>(t)]) kernels::add_f32(wn, dw, dw, partials.f32() + (t - 1) * wn);
+  for (int t = 1; t < parts; ++t) {
+    if (!ran[static_cast<size_t>(t)]) continue;
+    if (dw) kernels::add_f32(wn, dw, dw, partials.f32() + (t - 1) * wn);
+    if (db) kernels::add_f32(c.oc, db, db, db_partials.f32() + (t - 1) * c.oc);
+  }
 }
 
 // c_i: (M, N) = op(a) op(b_i) (+ beta c_i) for i in [0, batch), with a shared.
@@ -225,14 +236,12 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
       Node& x = *self.inputs[0];
       Node& w = *self.inputs[1];
       Node* b = self.inputs[2].get();
-      Tensor masked;
-      const float* dy = conv_output_grad(self, relu, masked);
-      if (b && b->requires_grad)
-        kernels::sum_channels_f32(batch, c.oc, c.p, b->ensure_grad().f32(), dy);
-      if (!w.requires_grad && !x.requires_grad) return;
+      // Everything per image, the fused ReLU's mask and the bias gradient
+      // included, so each image's dy is read while it is in cache.
       conv_backward_per_image(c, batch, w.requires_grad ? w.ensure_grad().f32() : nullptr,
-                              x.requires_grad ? x.ensure_grad().f32() : nullptr, dy, x.value.f32(),
-                              w.value.f32());
+                              b && b->requires_grad ? b->ensure_grad().f32() : nullptr,
+                              x.requires_grad ? x.ensure_grad().f32() : nullptr, self.grad.f32(),
+                              x.value.f32(), w.value.f32(), relu ? self.value.f32() : nullptr);
     });
   }
 
