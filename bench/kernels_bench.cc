@@ -8,6 +8,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <vector>
 
 #include "pare/base/rng.h"
@@ -61,6 +62,40 @@ void BM_col2im(benchmark::State& st, Col2im fn, Conv2dGeometry g, int64_t batch)
   st.SetBytesProcessed(st.iterations() * rows * ld * static_cast<int64_t>(sizeof(float)));
 }
 
+// As conv2d uses them: image after image through one per-thread (K, P) scratch
+// (ld = P, col0 = 0; 64-byte aligned like a Tensor), which stays in L2.
+struct AlignedVec {
+  explicit AlignedVec(int64_t n)
+      : p(static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>((n + 15) / 16 * 64)))) {}
+  ~AlignedVec() { std::free(p); }
+  float* p;
+};
+void BM_im2col_image(benchmark::State& st, Im2col fn, Conv2dGeometry g, int64_t batch) {
+  const int64_t p = g.out_h() * g.out_w(), rows = g.c * g.kh * g.kw;
+  Vec x = random_vec(batch * g.c * g.h * g.w);
+  AlignedVec cols(rows * p);
+  for (auto _ : st) {
+    for (int64_t i = 0; i < batch; ++i) {
+      fn(g, cols.p, p, 0, x.data() + i * g.c * g.h * g.w);
+      benchmark::DoNotOptimize(cols.p);
+      benchmark::ClobberMemory();
+    }
+  }
+  st.SetBytesProcessed(st.iterations() * batch * rows * p * static_cast<int64_t>(sizeof(float)));
+}
+void BM_col2im_image(benchmark::State& st, Col2im fn, Conv2dGeometry g, int64_t batch) {
+  const int64_t p = g.out_h() * g.out_w(), rows = g.c * g.kh * g.kw;
+  Vec dx(batch * g.c * g.h * g.w, 0.0f), cols = random_vec(rows * p);
+  for (auto _ : st) {
+    for (int64_t i = 0; i < batch; ++i) {
+      fn(g, dx.data() + i * g.c * g.h * g.w, cols.data(), p, 0);
+      benchmark::DoNotOptimize(dx.data());
+      benchmark::ClobberMemory();
+    }
+  }
+  st.SetBytesProcessed(st.iterations() * batch * rows * p * static_cast<int64_t>(sizeof(float)));
+}
+
 // clang-format off
 #define PAIR(bm, kernel, shape, ...)                                  \
   BENCHMARK_CAPTURE(bm, kernel/shape/fast, kernel, __VA_ARGS__);      \
@@ -76,6 +111,14 @@ PAIR(BM_col2im, col2im_f32, lenet_conv1_b60, kLenetConv1, 60);
 PAIR(BM_col2im, col2im_f32, lenet_conv2_b60, kLenetConv2, 60);
 PAIR(BM_col2im, col2im_f32, life_3x3_circ_c16_b8, kLife3x3Hidden, 8);
 PAIR(BM_col2im, col2im_f32, life_1x1_c16_b8, kLife1x1, 8);
+const Conv2dGeometry kLife3x3C8{
+    .c = 8, .h = 32, .w = 32, .kh = 3, .kw = 3, .pad = 1, .circular = true};
+PAIR(BM_im2col_image, im2col_f32, image_lenet_conv1, kLenetConv1, 60);
+PAIR(BM_im2col_image, im2col_f32, image_lenet_conv2, kLenetConv2, 60);
+PAIR(BM_im2col_image, im2col_f32, image_life_3x3_circ, kLife3x3, 8);
+PAIR(BM_im2col_image, im2col_f32, image_life_3x3_circ_c8, kLife3x3C8, 8);
+PAIR(BM_col2im_image, col2im_f32, image_lenet_conv2, kLenetConv2, 60);
+PAIR(BM_col2im_image, col2im_f32, image_life_3x3_circ_c8, kLife3x3C8, 8);
 
 // ---- Small GEMM against OpenBLAS at the per-image products of the small convs ------------
 // Per image: forward y (OC, P) = w (OC, K) cols (K, P) [NN]; weight gradient

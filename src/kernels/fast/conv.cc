@@ -4,11 +4,20 @@
 // input row iy = oy*stride - pad + ky at columns ix = ox*stride - pad + kx.
 // Paths, first match wins:
 //   1x1, stride 1, no padding   whole planes: one copy / one vector add each.
-//   AVX-512 im2col, stride 1, no padding, output rows < 16 wide (LeNet conv2):
-//                               16 outputs per permute of two loads, full
-//                               64-byte stores.
-//   AVX-512 col2im, stride 1 (any padding, circular too): dx chunks held in
-//                               registers while all taps add into them.
+//   AVX-512 im2col, input rows <= 32 wide (LeNet, Life; any stride, zero or
+//                               circular padding): an input row sits in two
+//                               registers and each 16 outputs of a tap row
+//                               are one two-source permute of it, padding
+//                               read from a zero lane (or masked) and wraps
+//                               folded into the indices; output rows 8 to 10
+//                               wide (LeNet conv2) go G = 32/ow rows per two
+//                               stores.
+//   AVX-512 col2im, stride 1, input and output rows <= 32 wide: blocks of dx
+//                               rows in registers; every tap's output row is
+//                               loaded, permuted into dx lanes and added
+//                               (masked where a lane gets nothing).
+//   AVX-512 col2im, stride 1, wider rows (<= 64): dx chunks held in
+//                               registers, taps added through masked loads.
 //   general                     per tap and output row, the columns split into
 //                               a few runs (RowPlan): zeros in the padding, a
 //                               contiguous interior run and, circular, a run
@@ -136,62 +145,326 @@ const float* offset_ptr(const float* p, int64_t off) {
                                         off * static_cast<intptr_t>(sizeof(float)));
 }
 
-// Stride 1, no padding, small output rows (LeNet's conv2: 10x10 outputs):
-// 16 consecutive outputs of a tap come from input offsets that span at most
-// 32 floats, so two masked loads and one permute build a full vector and
-// every store is 64 bytes. The index vectors depend on the geometry only and
-// are built once per call.
-constexpr int64_t kMaxPermuteChunks = 64;  // outputs per image <= 1024
-
-struct PermutePlan {
-  int64_t chunks = 0;
-  int64_t start[kMaxPermuteChunks];  // input offset of the chunk's first output
-  int64_t span[kMaxPermuteChunks];   // input floats from start to its last output
-  __m512i idx[kMaxPermuteChunks];
+// Input rows of at most 32 floats (LeNet conv1, the Life boards): a row of x
+// sits in two registers, and one two-source permute per 16 outputs builds any
+// tap's output row from it, zeros (masked lanes) and wraps included. The
+// permute indices and lane masks depend on (kx, chunk of the output row) only
+// and are built once per call, with vector arithmetic.
+constexpr int64_t kMaxRowChunks = 4;  // output rows up to 64 wide
+struct ShuffleTable {
+  __m512i idx[kMaxPlannedKw][kMaxRowChunks];
+  __mmask16 mask[kMaxPlannedKw][kMaxRowChunks];
+  bool masked;  // some lane is zero padding that no zero lane of the row can supply
 };
 
-bool plan_permute(const Conv2dGeometry& g, int64_t oh, int64_t ow, PermutePlan* plan) {
-  if (g.stride != 1 || g.pad != 0) return false;
-  const int64_t p = oh * ow;
-  plan->chunks = (p + 15) / 16;
-  if (plan->chunks > kMaxPermuteChunks) return false;
-  for (int64_t j = 0; j < plan->chunks; ++j) {
-    alignas(64) int32_t lanes[16] = {};
-    const int64_t q0 = 16 * j, start = (q0 / ow) * g.w + q0 % ow;
-    int64_t last = 0;
-    for (int64_t l = 0; l < 16 && q0 + l < p; ++l) {
-      const int64_t q = q0 + l, off = (q / ow) * g.w + q % ow - start;
-      lanes[l] = static_cast<int32_t>(off);
-      last = off;
+inline __m512i iota16() {
+  return _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+}
+inline __m512i splat(int64_t v) { return _mm512_set1_epi32(static_cast<int32_t>(v)); }
+
+// Lane l of chunk c, kernel column kx: output column ox = 16c + l < ow reads
+// input column ox*stride - pad + kx (wrapped when circular). A lane in the
+// zero padding reads lane 31 of the row pair, which is zero when w < 32 (the
+// row is loaded with a mask); only for w == 32 does it need a zeroing mask.
+bool plan_im2col_shuffle(const Conv2dGeometry& g, int64_t ow, ShuffleTable* t) {
+  const int64_t w = g.w, s = g.stride;
+  if (w > 32 || g.kw > kMaxPlannedKw || ow > 16 * kMaxRowChunks) return false;
+  // Circular: every column index lies within one period of [0, w).
+  if (g.circular && (g.pad > w || (ow - 1) * s - g.pad + g.kw - 1 >= 2 * w)) return false;
+  const int64_t chunks = (ow + 15) / 16;
+  const __m512i vw = splat(w), zero = _mm512_setzero_si512();
+  t->masked = false;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const __m512i ox = _mm512_add_epi32(iota16(), splat(16 * c));
+    const __m512i oxs = _mm512_mullo_epi32(ox, splat(s));
+    for (int64_t kx = 0; kx < g.kw; ++kx) {
+      __m512i ix = _mm512_add_epi32(oxs, splat(kx - g.pad));
+      __mmask16 m = 0xFFFF;
+      if (g.circular) {
+        ix = _mm512_mask_add_epi32(ix, _mm512_cmplt_epi32_mask(ix, zero), ix, vw);
+        ix = _mm512_mask_sub_epi32(ix, _mm512_cmpge_epi32_mask(ix, vw), ix, vw);
+      } else {
+        m = _mm512_cmplt_epu32_mask(ix, vw);  // unsigned: also ix >= 0
+        ix = _mm512_mask_blend_epi32(m, splat(31), ix);
+        if (w == 32 && m != 0xFFFF) t->masked = true;
+      }
+      t->idx[kx][c] = ix;
+      t->mask[kx][c] = m;
     }
-    if (last >= 32) return false;
-    plan->start[j] = start;
-    plan->span[j] = last + 1;
-    plan->idx[j] = _mm512_load_si512(lanes);
   }
   return true;
 }
 
-void im2col_permute(const Conv2dGeometry& g, const PermutePlan& plan, float* cols, int64_t ld,
-                    int64_t col0, const float* x, int64_t p) {
-  for (int64_t ch = 0; ch < g.c; ++ch)
-    for (int64_t ky = 0; ky < g.kh; ++ky)
-      for (int64_t kx = 0; kx < g.kw; ++kx) {
-        const float* src = x + ch * g.h * g.w + ky * g.w + kx;
-        float* row = cols + ((ch * g.kh + ky) * g.kw + kx) * ld + col0;
-        for (int64_t j = 0; j < plan.chunks; ++j) {
-          const float* s = src + plan.start[j];
-          const int64_t span = plan.span[j];
-          const vf lo = vload_tail(s, span < 16 ? span : 16);
-          const vf hi = vload_tail(s + 16, span > 16 ? span - 16 : 0);
-          const vf v = _mm512_permutex2var_ps(lo, plan.idx[j], hi);
-          const int64_t r = p - 16 * j;
-          if (r >= 16)
-            vstore(row + 16 * j, v);
-          else
-            vstore_tail(row + 16 * j, v, r);
+// KW == 0: the kernel width is g.kw, known at run time only.
+template <int NC, int KW, bool Masked>
+void im2col_shuffle(const Conv2dGeometry& g, const ShuffleTable& t, float* cols, int64_t ld,
+                    int64_t col0, const float* x, int64_t oh, int64_t ow) {
+  const int64_t w = g.w, hw = g.h * g.w, kw = KW ? KW : g.kw;
+  const __mmask16 m0 = tail_mask(w < 16 ? w : 16), m1 = tail_mask(w > 16 ? w - 16 : 0);
+  const __mmask16 mlast = tail_mask(ow - 16 * (NC - 1));
+  // With the width known, the indices move to registers (the table itself
+  // would be reloaded after every store: __m512i may alias float).
+  constexpr int kRegs = KW ? KW : 1;
+  __m512i idx[kRegs][NC];
+  if (KW)
+    for (int kx = 0; kx < KW; ++kx)
+      for (int c = 0; c < NC; ++c) idx[kx][c] = t.idx[kx][c];
+  for (int64_t ch = 0; ch < g.c; ++ch) {
+    const float* plane = x + ch * hw;
+    for (int64_t ky = 0; ky < g.kh; ++ky) {
+      float* taps = cols + (ch * g.kh + ky) * kw * ld + col0;
+      for (int64_t oy = 0; oy < oh; ++oy) {
+        const int64_t iy = source_row(g, oy, ky);
+        vf r0 = vzero(), r1 = vzero();
+        if (iy >= 0) {
+          const float* src = plane + iy * w;
+          r0 = _mm512_maskz_loadu_ps(m0, src);
+          r1 = _mm512_maskz_loadu_ps(m1, src + 16);
+        }
+        float* d = taps + oy * ow;
+        for (int64_t kx = 0; kx < kw; ++kx, d += ld) {
+          for (int c = 0; c < NC; ++c) {
+            const __m512i ix = KW ? idx[KW ? kx : 0][c] : t.idx[kx][c];
+            const vf v = Masked ? _mm512_maskz_permutex2var_ps(t.mask[kx][c], r0, ix, r1)
+                                : _mm512_permutex2var_ps(r0, ix, r1);
+            if (c < NC - 1)
+              vstore(d + 16 * c, v);
+            else
+              _mm512_mask_storeu_ps(d + 16 * c, mlast, v);
+          }
         }
       }
+    }
+  }
+}
+
+// Output rows 8 to 10 wide from input rows of at most 15 (LeNet conv2: 10 of
+// 14): G = 32 / ow rows of a tap (30 outputs at ow 10) go out as two stores,
+// not G, each vector permuted from the two input rows it spans. Lane 15 of a
+// row register is zero (w < 16), so padding lanes need no mask: in the
+// row table they read lane 31, which is lane 15 of either register here.
+template <int G, int KW>
+void im2col_grouped(const Conv2dGeometry& g, const ShuffleTable& t, float* cols, int64_t ld,
+                    int64_t col0, const float* x, int64_t oh, int64_t ow) {
+  const int64_t w = g.w, hw = g.h * g.w, kw = KW ? KW : g.kw;
+  const __mmask16 m0 = tail_mask(w), mrow = tail_mask(ow), mv1 = tail_mask(G * ow - 16);
+  const int rb1 = static_cast<int>(16 / ow);  // first row of the second vector
+  // Lane l of vector v holds output column (16v + l) % ow of group row
+  // (16v + l) / ow, which lives in register (that row - first row of v).
+  alignas(64) int32_t ox[2][16], roff[2][16];
+  for (int v = 0; v < 2; ++v)
+    for (int l = 0; l < 16; ++l) {
+      const int64_t q = 16 * v + l < G * ow ? 16 * v + l : G * ow - 1;
+      ox[v][l] = static_cast<int32_t>(q % ow);
+      roff[v][l] = static_cast<int32_t>(16 * (q / ow - (v ? rb1 : 0)));
+    }
+  constexpr int kRegs = KW ? KW : kMaxPlannedKw;
+  __m512i row_idx[kRegs], idx0[kRegs], idx1[kRegs];
+  const __m512i ox0 = _mm512_load_si512(ox[0]), ox1 = _mm512_load_si512(ox[1]);
+  const __m512i ro0 = _mm512_load_si512(roff[0]), ro1 = _mm512_load_si512(roff[1]);
+  for (int64_t kx = 0; kx < kw; ++kx) {
+    row_idx[kx] = t.idx[kx][0];
+    idx0[kx] = _mm512_add_epi32(_mm512_permutexvar_epi32(ox0, t.idx[kx][0]), ro0);
+    idx1[kx] = _mm512_add_epi32(_mm512_permutexvar_epi32(ox1, t.idx[kx][0]), ro1);
+  }
+  for (int64_t ch = 0; ch < g.c; ++ch) {
+    const float* plane = x + ch * hw;
+    for (int64_t ky = 0; ky < g.kh; ++ky) {
+      float* taps = cols + (ch * g.kh + ky) * kw * ld + col0;
+      int64_t oy = 0;
+      for (; oy + G <= oh; oy += G) {
+        vf r[G + 1];
+        for (int i = 0; i < G; ++i) {
+          const int64_t iy = source_row(g, oy + i, ky);
+          r[i] = iy >= 0 ? _mm512_maskz_loadu_ps(m0, plane + iy * w) : vzero();
+        }
+        r[G] = vzero();
+        float* d = taps + oy * ow;
+        for (int64_t kx = 0; kx < kw; ++kx, d += ld) {
+          vstore(d, _mm512_permutex2var_ps(r[0], idx0[kx], r[1]));
+          _mm512_mask_storeu_ps(d + 16, mv1, _mm512_permutex2var_ps(r[rb1], idx1[kx], r[rb1 + 1]));
+        }
+      }
+      for (; oy < oh; ++oy) {
+        const int64_t iy = source_row(g, oy, ky);
+        const vf r0 = iy >= 0 ? _mm512_maskz_loadu_ps(m0, plane + iy * w) : vzero();
+        float* d = taps + oy * ow;
+        for (int64_t kx = 0; kx < kw; ++kx, d += ld)
+          _mm512_mask_storeu_ps(d, mrow, _mm512_permutex2var_ps(r0, row_idx[kx], vzero()));
+      }
+    }
+  }
+}
+
+template <int NC>
+void im2col_shuffle_kw(const Conv2dGeometry& g, const ShuffleTable& t, float* cols, int64_t ld,
+                       int64_t col0, const float* x, int64_t oh, int64_t ow) {
+  if (t.masked) return im2col_shuffle<NC, 0, true>(g, t, cols, ld, col0, x, oh, ow);
+  if (NC == 1 && g.w < 16 && ow >= 8 && ow <= 10) {
+    if (ow == 8)
+      return g.kw == 5 ? im2col_grouped<4, 5>(g, t, cols, ld, col0, x, oh, ow)
+                       : im2col_grouped<4, 0>(g, t, cols, ld, col0, x, oh, ow);
+    return g.kw == 5 ? im2col_grouped<3, 5>(g, t, cols, ld, col0, x, oh, ow)
+                     : im2col_grouped<3, 0>(g, t, cols, ld, col0, x, oh, ow);
+  }
+  switch (g.kw) {
+    case 3: return im2col_shuffle<NC, 3, false>(g, t, cols, ld, col0, x, oh, ow);
+    case 5: return im2col_shuffle<NC, 5, false>(g, t, cols, ld, col0, x, oh, ow);
+    default: return im2col_shuffle<NC, 0, false>(g, t, cols, ld, col0, x, oh, ow);
+  }
+}
+
+bool try_im2col_shuffle(const Conv2dGeometry& g, float* cols, int64_t ld, int64_t col0,
+                        const float* x, int64_t oh, int64_t ow) {
+  ShuffleTable t;
+  if (!plan_im2col_shuffle(g, ow, &t)) return false;
+  switch ((ow + 15) / 16) {
+    case 1: im2col_shuffle_kw<1>(g, t, cols, ld, col0, x, oh, ow); break;
+    case 2: im2col_shuffle_kw<2>(g, t, cols, ld, col0, x, oh, ow); break;
+    case 3: im2col_shuffle_kw<3>(g, t, cols, ld, col0, x, oh, ow); break;
+    default: im2col_shuffle_kw<4>(g, t, cols, ld, col0, x, oh, ow); break;
+  }
+  return true;
+}
+
+// col2im, stride 1, input and output rows of at most 32 floats: for each dx
+// row (two registers), every tap (ky, kx) in ref's order adds its output row
+// (loaded into one or two registers and permuted into the dx lanes it feeds),
+// under a mask where some lane of the dx row gets nothing from the tap. Each
+// tap feeds a pixel at most once (circular only when the output is no larger
+// than the input), so the per-pixel order is ref's.
+struct Col2imTable {
+  __m512i idx[kMaxPlannedKw][2];
+  __mmask16 mask[kMaxPlannedKw][2];
+  bool masked;  // some lane of the dx row skips some tap
+};
+
+// dx lane l of chunk c, kernel column kx: input column ix = 16c + l < w takes
+// output column ox = ix + pad - kx (wrapped when circular) if ox in [0, ow).
+bool plan_col2im_shuffle(const Conv2dGeometry& g, int64_t oh, int64_t ow, Col2imTable* t) {
+  const int64_t w = g.w;
+  if (g.stride != 1 || w > 32 || ow > 32 || g.kw > kMaxPlannedKw) return false;
+  if (g.circular && (ow > w || oh > g.h || g.pad > w || g.kw - 1 - g.pad > w)) return false;
+  const __m512i vw = splat(w), zero = _mm512_setzero_si512(), vow = splat(ow);
+  t->masked = false;
+  for (int64_t c = 0; c < 2; ++c) {
+    const __m512i ix = _mm512_add_epi32(iota16(), splat(16 * c));
+    const __mmask16 in_row = _mm512_cmplt_epi32_mask(ix, vw);
+    for (int64_t kx = 0; kx < g.kw; ++kx) {
+      __m512i ox = _mm512_add_epi32(ix, splat(g.pad - kx));
+      if (g.circular) {
+        ox = _mm512_mask_add_epi32(ox, _mm512_cmplt_epi32_mask(ox, zero), ox, vw);
+        ox = _mm512_mask_sub_epi32(ox, _mm512_cmpge_epi32_mask(ox, vw), ox, vw);
+      }
+      const __mmask16 m = in_row & _mm512_cmplt_epu32_mask(ox, vow);  // unsigned: ox >= 0 too
+      if (m != in_row) t->masked = true;
+      t->idx[kx][c] = ox;
+      t->mask[kx][c] = m;
+    }
+  }
+  return true;
+}
+
+// NCI / NCO: vectors per dx row / per output row; KW == 0: width at run time.
+// Masked == false: every tap feeds every pixel (lanes past w are never stored).
+template <int NCI, int NCO, int KW, bool Masked>
+struct Col2imShuffle {
+  static constexpr int kRegs = KW ? KW : kMaxPlannedKw;
+  const Conv2dGeometry& g;
+  int64_t ld, oh, ow, kw;
+  __mmask16 i0, i1, o0, o1;
+  __m512i idx[kRegs][NCI];
+  __mmask16 mask[kRegs][NCI];
+
+  Col2imShuffle(const Conv2dGeometry& geo, const Col2imTable& t, int64_t ld_, int64_t oh_,
+                int64_t ow_)
+      : g(geo), ld(ld_), oh(oh_), ow(ow_), kw(KW ? KW : geo.kw) {
+    i0 = tail_mask(g.w < 16 ? g.w : 16);
+    i1 = tail_mask(g.w > 16 ? g.w - 16 : 0);
+    o0 = tail_mask(ow < 16 ? ow : 16);
+    o1 = tail_mask(ow > 16 ? ow - 16 : 0);
+    for (int64_t kx = 0; kx < kw; ++kx)
+      for (int c = 0; c < NCI; ++c) {
+        idx[kx][c] = t.idx[kx][c];
+        mask[kx][c] = t.mask[kx][c];
+      }
+  }
+
+  // dx rows [iy0, iy0 + R) of one channel: R x NCI independent add chains.
+  // Per pixel the adds come in ref's order (ky, kx): r only picks the
+  // accumulator.
+  template <int R>
+  __attribute__((always_inline)) void rows(float* plane, const float* taps, int64_t iy0) const {
+    const int64_t w = g.w;
+    vf acc[R][NCI];
+    for (int r = 0; r < R; ++r) {
+      acc[r][0] = _mm512_maskz_loadu_ps(i0, plane + (iy0 + r) * w);
+      if (NCI > 1) acc[r][NCI - 1] = _mm512_maskz_loadu_ps(i1, plane + (iy0 + r) * w + 16);
+    }
+    for (int64_t ky = 0; ky < g.kh; ++ky) {
+      const float* src[R];
+      for (int r = 0; r < R; ++r) {
+        int64_t oy = iy0 + r + g.pad - ky;
+        if (g.circular) oy = wrap(oy, g.h);
+        src[r] = oy < 0 || oy >= oh ? nullptr : taps + ky * kw * ld + oy * ow;
+      }
+      for (int64_t kx = 0; kx < kw; ++kx) {
+        for (int r = 0; r < R; ++r) {
+          if (!src[r]) continue;
+          const float* s = src[r] + kx * ld;
+          const vf d0 = _mm512_maskz_loadu_ps(o0, s);
+          const vf d1 = NCO > 1 ? _mm512_maskz_loadu_ps(o1, s + 16) : d0;
+          for (int c = 0; c < NCI; ++c) {
+            const vf v = NCO > 1 ? _mm512_permutex2var_ps(d0, idx[kx][c], d1)
+                                 : _mm512_permutexvar_ps(idx[kx][c], d0);
+            acc[r][c] = Masked ? _mm512_mask_add_ps(acc[r][c], mask[kx][c], acc[r][c], v)
+                               : _mm512_add_ps(acc[r][c], v);
+          }
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      _mm512_mask_storeu_ps(plane + (iy0 + r) * w, i0, acc[r][0]);
+      if (NCI > 1) _mm512_mask_storeu_ps(plane + (iy0 + r) * w + 16, i1, acc[r][NCI - 1]);
+    }
+  }
+
+  void run(float* dx, const float* dcols, int64_t col0) const {
+    constexpr int R = NCI > 1 ? 2 : 4;
+    const int64_t h = g.h;
+    for (int64_t ch = 0; ch < g.c; ++ch) {
+      float* plane = dx + ch * h * g.w;
+      const float* taps = dcols + ch * g.kh * kw * ld + col0;
+      int64_t iy = 0;
+      for (; iy + R <= h; iy += R) rows<R>(plane, taps, iy);
+      for (; iy < h; ++iy) rows<1>(plane, taps, iy);
+    }
+  }
+};
+
+template <int NCI, int NCO, bool Masked>
+void col2im_shuffle_kw(const Conv2dGeometry& g, const Col2imTable& t, float* dx,
+                       const float* dcols, int64_t ld, int64_t col0, int64_t oh, int64_t ow) {
+  switch (g.kw) {
+    case 3: return Col2imShuffle<NCI, NCO, 3, Masked>(g, t, ld, oh, ow).run(dx, dcols, col0);
+    case 5: return Col2imShuffle<NCI, NCO, 5, Masked>(g, t, ld, oh, ow).run(dx, dcols, col0);
+    default: return Col2imShuffle<NCI, NCO, 0, true>(g, t, ld, oh, ow).run(dx, dcols, col0);
+  }
+}
+template <int NCI, int NCO>
+void col2im_shuffle_m(const Conv2dGeometry& g, const Col2imTable& t, float* dx,
+                      const float* dcols, int64_t ld, int64_t col0, int64_t oh, int64_t ow) {
+  if (t.masked) return col2im_shuffle_kw<NCI, NCO, true>(g, t, dx, dcols, ld, col0, oh, ow);
+  col2im_shuffle_kw<NCI, NCO, false>(g, t, dx, dcols, ld, col0, oh, ow);
+}
+void col2im_shuffle_dispatch(const Conv2dGeometry& g, const Col2imTable& t, float* dx,
+                             const float* dcols, int64_t ld, int64_t col0, int64_t oh,
+                             int64_t ow) {
+  const bool wide_in = g.w > 16, wide_out = ow > 16;
+  if (wide_in && wide_out) return col2im_shuffle_m<2, 2>(g, t, dx, dcols, ld, col0, oh, ow);
+  if (wide_in) return col2im_shuffle_m<2, 1>(g, t, dx, dcols, ld, col0, oh, ow);
+  if (wide_out) return col2im_shuffle_m<1, 2>(g, t, dx, dcols, ld, col0, oh, ow);
+  col2im_shuffle_m<1, 1>(g, t, dx, dcols, ld, col0, oh, ow);
 }
 
 // col2im for stride 1 by input rows: a 16-wide chunk of dx stays in a
@@ -298,11 +571,7 @@ void im2col_f32(const Conv2dGeometry& g, float* cols, int64_t ld, int64_t col0, 
     return;
   }
 #if defined(__AVX512F__)
-  if (g.stride == 1 && g.pad == 0 && ow < 16) {
-    PermutePlan permute;
-    if (plan_permute(g, oh, ow, &permute))
-      return im2col_permute(g, permute, cols, ld, col0, x, oh * ow);
-  }
+  if (try_im2col_shuffle(g, cols, ld, col0, x, oh, ow)) return;
 #endif
   RowPlan plans[kMaxPlannedKw];
   bool planned[kMaxPlannedKw];
@@ -347,6 +616,13 @@ void col2im_f32(const Conv2dGeometry& g, float* dx, const float* dcols, int64_t 
     return;
   }
 #if defined(__AVX512F__)
+  {
+    Col2imTable t;
+    if (plan_col2im_shuffle(g, oh, ow, &t)) {
+      col2im_shuffle_dispatch(g, t, dx, dcols, ld, col0, oh, ow);
+      return;
+    }
+  }
   if (g.stride == 1) {
     LaneTable table;
     if (plan_lanes(g, ow, &table)) return col2im_stride1(g, table, dx, dcols, ld, col0, oh, ow);
