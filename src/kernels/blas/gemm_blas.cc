@@ -38,7 +38,7 @@ const char* blas_description() {
     s += openblas_get_config();
     s += " (core ";
     s += openblas_get_corename();
-    s += "; one thread: pare splits work itself)";
+    s += ", held to 1 thread: pare splits work itself)";
     return s;
   }();
   return desc.c_str();
