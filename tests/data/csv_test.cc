@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "data/temp_dir.h"
+#include "testing/temp_dir.h"
 
 namespace pare::data {
 namespace {

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <vector>
 
-#include "data/temp_dir.h"
+#include "testing/temp_dir.h"
 #include "pare/base/file.h"
 #include "pare/data/batcher.h"
 

@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "data/temp_dir.h"
+#include "testing/temp_dir.h"
 #include "pare/base/thread_pool.h"
 #include "pare/data/batcher.h"
 

@@ -7,7 +7,7 @@
 #include <limits>
 #include <vector>
 
-#include "data/temp_dir.h"
+#include "testing/temp_dir.h"
 #include "pare/base/rng.h"
 #include "pare/base/thread_pool.h"
 #include "pare/data/batcher.h"

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <vector>
 
-#include "data/temp_dir.h"
+#include "testing/temp_dir.h"
 
 namespace pare::data {
 namespace {

@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "pare/base/error.h"
+#include "testing/temp_dir.h"
 #include "pare/base/file.h"
 #include "pare/base/rng.h"
 #include "pare/data/dataset.h"
@@ -22,19 +23,8 @@
 
 namespace pare::train::testing {
 
-class TempDirTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::temp_directory_path() /
-           ("pare_train_" + std::to_string(::getpid()) + "_" + info->test_suite_name() + "_" + info->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  std::filesystem::path dir_;
-};
+using pare::testing::TempDirTest;
+using pare::testing::expect_error;
 
 // Two classes separated by a plane through the origin in 8 dimensions (plus
 // noise features): a small MLP learns it to well above 90% in a few epochs.
@@ -84,20 +74,6 @@ inline std::vector<std::string> read_lines(const std::string& path) {
   }
   if (!cur.empty()) lines.push_back(cur);
   return lines;
-}
-
-// Runs `fn`, expecting a one-line pare::Error whose message contains every fragment.
-template <typename Fn>
-void expect_error(Fn fn, std::initializer_list<std::string_view> fragments) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected pare::Error";
-  } catch (const pare::Error& e) {
-    const std::string msg = e.what();
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "message should be one line: " << msg;
-    for (std::string_view f : fragments)
-      EXPECT_NE(msg.find(f), std::string::npos) << "message lacks '" << f << "': " << msg;
-  }
 }
 
 }  // namespace pare::train::testing

@@ -1,23 +1,27 @@
-// A scratch directory per test, removed afterwards, for tests that write files.
+// Test helpers shared by the rooms' tests: a scratch directory per test,
+// removed afterwards, and a check that an action fails with a one-line
+// pare::Error naming what went wrong.
 #pragma once
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
+#include "pare/base/error.h"
 #include "pare/base/file.h"
 
-namespace pare::data::testing {
+namespace pare::testing {
 
 class TempDirTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     dir_ =
-        std::filesystem::temp_directory_path() / ("pare_data_" + std::to_string(::getpid()) + "_" +
+        std::filesystem::temp_directory_path() / ("pare_test_" + std::to_string(::getpid()) + "_" +
                                                   info->test_suite_name() + "_" + info->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
@@ -49,4 +53,4 @@ void expect_error(Fn fn, std::initializer_list<std::string_view> fragments) {
   }
 }
 
-}  // namespace pare::data::testing
+}  // namespace pare::testing
