@@ -123,10 +123,11 @@ int run_train(const train::TrainConfig& cfg_in, const std::string& model_name, c
   }
   cli::Progress progress(!quiet && !as_json);
   train::Observer obs;
-  obs.on_step = [&](int64_t epoch, int64_t batch, int64_t batches, double loss) {
-    progress.update(batch, batches, "epoch " + std::to_string(epoch) + "/" + std::to_string(cfg.epochs),
-                    fmt("loss %.4f", loss));
-  };
+  if (progress.on_terminal() && !quiet && !as_json)  // per step: only when a bar is drawn
+    obs.on_step = [&](int64_t epoch, int64_t batch, int64_t batches, double loss) {
+      progress.update(batch, batches, "epoch " + std::to_string(epoch) + "/" + std::to_string(cfg.epochs),
+                      fmt("loss %.4f", loss));
+    };
   obs.on_epoch = [&](const train::EpochResult& e) {
     progress.finish();
     if (as_json) {
