@@ -137,9 +137,9 @@ class Tensor {
   DType dtype_ = DType::f32;
 };
 
-// Bytes currently held in the storage free lists (for tests and memory reports).
+// Bytes held in the calling thread's storage free lists (for tests and memory reports).
 size_t storage_pool_bytes();
-// Returns pooled buffers to the system.
+// Returns the calling thread's pooled buffers to the system.
 void storage_pool_release();
 
 }  // namespace pare
