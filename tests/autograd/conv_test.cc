@@ -297,9 +297,9 @@ TEST(Conv2d, FusedReluEqualsSeparateRelu) {
     Var x2(xv.clone(), true), w2(wv.clone(), true), b2(bv.clone(), true);
     Var y2 = conv2d(x2, w2, b2, opt);
     y2.backward(seed);
-    const std::string where = "C" + std::to_string(g.c) + " OC" + std::to_string(g.oc) + " " +
-                              std::to_string(g.h) + "x" + std::to_string(g.h) + " k" +
-                              std::to_string(g.k);
+    std::ostringstream os;  // (not string +: GCC 12 warns falsely on it, -Wrestrict)
+    os << "C" << g.c << " OC" << g.oc << " " << g.h << "x" << g.h << " k" << g.k;
+    const std::string where = os.str();
     ASSERT_EQ(y1.shape(), y2.shape()) << where;
     EXPECT_EQ(0, std::memcmp(y1.value().f32(), y2.value().f32(), y1.value().nbytes())) << where;
     for (auto [a, b] : {std::pair{&x1, &x2}, {&w1, &w2}, {&b1, &b2}})
