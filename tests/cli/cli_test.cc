@@ -233,9 +233,7 @@ TEST_F(CliTest, BadFlagValues) {
                         {"rmsprop"});
 }
 
-// DISABLED: fails today: without --quiet, a bad --lr / --optimizer is reported
-// after the model summary (several stderr lines), because TrainConfig::validate
-// does not check cfg.optimizer (only optim::make_optimizer does, inside fit).
+// Optimizer flags are validated before anything is printed or loaded.
 TEST_F(CliTest, BadOptimizerFlagsGiveOneLine) {
   const std::string csv = make_csv("t.csv", 20, 1);
   expect_one_line_error(run({"train", "--model", make_spec(), "--data", csv, "--lr", "-1"}), {"--lr"});
@@ -254,9 +252,7 @@ TEST_F(CliTest, OutDirHoldingARunNeedsResumeOrOverwrite) {
                      "--overwrite", "--quiet"});
   EXPECT_EQ(over.code, 0) << over.err;
   EXPECT_TRUE(fs::exists(out + "/model.bin"));
-  // Resuming a finished run with more epochs continues it. (--test: without a
-  // test set the checkpoint cannot be resumed today; see
-  // TrainerTest.DISABLED_ResumeWithoutTestSetMatchesStraightRun.)
+  // Resuming a finished run with more epochs continues it.
   Result more = run({"train", "--model", make_spec(), "--data", csv, "--test", csv, "--epochs", "2", "--out", out,
                      "--resume", "--json"});
   EXPECT_EQ(more.code, 0) << more.err;
@@ -440,10 +436,7 @@ class KillResumeTest : public CliTest {
 // Just after the epoch-1 checkpoint, early in epoch 2, mid-way through epoch 2.
 TEST_F(KillResumeTest, KillNineThenResumeMatchesAnUninterruptedRun) { kill_and_resume({500, 600, 750}); }
 
-// DISABLED: fails today (exit 3, "internal error: [json.exception.type_error.302]
-// type must be number, but is null"): a checkpoint written before the first
-// evaluation stores best_test_loss = inf as null, and resume cannot read it
-// back (src/train/trainer.cc:173). Enable once fixed.
+// Killed before the first evaluation (best test loss still infinite).
 TEST_F(KillResumeTest, KillNineInFirstEpochThenResume) { kill_and_resume({100}); }
 
 }  // namespace

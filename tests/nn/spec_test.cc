@@ -212,11 +212,8 @@ TEST(Spec, ShapeMismatchNamesTheLayer) {
   expect_error([&] { Model::build(pool_too_big, 0); }, {"(1, 4, 4)"});
 }
 
-// DISABLED: fails today. Model::build sizes Linear from product(shape)
-// (src/nn/module.cc, the "linear" branch), so Linear::output_shape's check can
-// never fire; build accepts the spec and forward then throws "linear: input
-// (2, 2, 4, 4) does not fit weight (5, 32)" without naming the layer.
-// Enable once build rejects a non-flat linear input (or linear flattens).
+// Regression: a linear layer on an unflattened input used to build and then
+// fail inside forward without naming the layer.
 TEST(Spec, LinearOnUnflattenedInputFailsAtBuildNamingTheLayer) {
   // A linear layer straight after a conv (no flatten): the builder must
   // reject it and name the linear layer, not fail later inside forward.

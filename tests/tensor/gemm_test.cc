@@ -133,9 +133,7 @@ TEST_F(GemmTest, DeterministicAcrossRunsWithSameThreadCount) {
 
 // ops::gemm called from inside a parallel_for chunk: the pool runs the nested
 // call serially as fn(0, parts, 0), so gemm must still compute the whole
-// product. DISABLED: fails today, ops::gemm's lambda (src/tensor/ops.cc)
-// ignores the chunk's end and computes only part 0 (about half of C with 2
-// threads). Enable once gemm loops over [begin, end).
+// product (regression: it once computed only the first part).
 TEST_F(GemmTest, NestedInsideParallelForComputesWholeProduct) {
   set_num_threads(2);
   GemmCase c{200, 300, 150, false, false, 1.0f, 0.0f};

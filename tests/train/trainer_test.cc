@@ -142,10 +142,8 @@ std::string straight_run(const data::Dataset& train, const data::Dataset& test, 
   return blob(*model);
 }
 
-// DISABLED: fails today. When max_steps stops a run mid-epoch, fit() still
-// finishes the epoch's bookkeeping and writes the checkpoint as (epoch + 1,
-// batch 0) (src/train/trainer.cc:292), so a resumed run skips the rest of that
-// epoch (36 steps instead of 48, different weights). Enable once fixed.
+// Regression: stopping on max_steps mid-epoch used to checkpoint as if the
+// epoch were complete, so a resumed run skipped the rest of it.
 TEST_F(TrainerTest, ResumeAfterMaxStepsMidEpochMatchesStraightRun) {
   const std::string a = straight_run(train_, test_, path("A"));
   // 16 batches per epoch: step 20 is mid-way through epoch 2.
@@ -243,11 +241,8 @@ std::string resume_run(const data::Dataset& train, const data::Dataset& test, co
   return blob(*model);
 }
 
-// DISABLED: fails today with "[json.exception.type_error.302] type must be
-// number, but is null". Until the first evaluation best_test_loss is INFINITY,
-// which nlohmann::json writes as null (trainer.cc:209), and
-// meta.value("best_test_loss", INFINITY) (trainer.cc:173) throws on null.
-// So no checkpoint from epoch 1 can be resumed. Enable once fixed.
+// Regression: before the first evaluation the best test loss is infinite,
+// stored as JSON null; resuming such a checkpoint used to fail reading it.
 TEST_F(TrainerTest, ResumeBeforeFirstEvaluationMatchesStraightRun) {
   const std::string a = straight_run(train_, test_, path("A"));
   crash_run(train_, test_, path("B"), 10);  // last checkpoint: step 7, in epoch 1
@@ -255,8 +250,7 @@ TEST_F(TrainerTest, ResumeBeforeFirstEvaluationMatchesStraightRun) {
   EXPECT_TRUE(a == resume_run(train_, test_, path("B")));
 }
 
-// DISABLED: the same bug without a test set, where best_test_loss stays
-// INFINITY for the whole run: no checkpoint of such a run can be resumed.
+// The same without a test set, where the best test loss stays infinite.
 TEST_F(TrainerTest, ResumeWithoutTestSetMatchesStraightRun) {
   const data::Dataset none;
   const std::string a = straight_run(train_, none, path("A"));
