@@ -147,6 +147,7 @@ int run_train(const train::TrainConfig& cfg_in, const std::string& model_name, c
     }
   };
   train::TrainResult r = train::fit(*model, data.train, data.test, cfg, obs);
+  progress.finish();  // a run stopped mid-epoch leaves its bar open
   if (as_json) {
     std::cout << json{{"event", "end"}, {"model", spec.name}, {"steps", r.steps},
                       {"stopped_because", r.stopped_because}, {"test_accuracy", r.final_test.accuracy},
