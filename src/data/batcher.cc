@@ -171,6 +171,16 @@ bool Batcher::next(Tensor& inputs, Tensor& targets) {
     else
       std::memcpy(yd, ys, y_src_row);
   }
+  // Rows are picked at random from the whole dataset, so the next batch's rows
+  // are usually in DRAM; ask for them now, and they arrive while this batch
+  // trains (the gather was ~8 % of a Life m=8 step, all of it waiting on memory).
+  const int64_t next_begin = begin + rows;
+  const int64_t next_rows = std::min(batch_, n_ - next_begin);
+  for (int64_t r = 0; r < next_rows; ++r) {
+    const size_t i = static_cast<size_t>(order_[static_cast<size_t>(next_begin + r)]);
+    for (size_t off = 0; off < x_src_row; off += 64) __builtin_prefetch(src_x + i * x_src_row + off);
+    for (size_t off = 0; off < y_src_row; off += 64) __builtin_prefetch(src_y + i * y_src_row + off);
+  }
   // slice_rows shares the buffers, so a short last batch costs no allocation.
   inputs = rows == batch_inputs_.dim(0) ? batch_inputs_ : batch_inputs_.slice_rows(0, rows);
   targets = rows == batch_targets_.dim(0) ? batch_targets_ : batch_targets_.slice_rows(0, rows);
