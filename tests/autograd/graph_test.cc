@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gradcheck.h"
+#include "testing/errors.h"
 #include "pare/autograd/ops.h"
 #include "pare/base/thread_pool.h"
 
@@ -17,15 +18,9 @@ namespace {
 
 using testing::random_normal;
 
-// Expects fn to raise pare::Error whose message contains `op`.
+// Expects fn to raise a one-line pare::Error whose message names `op`.
 void expect_error(const char* op, const std::function<void()>& fn) {
-  try {
-    fn();
-    ADD_FAILURE() << op << ": no error raised";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(op), std::string::npos)
-        << "message does not name " << op << ": " << e.what();
-  }
+  pare::testing::expect_error(fn, {op});
 }
 
 Var leaf(const Shape& s, bool requires_grad = true, float value = 0.5f) {

@@ -5,18 +5,12 @@
 
 #include <string>
 
+#include "testing/errors.h"
+
 namespace pare {
 namespace {
 
-std::string message_of(void (*fn)()) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected pare::Error";
-  return "";
-}
+using pare::testing::error_message;
 
 TEST(Error, CheckPassesSilently) {
   int evaluated = 0;
@@ -25,7 +19,7 @@ TEST(Error, CheckPassesSilently) {
 }
 
 TEST(Error, CheckThrowsErrorWithMessage) {
-  std::string msg = message_of([] {
+  std::string msg = error_message([] {
     int got = 3;
     PARE_CHECK(got == 4, "expected 4 things, got ", got);
   });
@@ -35,7 +29,7 @@ TEST(Error, CheckThrowsErrorWithMessage) {
 }
 
 TEST(Error, CheckWithoutMessageNamesCondition) {
-  std::string msg = message_of([] {
+  std::string msg = error_message([] {
     int x = 1;
     PARE_CHECK(x > 2);
   });
@@ -47,7 +41,7 @@ TEST(Error, CheckIsARuntimeError) {
 }
 
 TEST(Error, FailConcatenatesArguments) {
-  std::string msg = message_of([] { fail("file ", "x.bin", ": bad size ", 42); });
+  std::string msg = error_message([] { fail("file ", "x.bin", ": bad size ", 42); });
   EXPECT_EQ(msg, "file x.bin: bad size 42");
 }
 

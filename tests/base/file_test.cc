@@ -10,6 +10,7 @@
 #include <string>
 
 #include "pare/base/error.h"
+#include "testing/errors.h"
 
 namespace pare {
 namespace {
@@ -40,17 +41,7 @@ class FileTest : public ::testing::Test {
   fs::path dir_;
 };
 
-// Expects fn to raise pare::Error whose message contains `fragment`.
-template <typename Fn>
-std::string error_message(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected pare::Error";
-  return "";
-}
+using pare::testing::error_message;
 
 std::string binary_payload(size_t n) {
   std::string s(n, '\0');

@@ -8,25 +8,13 @@
 #include <vector>
 
 #include "pare/base/error.h"
+#include "testing/errors.h"
 #include "pare/base/rng.h"
 #include "pare/nn/module.h"
 
 namespace pare::nn::testing {
 
-// Runs fn, expecting a pare::Error whose message contains every fragment.
-template <typename Fn>
-std::string expect_error(Fn fn, std::initializer_list<std::string_view> fragments) {
-  try {
-    fn();
-  } catch (const pare::Error& e) {
-    std::string msg = e.what();
-    for (std::string_view f : fragments)
-      EXPECT_NE(msg.find(f), std::string::npos) << "message lacks '" << f << "': " << msg;
-    return msg;
-  }
-  ADD_FAILURE() << "expected pare::Error";
-  return "";
-}
+using pare::testing::expect_error;
 
 inline Tensor random_tensor(const Shape& shape, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
   Rng r(seed);

@@ -1,6 +1,5 @@
-// Test helpers shared by the rooms' tests: a scratch directory per test,
-// removed afterwards, and a check that an action fails with a one-line
-// pare::Error naming what went wrong.
+// A scratch directory per test, removed afterwards, for tests that write
+// files; brings in the error checks of testing/errors.h too.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,8 +10,8 @@
 #include <string>
 #include <string_view>
 
-#include "pare/base/error.h"
 #include "pare/base/file.h"
+#include "testing/errors.h"
 
 namespace pare::testing {
 
@@ -38,19 +37,5 @@ class TempDirTest : public ::testing::Test {
 
   std::filesystem::path dir_;
 };
-
-// Runs `fn`, expecting a pare::Error whose message contains every fragment.
-template <typename Fn>
-void expect_error(Fn fn, std::initializer_list<std::string_view> fragments) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected pare::Error";
-  } catch (const pare::Error& e) {
-    std::string msg = e.what();
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "message should be one line: " << msg;
-    for (std::string_view f : fragments)
-      EXPECT_NE(msg.find(f), std::string::npos) << "message lacks '" << f << "': " << msg;
-  }
-}
 
 }  // namespace pare::testing
