@@ -160,6 +160,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     log_path = cfg.out_dir + "/log.jsonl";
   }
   RunLog log(log_path);
+  StepRunner runner(model, choose_parallel_mode(cfg.parallel, model, cfg.batch, num_threads()));
   TrainResult result;
   int64_t epoch0 = 0, batch0 = 0, step = 0;
   double loss_sum = 0, epoch_seconds = 0;
@@ -202,7 +203,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
              {"lr", cfg.optimizer.lr},
              {"seed", cfg.seed},
              {"threads", num_threads()},
-             {"parallel", parallel_mode_name(choose_parallel_mode(cfg.parallel, model, cfg.batch, num_threads()))},
+             {"parallel", parallel_mode_name(runner.mode())},
              {"blas", kernels::blas_description()}});
   }
 
@@ -231,7 +232,6 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   };
 
   const Rng dropout_root = Rng(cfg.seed).fork(0xD0D0);
-  StepRunner runner(model, choose_parallel_mode(cfg.parallel, model, cfg.batch, num_threads()));
   Tensor x, y;
   result.stopped_because = "epochs";
   bool stop = false;
