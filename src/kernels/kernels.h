@@ -25,8 +25,19 @@ struct GemmParams {
   bool trans_b = false;  // use B^T: B is stored (N, K) instead of (K, N)
   float alpha = 1.0f;
   float beta = 0.0f;     // 0: C is overwritten (never read), 1: accumulate
+  // Epilogue, applied to each entry of c after alpha and beta, in this order
+  // (all off by default), so that a convolution's output or input gradient is
+  // written once instead of being revisited by elementwise passes:
+  const float* bias = nullptr;  // (M,): c(i, j) += bias[i]  (a per-channel bias)
+  bool relu = false;            // c(i, j) = max(c(i, j), 0), NaN -> 0  (a fused ReLU)
+  const float* mask = nullptr;  // (M, ldm): c(i, j) = 0 unless mask(i, j) > 0
+  int64_t ldm = 0;              //   (a ReLU's backward, mask = the ReLU's output)
+  // Also, when set: sum_a: (M,) += the row sums of op(a), sum over l of
+  // op(a)(i, l) (a convolution's bias gradient alongside its weight gradient,
+  // a = dy). Summed in float; the order depends only on the shapes.
+  float* sum_a = nullptr;
 };
-// c: (M, N) = alpha * op(a) (M, K) * op(b) (K, N) + beta * c
+// c: (M, N) = alpha * op(a) (M, K) * op(b) (K, N) + beta * c, then the epilogue
 void gemm_f32__ref(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const float* a,
                    int64_t lda, const float* b, int64_t ldb, GemmParams p);
 void gemm_f32__blas(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const float* a,

@@ -161,5 +161,102 @@ TEST(GemmSmall, SameInputsGiveSameBits) {
     }
 }
 
+// The epilogue (bias, ReLU, mask) and sum_a against the reference, over the
+// tile edges of every transpose; the mask holds zeros, negatives and NaNs.
+// The ReLU and the mask are 1-Lipschitz and the mask's decisions come from
+// the same inputs, so the product's bound still holds, with |bias| added.
+TEST(GemmSmall, EpilogueAndRowSumsMatchRef) {
+  Rng rng(44);
+  const int64_t ms[] = {1, 5, 6, 7, 8, 9, 16, 17};
+  const int64_t ns[] = {1, 3, 4, 9, 16, 17, 33, 100};
+  const int64_t ks[] = {1, 9, 16, 17, 100};
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (int64_t m : ms)
+        for (int64_t n : ns)
+          for (int64_t k : ks) {
+            const Problem pr = make_problem(rng, m, n, k, ta, tb);
+            const int64_t ldm = n + 7;
+            Vec bias = random_vec(rng, m), mask = random_vec(rng, m * ldm);
+            for (size_t q = 0; q < mask.size(); q += 5) mask[q] = q % 2 ? 0.0f : kNaN;
+            for (int variant = 0; variant < 4; ++variant) {
+              GemmParams p{.trans_a = ta, .trans_b = tb, .beta = variant % 2 ? 1.0f : 0.0f};
+              if (variant != 1) p.bias = bias.data();
+              if (variant != 2) p.relu = true;
+              if (variant >= 2) p.mask = mask.data(), p.ldm = ldm;
+              Vec sum_s = random_vec(rng, m), sum_r = sum_s;
+              Vec c0 = random_vec(rng, m * pr.ldc);
+              if (p.beta == 0.0f)
+                for (int64_t i = 0; i < m; ++i)
+                  for (int64_t j = 0; j < n; ++j) c0[i * pr.ldc + j] = kNaN;
+              Vec cs = c0, cr = c0;
+              p.sum_a = sum_s.data();
+              gemm_f32__small(m, n, k, cs.data(), pr.ldc, pr.a.data(), pr.lda, pr.b.data(), pr.ldb,
+                              p);
+              p.sum_a = sum_r.data();
+              gemm_f32__ref(m, n, k, cr.data(), pr.ldc, pr.a.data(), pr.lda, pr.b.data(), pr.ldb,
+                            p);
+              const std::string where =
+                  pr.str(1.0f, p.beta) + " variant " + std::to_string(variant);
+              for (int64_t i = 0; i < m; ++i) {
+                double abs_row = 0;
+                for (int64_t l = 0; l < k; ++l)
+                  abs_row += std::fabs(ta ? pr.a[l * pr.lda + i] : pr.a[i * pr.lda + l]);
+                ASSERT_LE(std::fabs(double{sum_s[i]} - sum_r[i]), kRtol * abs_row + 1e-6)
+                    << where << ": sum_a[" << i << "]";
+                for (int64_t j = 0; j < pr.ldc; ++j) {
+                  const int64_t q = i * pr.ldc + j;
+                  if (j >= n) {
+                    ASSERT_TRUE(same_bits(cs[q], c0[q])) << where << ": wrote outside C";
+                    continue;
+                  }
+                  const double bound =
+                      kRtol * (pr.mag[q] + (p.beta != 0.0f ? std::fabs(c0[q]) : 0.0) +
+                               (p.bias ? std::fabs(bias[i]) : 0.0)) +
+                      1e-30;
+                  ASSERT_TRUE(std::isfinite(cs[q]) && std::fabs(double{cs[q]} - cr[q]) <= bound)
+                      << where << ": C(" << i << ", " << j << ") = " << cs[q] << ", ref "
+                      << cr[q];
+                }
+              }
+            }
+          }
+}
+
+// The fused epilogue gives the same bits as the separate kernels it replaces
+// (add_channels_f32, relu_f32, relu_mask_f32) on gemm_f32__small's output.
+TEST(GemmSmall, EpilogueIsBitIdenticalToSeparateKernels) {
+  Rng rng(45);
+  for (const auto& s : {std::vector<int64_t>{16, 1024, 9}, {8, 1024, 16}, {16, 1024, 8}, {7, 33, 5}})
+    for (bool ta : {false, true}) {
+      const int64_t m = s[0], n = s[1], k = s[2];
+      const Problem pr = make_problem(rng, m, n, k, ta, false);
+      const int64_t ldc = pr.ldc;
+      Vec bias = random_vec(rng, m), mask = random_vec(rng, m * ldc);
+      Vec fused(static_cast<size_t>(m * ldc), 0.0f), plain = fused;
+      // Forward: bias then ReLU.
+      gemm_f32__small(m, n, k, fused.data(), ldc, pr.a.data(), pr.lda, pr.b.data(), pr.ldb,
+                      {.trans_a = ta, .bias = bias.data(), .relu = true});
+      gemm_f32__small(m, n, k, plain.data(), ldc, pr.a.data(), pr.lda, pr.b.data(), pr.ldb,
+                      {.trans_a = ta});
+      for (int64_t i = 0; i < m; ++i) {
+        add_channels_f32(1, 1, n, plain.data() + i * ldc, bias.data() + i);
+        relu_f32(n, plain.data() + i * ldc, plain.data() + i * ldc);
+      }
+      EXPECT_EQ(std::memcmp(fused.data(), plain.data(), fused.size() * sizeof(float)), 0)
+          << pr.str(1.0f, 0.0f) << " bias+relu";
+      // Backward: the mask.
+      gemm_f32__small(m, n, k, fused.data(), ldc, pr.a.data(), pr.lda, pr.b.data(), pr.ldb,
+                      {.trans_a = ta, .mask = mask.data(), .ldm = ldc});
+      gemm_f32__small(m, n, k, plain.data(), ldc, pr.a.data(), pr.lda, pr.b.data(), pr.ldb,
+                      {.trans_a = ta});
+      relu_mask_f32(m * ldc, plain.data(), plain.data(), mask.data());
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j)
+          ASSERT_TRUE(same_bits(fused[i * ldc + j], plain[i * ldc + j]))
+              << pr.str(1.0f, 0.0f) << " mask at (" << i << ", " << j << ")";
+    }
+}
+
 }  // namespace
 }  // namespace pare::kernels

@@ -22,13 +22,31 @@ void hold_blas_to_one_thread() {
 
 void gemm_f32__blas(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const float* a,
                     int64_t lda, const float* b, int64_t ldb, GemmParams p) {
-  if (m == 0 || n == 0) return;
-  hold_blas_to_one_thread();
-  cblas_sgemm(CblasRowMajor, p.trans_a ? CblasTrans : CblasNoTrans,
-              p.trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
-              static_cast<blasint>(n), static_cast<blasint>(k), p.alpha, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), p.beta, c,
-              static_cast<blasint>(ldc));
+  if (m <= 0) return;
+  if (n > 0) {
+    hold_blas_to_one_thread();
+    cblas_sgemm(CblasRowMajor, p.trans_a ? CblasTrans : CblasNoTrans,
+                p.trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
+                static_cast<blasint>(n), static_cast<blasint>(k), p.alpha, a,
+                static_cast<blasint>(lda), b, static_cast<blasint>(ldb), p.beta, c,
+                static_cast<blasint>(ldc));
+  }
+  // The epilogue (kernels.h), as plain passes over c and a.
+  if (p.bias || p.relu || p.mask)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        float v = c[i * ldc + j];
+        if (p.bias) v += p.bias[i];
+        if (p.relu) v = v > 0.0f ? v : 0.0f;
+        if (p.mask && !(p.mask[i * p.ldm + j] > 0.0f)) v = 0.0f;
+        c[i * ldc + j] = v;
+      }
+  if (p.sum_a)
+    for (int64_t i = 0; i < m; ++i) {
+      float acc = 0.0f;
+      for (int64_t l = 0; l < k; ++l) acc += p.trans_a ? a[l * lda + i] : a[i * lda + l];
+      p.sum_a[i] += acc;
+    }
 }
 
 const char* blas_description() {

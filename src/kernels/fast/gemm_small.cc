@@ -21,6 +21,12 @@
 // along K (masked tail with AVX-512, scalar tail elsewhere) and reduced
 // horizontally at the end. Row blocks are balanced as for NN.
 // TT: plain loops (pare never asks for it).
+// The epilogue (bias, ReLU, mask; kernels.h) is applied to each tile's
+// registers before they are stored, in the same operations as the separate
+// kernels it replaces (add_channels_f32, relu_f32, relu_mask_f32), so the
+// results are the same bits. sum_a is summed alongside the NT product (the
+// first column tile of each row block also sums its rows of a; the other
+// transposes sum a in a plain loop, as pare does not ask for it there).
 //
 // Deterministic: the order of every sum depends only on the shapes and the
 // build's vector width. Allocates nothing; safe to call concurrently on
@@ -57,6 +63,39 @@ inline float finish(float acc, const float* c, float alpha, float beta) {
   return beta == 0.0f ? v : fmadd(beta, *c, v);
 }
 
+// The epilogue of a block of rows: bias and mask point at the block's first
+// row (mask at its first column too); null when off.
+struct Epi {
+  const float* bias = nullptr;
+  const float* mask = nullptr;
+  int64_t ldm = 0;
+  bool relu = false;
+  bool any() const { return bias || mask || relu; }
+  Epi at(int64_t i, int64_t j) const {
+    Epi e = *this;
+    if (bias) e.bias += i;
+    if (mask) e.mask += i * ldm + j;
+    return e;
+  }
+};
+
+// The epilogue on entry (r, j) of the block.
+inline float epilogue(float v, const Epi& e, int64_t r, int64_t j) {
+  if (e.bias) v += e.bias[r];
+  if (e.relu) v = v > 0.0f ? v : 0.0f;
+  if (e.mask && !(e.mask[r * e.ldm + j] > 0.0f)) v = 0.0f;
+  return v;
+}
+
+// sum_a[i] += sum over l of a[i * ars + l * acs], plainly.
+void sum_rows_plain(int64_t m, int64_t k, float* sum_a, const float* a, int64_t ars, int64_t acs) {
+  for (int64_t i = 0; i < m; ++i) {
+    float acc = 0.0f;
+    for (int64_t l = 0; l < k; ++l) acc += a[i * ars + l * acs];
+    sum_a[i] += acc;
+  }
+}
+
 #if defined(PARE_SIMD)
 inline vf finish_v(vf acc, const float* c, float alpha, float beta) {
   const vf v = vmul(vset1(alpha), acc);
@@ -67,6 +106,26 @@ inline vf finish_v(vf acc, const float* c, float alpha, float beta) {
 inline vf finish_tail(vf acc, const float* c, int64_t r, float alpha, float beta) {
   const vf v = vmul(vset1(alpha), acc);
   return beta == 0.0f ? v : vfmadd(vset1(beta), vload_tail(c, r), v);
+}
+#endif
+#if defined(PARE_SIMD)
+// The epilogue on a vector of row r at column j of the block (`tail` lanes
+// when kTail).
+template <bool kTail>
+inline vf epilogue_v(vf v, const Epi& e, int r, int64_t j, int64_t tail) {
+  if (e.bias) v = vadd(v, vset1(e.bias[r]));
+  if (e.relu) v = vmax(v, vzero());  // 0 for NaN and -0, as relu_f32
+  if (e.mask) {
+    const float* mp = e.mask + r * e.ldm + j;
+#if defined(__AVX512F__)
+    const vf mv = kTail ? vload_tail(mp, tail) : vload(mp);
+#else
+    (void)tail;
+    const vf mv = vload(mp);
+#endif
+    v = vselect(vgt(mv, vzero()), v, vzero());
+  }
+  return v;
 }
 #endif
 
@@ -81,13 +140,15 @@ struct NnArgs {
   const float* b;
   int64_t ldb;
   float alpha, beta;
+  Epi epi;  // at row 0, column 0
 };
 
 #if defined(PARE_SIMD)
 // c[0, MR) x [0, NV * kLanes) of the tile at (a, b, c). With kTail the last
 // vector holds only `tail` columns (AVX-512 masks; tail in [1, kLanes]).
 template <int MR, int NV, bool kTail>
-inline void nn_tile(const NnArgs& g, const float* a, const float* b, float* c, int64_t tail) {
+inline void nn_tile(const NnArgs& g, const float* a, const float* b, float* c, const Epi& e,
+                    int64_t tail) {
   vf acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = vzero();
@@ -107,17 +168,21 @@ inline void nn_tile(const NnArgs& g, const float* a, const float* b, float* c, i
       for (int v = 0; v < NV; ++v) acc[r][v] = vfmadd(ar, bv[v], acc[r][v]);
     }
   }
+  const bool epi = e.any();
   for (int r = 0; r < MR; ++r) {
     float* crow = c + r * g.ldc;
     for (int v = 0; v < NV; ++v) {
 #if defined(__AVX512F__)
       if (kTail && v == NV - 1) {
-        vstore_tail(crow + v * kLanes,
-                    finish_tail(acc[r][v], crow + v * kLanes, tail, g.alpha, g.beta), tail);
+        vf out = finish_tail(acc[r][v], crow + v * kLanes, tail, g.alpha, g.beta);
+        if (epi) out = epilogue_v<true>(out, e, r, v * kLanes, tail);
+        vstore_tail(crow + v * kLanes, out, tail);
         continue;
       }
 #endif
-      vstore(crow + v * kLanes, finish_v(acc[r][v], crow + v * kLanes, g.alpha, g.beta));
+      vf out = finish_v(acc[r][v], crow + v * kLanes, g.alpha, g.beta);
+      if (epi) out = epilogue_v<false>(out, e, r, v * kLanes, 0);
+      vstore(crow + v * kLanes, out);
     }
   }
 }
@@ -125,13 +190,14 @@ inline void nn_tile(const NnArgs& g, const float* a, const float* b, float* c, i
 // The last `cols` < NV * kLanes columns with a tile of T = ceil(cols / kLanes)
 // vectors (T <= NV).
 template <int MR, int T>
-inline void nn_tail(const NnArgs& g, const float* a, const float* b, float* c, int64_t cols) {
+inline void nn_tail(const NnArgs& g, const float* a, const float* b, float* c, const Epi& e,
+                    int64_t cols) {
   if constexpr (T >= 1) {
-    if ((cols + kLanes - 1) / kLanes < T) return nn_tail<MR, T - 1>(g, a, b, c, cols);
+    if ((cols + kLanes - 1) / kLanes < T) return nn_tail<MR, T - 1>(g, a, b, c, e, cols);
 #if defined(__AVX512F__)
-    nn_tile<MR, T, true>(g, a, b, c, cols - (T - 1) * kLanes);
+    nn_tile<MR, T, true>(g, a, b, c, e, cols - (T - 1) * kLanes);
 #else
-    nn_tile<MR, T, false>(g, a, b, c, 0);  // cols >= T * kLanes here
+    nn_tile<MR, T, false>(g, a, b, c, e, 0);  // cols >= T * kLanes here
 #endif
   }
 }
@@ -139,7 +205,8 @@ inline void nn_tail(const NnArgs& g, const float* a, const float* b, float* c, i
 
 // Columns [j0, j1) of MR rows, one at a time (the scalar remainder).
 template <int MR>
-inline void nn_scalar_cols(const NnArgs& g, const float* a, int64_t j0, int64_t j1, float* c) {
+inline void nn_scalar_cols(const NnArgs& g, const float* a, int64_t j0, int64_t j1, float* c,
+                           const Epi& e) {
   for (int64_t j = j0; j < j1; ++j) {
     float acc[MR] = {};
     for (int64_t l = 0; l < g.k; ++l) {
@@ -147,36 +214,39 @@ inline void nn_scalar_cols(const NnArgs& g, const float* a, int64_t j0, int64_t 
       for (int r = 0; r < MR; ++r) acc[r] = fmadd(a[r * g.ars + l * g.acs], bl, acc[r]);
     }
     for (int r = 0; r < MR; ++r)
-      c[r * g.ldc + j] = finish(acc[r], &c[r * g.ldc + j], g.alpha, g.beta);
+      c[r * g.ldc + j] = epilogue(finish(acc[r], &c[r * g.ldc + j], g.alpha, g.beta), e, r, j);
   }
 }
 
-// All N columns of the MR rows starting at a (row of op(a)) and c.
+// All N columns of the MR rows starting at a (row of op(a)) and c; e is the
+// epilogue at the block's first row.
 template <int MR>
-void nn_rows(const NnArgs& g, int64_t n, const float* a, float* c) {
+void nn_rows(const NnArgs& g, int64_t n, const float* a, float* c, const Epi& e) {
   int64_t j = 0;
 #if defined(PARE_SIMD)
   constexpr int NV = nv_for(MR);
   constexpr int64_t kWidth = int64_t{NV} * kLanes;
-  for (; j + kWidth <= n; j += kWidth) nn_tile<MR, NV, false>(g, a, g.b + j, c + j, 0);
+  for (; j + kWidth <= n; j += kWidth)
+    nn_tile<MR, NV, false>(g, a, g.b + j, c + j, e.at(0, j), 0);
 #if defined(__AVX512F__)
-  if (j < n) nn_tail<MR, NV>(g, a, g.b + j, c + j, n - j);
+  if (j < n) nn_tail<MR, NV>(g, a, g.b + j, c + j, e.at(0, j), n - j);
   return;
 #else
   const int64_t vec_cols = (n - j) / kLanes * kLanes;
-  if (vec_cols > 0) nn_tail<MR, NV>(g, a, g.b + j, c + j, vec_cols);
+  if (vec_cols > 0) nn_tail<MR, NV>(g, a, g.b + j, c + j, e.at(0, j), vec_cols);
   j += vec_cols;
 #endif
 #endif
-  nn_scalar_cols<MR>(g, a, j, n, c);
+  nn_scalar_cols<MR>(g, a, j, n, c, e);
 }
 
 // nn_rows<mr> for a runtime mr in [1, MR].
 template <int MR>
-void nn_rows_dispatch(int64_t mr, const NnArgs& g, int64_t n, const float* a, float* c) {
+void nn_rows_dispatch(int64_t mr, const NnArgs& g, int64_t n, const float* a, float* c,
+                      const Epi& e) {
   if constexpr (MR >= 1) {
-    if (mr == MR) return nn_rows<MR>(g, n, a, c);
-    nn_rows_dispatch<MR - 1>(mr, g, n, a, c);
+    if (mr == MR) return nn_rows<MR>(g, n, a, c, e);
+    nn_rows_dispatch<MR - 1>(mr, g, n, a, c, e);
   }
 }
 
@@ -185,7 +255,7 @@ void gemm_nn(int64_t m, int64_t n, const NnArgs& g) {
   const int64_t blocks = (m + kMaxMr - 1) / kMaxMr;
   for (int64_t t = 0; t < blocks; ++t) {
     const int64_t i0 = m * t / blocks, i1 = m * (t + 1) / blocks;
-    nn_rows_dispatch<kMaxMr>(i1 - i0, g, n, g.a + i0 * g.ars, g.c + i0 * g.ldc);
+    nn_rows_dispatch<kMaxMr>(i1 - i0, g, n, g.a + i0 * g.ars, g.c + i0 * g.ldc, g.epi.at(i0, 0));
   }
 }
 
@@ -271,18 +341,49 @@ template <int MR, int NR>
 }
 #endif
 
-template <int MR, int NR>
-void nt_tile(int64_t k, float* c, int64_t ldc, const float* a, int64_t lda, const float* b,
-             int64_t ldb, float alpha, float beta) {
+#if defined(PARE_SIMD)
+// Sum of the lanes of v, in a fixed order.
+inline float hsum(vf v) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_add_ps(v);
+#else
+  alignas(64) float lanes[kLanes];
+  vstore(lanes, v);
+  for (int width = kLanes / 2; width >= 1; width /= 2)
+    for (int e = 0; e < width; ++e) lanes[e] += lanes[e + width];
+  return lanes[0];
+#endif
+}
+#endif
+
+// Operands of an NT product (a block of rows of it).
+struct NtArgs {
+  int64_t k;
+  int64_t ldc, lda, ldb;
+  float alpha, beta;
+};
+
+// With kSum, also sum_a[r] += the sum of row r of a (a's rows are loaded for
+// the product anyway).
+template <int MR, int NR, bool kSum>
+void nt_tile(const NtArgs& g, float* c, const float* a, const float* b, const Epi& e,
+             float* sum_a) {
+  const int64_t k = g.k, lda = g.lda, ldb = g.ldb;
   float sum[MR][NR];
+  float rs[MR] = {};
   int64_t l = 0;
 #if defined(PARE_SIMD)
   vf acc[MR][NR];
+  vf sacc[kSum ? MR : 1];
   for (int r = 0; r < MR; ++r)
     for (int j = 0; j < NR; ++j) acc[r][j] = vzero();
+  if constexpr (kSum)
+    for (int r = 0; r < MR; ++r) sacc[r] = vzero();
   for (; l + kLanes <= k; l += kLanes) {
     vf av[MR];
     for (int r = 0; r < MR; ++r) av[r] = pin(vload(a + r * lda + l));
+    if constexpr (kSum)
+      for (int r = 0; r < MR; ++r) sacc[r] = vadd(sacc[r], av[r]);
     for (int j = 0; j < NR; ++j) {
       const vf bv = pin(vload(b + j * ldb + l));
       for (int r = 0; r < MR; ++r) acc[r][j] = vfmadd(av[r], bv, acc[r][j]);
@@ -293,6 +394,8 @@ void nt_tile(int64_t k, float* c, int64_t ldc, const float* a, int64_t lda, cons
     const int64_t rem = k - l;
     vf av[MR];
     for (int r = 0; r < MR; ++r) av[r] = vload_tail(a + r * lda + l, rem);
+    if constexpr (kSum)
+      for (int r = 0; r < MR; ++r) sacc[r] = vadd(sacc[r], av[r]);
     for (int j = 0; j < NR; ++j) {
       const vf bv = vload_tail(b + j * ldb + l, rem);
       for (int r = 0; r < MR; ++r) acc[r][j] = vfmadd(av[r], bv, acc[r][j]);
@@ -301,67 +404,80 @@ void nt_tile(int64_t k, float* c, int64_t ldc, const float* a, int64_t lda, cons
   }
 #endif
   reduce_tile<MR, NR>(acc, sum);
+  if constexpr (kSum)
+    for (int r = 0; r < MR; ++r) rs[r] = hsum(sacc[r]);
 #else
   for (int r = 0; r < MR; ++r)
     for (int j = 0; j < NR; ++j) sum[r][j] = 0.0f;
 #endif
   for (; l < k; ++l)  // the scalar tail (no masked loads)
-    for (int r = 0; r < MR; ++r)
+    for (int r = 0; r < MR; ++r) {
+      if constexpr (kSum) rs[r] += a[r * lda + l];
       for (int j = 0; j < NR; ++j) sum[r][j] = fmadd(a[r * lda + l], b[j * ldb + l], sum[r][j]);
+    }
   for (int r = 0; r < MR; ++r)
-    for (int j = 0; j < NR; ++j) c[r * ldc + j] = finish(sum[r][j], &c[r * ldc + j], alpha, beta);
+    for (int j = 0; j < NR; ++j)
+      c[r * g.ldc + j] = epilogue(finish(sum[r][j], &c[r * g.ldc + j], g.alpha, g.beta), e, r, j);
+  if constexpr (kSum)
+    for (int r = 0; r < MR; ++r) sum_a[r] += rs[r];
+}
+
+// nt_tile<MR, cols, kSum> for a runtime cols in [1, NR].
+template <int MR, int NR, bool kSum>
+void nt_tile_cols(int64_t cols, const NtArgs& g, float* c, const float* a, const float* b,
+                  const Epi& e, float* sum_a) {
+  if constexpr (NR >= 1) {
+    if (cols == NR) return nt_tile<MR, NR, kSum>(g, c, a, b, e, sum_a);
+    nt_tile_cols<MR, NR - 1, kSum>(cols, g, c, a, b, e, sum_a);
+  }
 }
 
 template <int MR>
-void nt_rows(int64_t n, int64_t k, float* c, int64_t ldc, const float* a, int64_t lda,
-             const float* b, int64_t ldb, float alpha, float beta) {
+void nt_rows(int64_t n, const NtArgs& g, float* c, const float* a, const float* b, const Epi& e,
+             float* sum_a) {
   int64_t j = 0;
-  for (; j + kNtCols <= n; j += kNtCols)
-    nt_tile<MR, kNtCols>(k, c + j, ldc, a, lda, b + j * ldb, ldb, alpha, beta);
-  switch (n - j) {
-    case 1:
-      nt_tile<MR, 1>(k, c + j, ldc, a, lda, b + j * ldb, ldb, alpha, beta);
-      break;
-    case 2:
-      nt_tile<MR, 2>(k, c + j, ldc, a, lda, b + j * ldb, ldb, alpha, beta);
-      break;
-    case 3:
-      nt_tile<MR, 3>(k, c + j, ldc, a, lda, b + j * ldb, ldb, alpha, beta);
-      break;
-    default:
-      break;
+  if (sum_a) {
+    // The first tile also sums a's rows; with six rows it has one column
+    // fewer, so that its accumulators still fit the registers.
+    constexpr int kSumCols = kNtMaxRows > 4 && MR > 4 ? kNtCols - 1 : kNtCols;
+    j = std::min<int64_t>(n, kSumCols);
+    nt_tile_cols<MR, kSumCols, true>(j, g, c, a, b, e, sum_a);
   }
+  for (; j + kNtCols <= n; j += kNtCols)
+    nt_tile<MR, kNtCols, false>(g, c + j, a, b + j * g.ldb, e.at(0, j), nullptr);
+  if (j < n) nt_tile_cols<MR, kNtCols - 1, false>(n - j, g, c + j, a, b + j * g.ldb, e.at(0, j),
+                                                  nullptr);
 }
 
 // nt_rows<mr> for a runtime mr in [1, MR].
 template <int MR>
-void nt_rows_dispatch(int64_t mr, int64_t n, int64_t k, float* c, int64_t ldc, const float* a,
-                      int64_t lda, const float* b, int64_t ldb, float alpha, float beta) {
+void nt_rows_dispatch(int64_t mr, int64_t n, const NtArgs& g, float* c, const float* a,
+                      const float* b, const Epi& e, float* sum_a) {
   if constexpr (MR >= 1) {
-    if (mr == MR) return nt_rows<MR>(n, k, c, ldc, a, lda, b, ldb, alpha, beta);
-    nt_rows_dispatch<MR - 1>(mr, n, k, c, ldc, a, lda, b, ldb, alpha, beta);
+    if (mr == MR) return nt_rows<MR>(n, g, c, a, b, e, sum_a);
+    nt_rows_dispatch<MR - 1>(mr, n, g, c, a, b, e, sum_a);
   }
 }
 
-void gemm_nt(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const float* a, int64_t lda,
-             const float* b, int64_t ldb, float alpha, float beta) {
+void gemm_nt(int64_t m, int64_t n, const NtArgs& g, float* c, const float* a, const float* b,
+             const Epi& e, float* sum_a) {
   // Balanced row blocks of at most kNtMaxRows rows.
   const int64_t blocks = (m + kNtMaxRows - 1) / kNtMaxRows;
   for (int64_t t = 0; t < blocks; ++t) {
     const int64_t i0 = m * t / blocks, i1 = m * (t + 1) / blocks;
-    nt_rows_dispatch<kNtMaxRows>(i1 - i0, n, k, c + i0 * ldc, ldc, a + i0 * lda, lda, b, ldb, alpha,
-                                 beta);
+    nt_rows_dispatch<kNtMaxRows>(i1 - i0, n, g, c + i0 * g.ldc, a + i0 * g.lda, b, e.at(i0, 0),
+                                 sum_a ? sum_a + i0 : nullptr);
   }
 }
 
 // ---- TT: c(i, j) = sum_l a[l * lda + i] b[j * ldb + l] ----------------------------------
 void gemm_tt(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const float* a, int64_t lda,
-             const float* b, int64_t ldb, float alpha, float beta) {
+             const float* b, int64_t ldb, float alpha, float beta, const Epi& e) {
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
       float acc = 0.0f;
       for (int64_t l = 0; l < k; ++l) acc = fmadd(a[l * lda + i], b[j * ldb + l], acc);
-      c[i * ldc + j] = finish(acc, &c[i * ldc + j], alpha, beta);
+      c[i * ldc + j] = epilogue(finish(acc, &c[i * ldc + j], alpha, beta), e, i, j);
     }
 }
 
@@ -369,23 +485,33 @@ void gemm_tt(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const float
 
 void gemm_f32__small(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const float* a,
                      int64_t lda, const float* b, int64_t ldb, GemmParams p) {
-  if (m <= 0 || n <= 0) return;
+  if (m <= 0) return;
+  const Epi epi{.bias = p.bias, .mask = p.mask, .ldm = p.ldm, .relu = p.relu};
+  const int64_t ars = p.trans_a ? 1 : lda, acs = p.trans_a ? lda : 1;
+  if (n <= 0) {
+    if (p.sum_a) sum_rows_plain(m, k, p.sum_a, a, ars, acs);
+    return;
+  }
   if (!p.trans_b) {
     const NnArgs g{.k = k,
                    .c = c,
                    .ldc = ldc,
                    .a = a,
-                   .ars = p.trans_a ? 1 : lda,
-                   .acs = p.trans_a ? lda : 1,
+                   .ars = ars,
+                   .acs = acs,
                    .b = b,
                    .ldb = ldb,
                    .alpha = p.alpha,
-                   .beta = p.beta};
+                   .beta = p.beta,
+                   .epi = epi};
     gemm_nn(m, n, g);
+    if (p.sum_a) sum_rows_plain(m, k, p.sum_a, a, ars, acs);
   } else if (!p.trans_a) {
-    gemm_nt(m, n, k, c, ldc, a, lda, b, ldb, p.alpha, p.beta);
+    const NtArgs g{.k = k, .ldc = ldc, .lda = lda, .ldb = ldb, .alpha = p.alpha, .beta = p.beta};
+    gemm_nt(m, n, g, c, a, b, epi, p.sum_a);
   } else {
-    gemm_tt(m, n, k, c, ldc, a, lda, b, ldb, p.alpha, p.beta);
+    gemm_tt(m, n, k, c, ldc, a, lda, b, ldb, p.alpha, p.beta, epi);
+    if (p.sum_a) sum_rows_plain(m, k, p.sum_a, a, ars, acs);
   }
 }
 

@@ -19,7 +19,17 @@ void gemm_f32__ref(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const
         acc += static_cast<double>(av) * bv;
       }
       float prev = p.beta == 0.0f ? 0.0f : p.beta * c[i * ldc + j];
-      c[i * ldc + j] = static_cast<float>(p.alpha * acc) + prev;
+      float v = static_cast<float>(p.alpha * acc) + prev;
+      if (p.bias) v += p.bias[i];
+      if (p.relu) v = v > 0.0f ? v : 0.0f;
+      if (p.mask && !(p.mask[i * p.ldm + j] > 0.0f)) v = 0.0f;
+      c[i * ldc + j] = v;
+    }
+  if (p.sum_a)
+    for (int64_t i = 0; i < m; ++i) {
+      double acc = 0;
+      for (int64_t l = 0; l < k; ++l) acc += p.trans_a ? a[l * lda + i] : a[i * lda + l];
+      p.sum_a[i] += static_cast<float>(acc);
     }
 }
 
