@@ -86,10 +86,9 @@ void conv_forward_per_image(const ImageConv& c, int64_t batch, float* y, const f
         kernels::im2col_f32(c.g, scratch.f32(), c.p, 0, xi);
         cols = scratch.f32();
       }
-      float* yi = y + i * c.oc * c.p;
-      kernels::gemm_f32__small(c.oc, c.p, c.k, yi, c.p, w, c.k, cols, c.p, {});
-      if (bias) kernels::add_channels_f32(1, c.oc, c.p, yi, bias);
-      if (relu) kernels::relu_f32(c.oc * c.p, yi, yi);  // while the image is in cache
+      // Bias and ReLU in the GEMM's epilogue: y_i is written once.
+      kernels::gemm_f32__small(c.oc, c.p, c.k, y + i * c.oc * c.p, c.p, w, c.k, cols, c.p,
+                               {.bias = bias, .relu = relu});
     }
   };
   ops::parallel_range(batch, c.flops() + static_cast<double>(c.k * c.p), images);
@@ -100,10 +99,15 @@ void conv_forward_per_image(const ImageConv& c, int64_t batch, float* y, const f
 // x. Measured on LeNet-5, this costs the same as keeping every image's cols
 // from the forward pass (a (B, K, P) tensor read back from L3), without the
 // memory. Chunk 0 accumulates into dw directly, chunk t > 0 into a partial
-// that is added after the loop in chunk order.
+// that is added after the loop in chunk order. db is summed by the dw GEMM
+// (sum_a) when there is one. For pointwise convolutions dx is written, not
+// accumulated, with dx_beta (Node::grad_for_write), and masked by dx_mask
+// (x's value, when x's own backward masks its gradient by it) in the same
+// pass; relu_y (this convolution's fused ReLU) is null when dy is already
+// masked.
 void conv_backward_per_image(const ImageConv& c, int64_t batch, float* dw, float* db, float* dx,
-                             const float* dy, const float* x, const float* w,
-                             const float* relu_y) {
+                             float dx_beta, const float* dx_mask, const float* dy, const float* x,
+                             const float* w, const float* relu_y) {
   const int64_t wn = c.oc * c.k;
   ThreadPool& pool = thread_pool();
   const int parts = pool.num_threads();
@@ -128,7 +132,7 @@ void conv_backward_per_image(const ImageConv& c, int64_t batch, float* dw, float
         kernels::relu_mask_f32(c.oc * c.p, masked.f32(), dyi, relu_y + i * c.oc * c.p);
         dyi = masked.f32();
       }
-      if (db_chunk) kernels::sum_channels_f32(1, c.oc, c.p, db_chunk, dyi);
+      if (db_chunk && !dw) kernels::sum_channels_f32(1, c.oc, c.p, db_chunk, dyi);
       const float* xi = x + i * c.plane_in;
       if (dw) {
         const float* cols = xi;
@@ -139,13 +143,15 @@ void conv_backward_per_image(const ImageConv& c, int64_t batch, float* dw, float
         // A partial starts at the chunk's first image (beta 0: never zeroed).
         const float beta = chunk != 0 && i == lo ? 0.0f : 1.0f;
         kernels::gemm_f32__small(c.oc, c.k, c.p, dw_chunk, c.k, dyi, c.p, cols, c.p,
-                                 {.trans_b = true, .beta = beta});
+                                 {.trans_b = true, .beta = beta, .sum_a = db_chunk});
       }
       if (dx) {
         float* dxi = dx + i * c.plane_in;
-        if (c.pointwise) {  // dx_i: (C, P) += w^T dy_i
-          kernels::gemm_f32__small(c.k, c.p, c.oc, dxi, c.p, w, c.k, dyi, c.p,
-                                   {.trans_a = true, .beta = 1.0f});
+        if (c.pointwise) {  // dx_i: (C, P) = w^T dy_i (+ dx_i), masked by x_i
+          kernels::gemm_f32__small(
+              c.k, c.p, c.oc, dxi, c.p, w, c.k, dyi, c.p,
+              {.trans_a = true, .beta = dx_beta, .mask = dx_mask ? dx_mask + i * c.plane_in : nullptr,
+               .ldm = c.p});
         } else {
           kernels::gemm_f32__small(c.k, c.p, c.oc, buf, c.p, w, c.k, dyi, c.p, {.trans_a = true});
           kernels::col2im_f32(c.g, dxi, buf, c.p, 0);
@@ -185,13 +191,21 @@ void gemm_per_image(int64_t batch, int64_t m, int64_t n, int64_t k, float* c, in
 }
 
 // The gradient to propagate through the convolution itself: with a fused
-// ReLU, dy masked by the output (y > 0 exactly where the pre-activation was);
-// `holder` keeps the masked copy alive.
+// ReLU, dy masked by the output (y > 0 exactly where the pre-activation was),
+// unless the consumers wrote it masked already; `holder` keeps the masked
+// copy alive.
 const float* conv_output_grad(Node& self, bool relu, Tensor& holder) {
-  if (!relu) return self.grad.f32();
+  if (!relu || self.grad_premasked) return self.grad.f32();
   holder = Tensor::empty(self.value.shape());
   kernels::relu_mask_f32(self.value.numel(), holder.f32(), self.grad.f32(), self.value.f32());
   return holder.f32();
+}
+
+// Marks a convolution's output whose backward masks its gradient by the
+// output (a fused ReLU), so that consumers may write that gradient masked.
+Var with_relu_mark(Var out, bool relu) {
+  if (relu && out.node()) out.node()->relu_masks_grad = true;
+  return out;
 }
 
 void check_conv_shapes(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
@@ -232,17 +246,26 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
     const ImageConv c{
         .g = g, .oc = oc, .k = k, .p = p, .plane_in = plane_in, .pointwise = is_pointwise(g)};
     conv_forward_per_image(c, batch, y.f32(), x.value().f32(), w.value().f32(), bias, opt.relu);
-    return Var::make(y, "conv2d", {x, w, b}, [c, batch, relu = opt.relu](Node& self) {
+    Var out = Var::make(y, "conv2d", {x, w, b}, [c, batch, relu = opt.relu](Node& self) {
       Node& x = *self.inputs[0];
       Node& w = *self.inputs[1];
       Node* b = self.inputs[2].get();
+      // dx: a pointwise convolution writes it whole, masked when x's own
+      // backward would mask it (a ReLU fused into the convolution before).
+      float* dx = nullptr;
+      float dx_beta = 1.0f;
+      const bool mask_dx = c.pointwise && x.relu_masks_grad;
+      if (x.requires_grad)
+        dx = c.pointwise ? x.grad_for_write(dx_beta, mask_dx) : x.ensure_grad().f32();
       // Everything per image, the fused ReLU's mask and the bias gradient
       // included, so each image's dy is read while it is in cache.
       conv_backward_per_image(c, batch, w.requires_grad ? w.ensure_grad().f32() : nullptr,
-                              b && b->requires_grad ? b->ensure_grad().f32() : nullptr,
-                              x.requires_grad ? x.ensure_grad().f32() : nullptr, self.grad.f32(),
-                              x.value.f32(), w.value.f32(), relu ? self.value.f32() : nullptr);
+                              b && b->requires_grad ? b->ensure_grad().f32() : nullptr, dx,
+                              dx_beta, mask_dx ? x.value.f32() : nullptr, self.grad.f32(),
+                              x.value.f32(), w.value.f32(),
+                              relu && !self.grad_premasked ? self.value.f32() : nullptr);
     });
+    return with_relu_mark(std::move(out), opt.relu);
   }
 
   if (is_pointwise(g)) {
@@ -251,7 +274,7 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
                    p, {});
     if (bias) kernels::add_channels_f32(batch, oc, p, y.f32(), bias);
     if (opt.relu) kernels::relu_f32(y.numel(), y.f32(), y.f32());
-    return Var::make(y, "conv2d", {x, w, b}, [batch, oc, k, p, n, relu = opt.relu](Node& self) {
+    Var out = Var::make(y, "conv2d", {x, w, b}, [batch, oc, k, p, n, relu = opt.relu](Node& self) {
       Node& x = *self.inputs[0];
       Node& w = *self.inputs[1];
       Node* b = self.inputs[2].get();
@@ -270,6 +293,7 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
       }
       if (b && b->requires_grad) kernels::sum_channels_f32(batch, oc, p, b->ensure_grad().f32(), dy);
     });
+    return with_relu_mark(std::move(out), opt.relu);
   }
 
   // cols: (K, N), image i at columns [i*P, (i+1)*P).
@@ -291,7 +315,7 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
   if (opt.relu) kernels::relu_f32(y.numel(), y.f32(), y.f32());
 
   if (!w.requires_grad()) cols = Tensor();  // the backward pass only needs it for dw
-  return Var::make(y, "conv2d", {x, w, b},
+  Var out = Var::make(y, "conv2d", {x, w, b},
                    [g, cols, batch, oc, k, p, n, plane_in, relu = opt.relu](Node& self) {
     Node& x = *self.inputs[0];
     Node& w = *self.inputs[1];
@@ -317,6 +341,7 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
       });
     }
   });
+  return with_relu_mark(std::move(out), opt.relu);
 }
 
 }  // namespace pare::autograd

@@ -15,7 +15,21 @@ NoGradGuard::~NoGradGuard() { t_grad_enabled = previous_; }
 
 Tensor& Node::ensure_grad() {
   if (!grad.defined()) grad = Tensor::zeros(value.shape());
+  grad_premasked = false;
   return grad;
+}
+
+float* Node::grad_for_write(float& beta, bool masked) {
+  PARE_CHECK(!masked || relu_masks_grad, "a masked gradient for a node that does not mask");
+  if (!grad.defined()) {
+    grad = Tensor::empty(value.shape());
+    grad_premasked = masked;
+    beta = 0.0f;
+  } else {
+    grad_premasked = grad_premasked && masked;
+    beta = 1.0f;
+  }
+  return grad.f32();
 }
 
 Var::Var(Tensor value, bool requires_grad) : node_(std::make_shared<Node>()) {

@@ -32,8 +32,23 @@ struct Node {
   // Reads this node's grad, accumulates into inputs' grads. Null for leaves.
   std::function<void(Node& self)> backward;
 
-  // The gradient buffer, allocated as zeros on first use.
+  // Set by an op whose backward multiplies this node's gradient by
+  // (value > 0) before using it (a convolution with a fused ReLU): a consumer
+  // may then write its contribution already masked (grad_for_write).
+  bool relu_masks_grad = false;
+  // True while every contribution to grad was written masked by (value > 0),
+  // so the node's own backward may skip the mask.
+  bool grad_premasked = false;
+
+  // The gradient buffer, allocated as zeros on first use, for a contribution
+  // that is accumulated (+=) and not masked.
   Tensor& ensure_grad();
+  // The gradient buffer for a contribution that writes EVERY element in one
+  // pass: allocated but not zeroed on first use. Sets `beta` to 0 when this is
+  // the first contribution (overwrite) and to 1 after (accumulate). `masked`:
+  // the contribution is written multiplied by (value > 0); only allowed when
+  // relu_masks_grad is set.
+  float* grad_for_write(float& beta, bool masked);
 };
 
 class Var {

@@ -307,5 +307,53 @@ TEST(Conv2d, FusedReluEqualsSeparateRelu) {
   }
 }
 
+// A chain of convolutions with fused ReLUs, shaped like the Game of Life net
+// (3x3 circular, then 1x1, then 1x1 to one channel): each pointwise
+// convolution writes its input gradient already masked by the fused ReLU
+// before it (Node::grad_for_write), and that ReLU then skips its own mask.
+// The gradients equal those of the same chain with separate relu ops (equal
+// values: only the sign of a zero may differ). Also with the first
+// convolution's output read by a second consumer that accumulates an
+// unmasked gradient (before and after the masked writer), which must turn
+// the shortcut off.
+TEST(Conv2d, FusedReluChainEqualsSeparateRelus) {
+  Rng rng(37);
+  const int64_t batch = 3, h = 12;
+  Tensor xv = random_normal({batch, 1, h, h}, rng);
+  Tensor w1v = random_normal({6, 1, 3, 3}, rng), b1v = random_normal({6}, rng);
+  Tensor w2v = random_normal({4, 6, 1, 1}, rng, 0.5f), b2v = random_normal({4}, rng);
+  Tensor w3v = random_normal({1, 4, 1, 1}, rng, 0.5f), b3v = random_normal({1}, rng);
+  Tensor seed = random_normal({batch, 1, h, h}, rng);
+  Tensor wov = random_normal({1, 6, 1, 1}, rng);
+  // branch 0: the chain; 1 and 2: tanh(h1) is a second consumer of h1, its
+  // gradient accumulated after (1) or before (2) the masked write.
+  for (int branch = 0; branch < 3; ++branch) {
+    std::vector<Tensor> grads[2];
+    for (int fused = 0; fused < 2; ++fused) {
+      Var x(xv.clone(), true);
+      Var w1(w1v.clone(), true), b1(b1v.clone(), true), w2(w2v.clone(), true);
+      Var b2(b2v.clone(), true), w3(w3v.clone(), true), b3(b3v.clone(), true);
+      const Conv2dOptions o3{.pad = 1, .circular = true, .relu = fused == 1};
+      const Conv2dOptions o1{.relu = fused == 1};
+      Var h1 = conv2d(x, w1, b1, o3);
+      if (!fused) h1 = relu(h1);
+      Var h2 = conv2d(h1, w2, b2, o1);
+      if (!fused) h2 = relu(h2);
+      Var out = conv2d(h2, w3, b3, {});
+      if (branch > 0) {
+        Var side = conv2d(tanh(h1), Var(wov), Var(), {});
+        out = branch == 1 ? add(out, side) : add(side, out);
+      }
+      out.backward(seed);
+      for (Var* v : {&x, &w1, &b1, &w2, &b2, &w3, &b3}) grads[fused].push_back(v->grad().clone());
+    }
+    const char* names[] = {"x", "w1", "b1", "w2", "b2", "w3", "b3"};
+    for (size_t i = 0; i < grads[0].size(); ++i)
+      for (int64_t e = 0; e < grads[0][i].numel(); ++e)
+        ASSERT_EQ(grads[0][i].f32()[e], grads[1][i].f32()[e])
+            << "branch " << branch << ": d" << names[i] << "[" << e << "]";
+  }
+}
+
 }  // namespace
 }  // namespace pare::autograd
