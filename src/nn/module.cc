@@ -278,6 +278,17 @@ int64_t Model::forward_macs() const {
   return total;
 }
 
+std::vector<std::pair<const Parameter*, int64_t>> Model::weight_macs() const {
+  std::vector<std::pair<const Parameter*, int64_t>> out;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    std::vector<Parameter*> ps;
+    layers_[i]->collect_parameters(ps);
+    for (Parameter* p : ps)
+      if (p->is_weight) out.emplace_back(p, layers_[i]->forward_macs(shapes_[i]));
+  }
+  return out;
+}
+
 std::string Model::summary() const {
   std::ostringstream os;
   os << "model " << spec_.name << ": input " << shape_str(spec_.input) << ", "

@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pare/autograd/ops.h"
@@ -114,6 +115,12 @@ class Model {
   int64_t num_parameters() const { return store_.numel(); }
   // Multiply-accumulates of one forward pass for one sample.
   int64_t forward_macs() const;
+  // The same, per weight parameter (in parameter order, weights only): the
+  // MACs a layer's weight takes part in, which scale with its density when
+  // the layer runs sparse. Used to count the FLOPs a pruned net really needs.
+  std::vector<std::pair<const Parameter*, int64_t>> weight_macs() const;
+  // Input shape (without batch) of each layer, then the output shape.
+  const std::vector<std::vector<int64_t>>& layer_shapes() const { return shapes_; }
   // One line per layer with its output shape and parameter count.
   std::string summary() const;
   // Re-initialises every parameter from `seed` as build() would.

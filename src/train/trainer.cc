@@ -11,6 +11,7 @@
 #include "pare/base/thread_pool.h"
 #include "pare/data/batcher.h"
 #include "pare/kernels/kernels.h"
+#include "pare/prune/prune.h"
 #include "pare/train/archive.h"
 #include "pare/train/step.h"
 
@@ -28,6 +29,9 @@ void TrainConfig::validate() const {
   if (parallel != "auto" && parallel != "data" && parallel != "ops")
     fail("--parallel must be auto, data or ops, got \"", parallel, "\"");
   if (resume && out_dir.empty()) fail("--resume needs --out (the run directory to resume)");
+  if (snapshot_step < 0) fail("snapshot step must be >= 0, got ", snapshot_step);
+  if (snapshot_step > 0 && out_dir.empty()) fail("a weight snapshot needs --out (the run directory)");
+  sparse.validate();
   optim::validate(optimizer);
   optim::validate(schedule);
 }
@@ -136,6 +140,38 @@ class RunLog {
   std::vector<std::string> lines_;
 };
 
+// Counts training FLOPs of the weight layers at their current densities.
+class FlopCounter {
+ public:
+  explicit FlopCounter(const nn::Model& model) : layers_(model.weight_macs()) {
+    refresh();
+  }
+  // Re-reads the masks (after pruning changed them).
+  void refresh() {
+    sparse_macs_ = dense_macs_ = 0;
+    for (const auto& [p, macs] : layers_) {
+      const double density =
+          p->numel() ? static_cast<double>(prune::alive(*p)) / static_cast<double>(p->numel()) : 0;
+      sparse_macs_ += density * static_cast<double>(macs);
+      dense_macs_ += static_cast<double>(macs);
+    }
+  }
+  // One step over `samples` samples: forward, input gradient and weight
+  // gradient are one product each, 2 FLOPs per MAC. A step that needs the
+  // dense weight gradient (RigL's grow steps) pays the dense product there.
+  double step_flops(int64_t samples, bool dense_weight_grad) const {
+    const double weight_grad = dense_weight_grad ? dense_macs_ : sparse_macs_;
+    return 2.0 * static_cast<double>(samples) * (2.0 * sparse_macs_ + weight_grad);
+  }
+  double dense_step_flops(int64_t samples) const {
+    return 2.0 * static_cast<double>(samples) * 3.0 * dense_macs_;
+  }
+
+ private:
+  std::vector<std::pair<const nn::Parameter*, int64_t>> layers_;
+  double sparse_macs_ = 0, dense_macs_ = 0;
+};
+
 }  // namespace
 
 TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Dataset& test,
@@ -163,7 +199,8 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   StepRunner runner(model, choose_parallel_mode(cfg.parallel, model, cfg.batch, num_threads()));
   TrainResult result;
   int64_t epoch0 = 0, batch0 = 0, step = 0;
-  double loss_sum = 0, epoch_seconds = 0;
+  double loss_sum = 0, epoch_seconds = 0, flops = 0, dense_flops = 0;
+  prune::SparseTrainer sparse(cfg.sparse, cfg.epochs * batches, cfg.seed);
   double best_test_loss = INFINITY;
   int64_t epochs_without_improvement = 0;
 
@@ -186,11 +223,14 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
                          ? meta["best_test_loss"].get<double>()
                          : INFINITY;
     epochs_without_improvement = meta.value("epochs_without_improvement", int64_t{0});
+    flops = meta.value("flops", 0.0);
+    dense_flops = meta.value("dense_flops", 0.0);
     for (auto& l : meta.at("log")) log.lines().push_back(l.get<std::string>());
     result.resumed = true;
     result.resumed_at_step = step;
     log.add({{"event", "resume"}, {"step", step}, {"epoch", epoch0 + 1}, {"batch", batch0}});
   } else {
+    if (cfg.sparse.enabled()) sparse.begin(model);
     log.add({{"event", "start"},
              {"model", model.spec().name},
              {"spec", json::parse(nn::model_spec_to_json(model.spec()))},
@@ -204,7 +244,17 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
              {"seed", cfg.seed},
              {"threads", num_threads()},
              {"parallel", parallel_mode_name(runner.mode())},
-             {"blas", kernels::blas_description()}});
+             {"blas", kernels::blas_description()},
+             {"sparsity", prune::sparsity(model).sparsity()},
+             {"sparse_training",
+              cfg.sparse.enabled() ? json{{"method", cfg.sparse.method},
+                                          {"sparsity", cfg.sparse.sparsity},
+                                          {"distribution", cfg.sparse.distribution},
+                                          {"interval", cfg.sparse.interval},
+                                          {"drop_fraction", cfg.sparse.drop_fraction},
+                                          {"begin", cfg.sparse.begin},
+                                          {"end", cfg.sparse.end}}
+                                   : json(nullptr)}});
   }
 
   auto write_checkpoint = [&](int64_t epoch, int64_t batch) {
@@ -222,6 +272,8 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
               {"epoch_seconds", epoch_seconds},
               {"best_test_loss", std::isfinite(best_test_loss) ? json(best_test_loss) : json(nullptr)},
               {"epochs_without_improvement", epochs_without_improvement},
+              {"flops", flops},
+              {"dense_flops", dense_flops},
               {"seed", cfg.seed},
               {"threads", num_threads()},
               {"log", log.lines()}};
@@ -232,6 +284,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   };
 
   const Rng dropout_root = Rng(cfg.seed).fork(0xD0D0);
+  FlopCounter counter(model);
   Tensor x, y;
   result.stopped_because = "epochs";
   bool stop = false;
@@ -249,8 +302,16 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     for (int64_t b = first; b < batches; ++b) {
       if (!batcher.next(x, y)) break;
       const double l = runner.run(x, y, dropout_root.fork(static_cast<uint64_t>(step)));
+      flops += counter.step_flops(x.dim(0), sparse.needs_dense_gradient(step));
+      dense_flops += counter.dense_step_flops(x.dim(0));
+      // Masks change between backward (which left every weight's gradient in
+      // the store) and the update, so the optimizer sees the new mask at once.
+      if (sparse.update(step, model)) counter.refresh();
       opt->step(optim::scheduled_lr(cfg.schedule, cfg.optimizer.lr, step));
       ++step;
+      if (cfg.snapshot_step > 0 && step == cfg.snapshot_step)
+        save_model(model, cfg.out_dir + "/weights_step" + std::to_string(step) + ".bin",
+                   json{{"step", step}}.dump());
       loss_sum += l;
       if (observer.on_step) observer.on_step(epoch + 1, b + 1, batches, l);
       if (cfg.max_steps > 0 && step >= cfg.max_steps) {
@@ -282,6 +343,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     er.train_seconds = epoch_seconds;
     const int64_t samples = std::min<int64_t>(done * cfg.batch, train.size());
     er.samples_per_second = epoch_seconds > 0 ? static_cast<double>(samples) / epoch_seconds : 0;
+    er.sparsity = prune::sparsity(model).sparsity();
     if (test.size() > 0) er.test = evaluate(model, test, cfg.eval_batch);
     result.epochs.push_back(er);
     log.add({{"event", "epoch"},
@@ -290,6 +352,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
              {"train_loss", er.train_loss},
              {"train_seconds", er.train_seconds},
              {"samples_per_second", er.samples_per_second},
+             {"sparsity", er.sparsity},
              {"test_loss", er.test.loss},
              {"test_accuracy", er.test.accuracy},
              {"test_exact", er.test.exact}});
@@ -315,6 +378,9 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     write_checkpoint(epoch + 1, 0);
   }
   result.steps = step;
+  result.flops = flops;
+  result.dense_flops = dense_flops;
+  result.sparsity = prune::sparsity(model).sparsity();
   if (result.final_test.samples == 0 && !result.epochs.empty())
     result.final_test = result.epochs.back().test;
   result.seconds = wall.seconds();
@@ -329,6 +395,9 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
              {"test_loss", result.final_test.loss},
              {"seconds", result.seconds},
              {"cpu_seconds", result.cpu_seconds},
+             {"flops", result.flops},
+             {"dense_flops", result.dense_flops},
+             {"sparsity", result.sparsity},
              {"peak_rss_bytes", peak_rss_bytes()},
              {"model_file", cfg.out_dir + "/model.bin"}});
   }

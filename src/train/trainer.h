@@ -17,6 +17,7 @@
 #include "pare/data/dataset.h"
 #include "pare/nn/module.h"
 #include "pare/optim/optimizer.h"
+#include "pare/prune/sparse_training.h"
 
 namespace pare::train {
 
@@ -34,6 +35,10 @@ struct TrainConfig {
   double target_accuracy = 0;   // stop once test accuracy reaches this (0: off)
   int64_t max_steps = 0;        // stop after this many steps in total (0: no limit)
   std::string parallel = "auto";  // how a step uses the threads: auto | data | ops (step.h)
+  prune::SparseTrainingConfig sparse;  // pruning during training: gmp | set | rigl (off by default)
+  // When > 0, the weights after this many steps are saved to
+  // out_dir/weights_step<k>.bin (the rewind point of IMP with late rewinding).
+  int64_t snapshot_step = 0;
   // Validates and raises Error naming the offending flag.
   void validate() const;
 };
@@ -51,6 +56,7 @@ struct EpochResult {
   double train_loss = 0;       // mean over the epoch's steps
   double train_seconds = 0;    // the loop only: batching, forward, backward, step
   double samples_per_second = 0;
+  double sparsity = 0;         // of the prunable weights at the end of the epoch
   EvalResult test;
 };
 
@@ -60,6 +66,11 @@ struct TrainResult {
   double seconds = 0;          // wall time of the whole fit, evaluation included
   double cpu_seconds = 0;
   int64_t steps = 0;
+  // Training FLOPs of the weight layers (forward + both backward products,
+  // 2 per MAC) over all steps: as executed at each step's layer densities
+  // (what a sparse kernel needs), and what the dense network would need.
+  double flops = 0, dense_flops = 0;
+  double sparsity = 0;         // of the prunable weights at the end
   bool resumed = false;        // started from a checkpoint
   int64_t resumed_at_step = 0;
   std::string stopped_because; // "epochs" | "early_stopping" | "target_accuracy" | "max_steps"

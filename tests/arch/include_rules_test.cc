@@ -28,8 +28,13 @@ const std::map<std::string, std::set<std::string>>& allowed_includes() {
       {"autograd", {"base", "kernels", "tensor"}},
       {"nn", {"autograd", "base", "kernels", "tensor"}},
       {"optim", {"nn", "autograd", "base", "kernels", "tensor"}},
-      {"train", {"optim", "nn", "autograd", "data", "base", "kernels", "tensor"}},
-      {"cli", {"base", "kernels", "tensor", "data", "autograd", "nn", "optim", "train"}},
+      {"prune", {"nn", "autograd", "base", "kernels", "tensor"}},
+      {"train", {"optim", "prune", "nn", "autograd", "data", "base", "kernels", "tensor"}},
+      {"experiments",
+       {"train", "optim", "prune", "nn", "autograd", "data", "base", "kernels", "tensor"}},
+      {"cli",
+       {"base", "kernels", "tensor", "data", "autograd", "nn", "optim", "prune", "train",
+        "experiments"}},
   };
   return table;
 }

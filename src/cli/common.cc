@@ -1,0 +1,156 @@
+// What the subcommands share (common.h).
+#include "pare/cli/common.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "pare/base/file.h"
+#include "pare/base/rng.h"
+
+namespace pare::cli {
+
+namespace {
+
+data::Dataset load_file_dataset(const std::string& path, const std::string& labels, const char* what) {
+  if (path.ends_with(".csv")) return data::read_csv(path);
+  if (path.ends_with(".npy")) {
+    if (labels.empty()) fail(what, " ", path, " is an .npy file: give its targets with --labels/--test-labels Y.npy");
+    return data::npy_dataset(path, labels);
+  }
+  fail("--data ", path, ": use fashion-mnist, life, a .csv file or an .npy file");
+}
+
+data::TrainTest load_raw_data(const DataOptions& o, uint64_t seed) {
+  if (o.data == "fashion-mnist") return data::fashion_mnist();
+  if (o.data == "life") {
+    if (o.examples < 1 || o.test_examples < 1) fail("--examples and --test-examples must be at least 1");
+    data::LifeConfig cfg{.size = o.board, .steps = o.life_steps, .density = o.density};
+    Rng train_rng = Rng(seed).fork(0x11FE);
+    Rng test_rng = Rng(seed).fork(0x7E57);
+    return {data::life_boards(o.examples, cfg, train_rng), data::life_boards(o.test_examples, cfg, test_rng)};
+  }
+  data::TrainTest tt;
+  tt.train = load_file_dataset(o.data, o.labels, "--data");
+  if (!o.test.empty()) tt.test = load_file_dataset(o.test, o.test_labels, "--test");
+  return tt;
+}
+
+}  // namespace
+
+// Loads the data; with --normalize, standardises it and records the
+// statistics in the spec so the saved model carries them.
+data::TrainTest load_data(const DataOptions& o, uint64_t seed, nn::ModelSpec* spec) {
+  data::TrainTest tt = load_raw_data(o, seed);
+  if (o.normalize) {
+    if (!spec) fail("--normalize applies to training; a saved model applies its own statistics");
+    data::Normalization n = data::standardize(tt);
+    spec->input_mean = n.mean;
+    spec->input_std = n.std;
+  }
+  return tt;
+}
+
+nn::ModelSpec load_spec(const std::string& model, const DataOptions& o) {
+  if (model.ends_with(".json")) return nn::parse_model_spec(read_file(model), model);
+  return nn::preset(model, {.life_steps = o.life_steps, .width = o.width, .board = o.board});
+}
+
+void add_data_options(CLI::App* cmd, DataOptions& o) {
+  cmd->add_option("--data", o.data, "fashion-mnist | life | FILE.csv | FILE.npy")->capture_default_str();
+  cmd->add_option("--labels", o.labels, "targets for an .npy --data (Y.npy)");
+  cmd->add_option("--test", o.test, "test set for a file --data (.csv or .npy)");
+  cmd->add_option("--test-labels", o.test_labels, "targets for an .npy --test");
+  cmd->add_option("--examples", o.examples, "life: training boards")->capture_default_str();
+  cmd->add_option("--test-examples", o.test_examples, "life: test boards")->capture_default_str();
+  cmd->add_option("--life-steps", o.life_steps, "life: Game of Life steps n (data and model)")->capture_default_str();
+  cmd->add_option("--width", o.width, "life: width factor m of the life model")->capture_default_str();
+  cmd->add_option("--board-size", o.board, "life: board side in cells")->capture_default_str();
+  cmd->add_option("--density", o.density, "life: fixed initial density (default: uniform per board)");
+  cmd->add_flag("--normalize", o.normalize, "standardise inputs with the training split's mean and std");
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+void standardize_for(const nn::Model& model, data::TrainTest& d) {
+  if (model.spec().input_std <= 0) return;
+  for (data::Dataset* set : {&d.train, &d.test})
+    if (set->size() > 0) data::standardize_with(*set, {model.spec().input_mean, model.spec().input_std});
+}
+
+void add_recipe_options(CLI::App* t, train::TrainConfig& cfg) {
+  t->add_option("--epochs", cfg.epochs, "passes over the training set")->capture_default_str();
+  t->add_option("--batch", cfg.batch, "samples per step")->capture_default_str();
+  t->add_option("--optimizer", cfg.optimizer.name, "sgd | adam | adamw")->capture_default_str();
+  t->add_option("--lr", cfg.optimizer.lr, "learning rate")->capture_default_str();
+  t->add_option("--momentum", cfg.optimizer.momentum, "sgd momentum")->capture_default_str();
+  t->add_flag("--nesterov", cfg.optimizer.nesterov, "sgd: Nesterov momentum");
+  t->add_option("--weight-decay", cfg.optimizer.weight_decay, "L2 (sgd, adam) or decoupled (adamw)")->capture_default_str();
+  t->add_option("--beta1", cfg.optimizer.beta1, "adam beta1")->capture_default_str();
+  t->add_option("--beta2", cfg.optimizer.beta2, "adam beta2")->capture_default_str();
+  t->add_option("--eps", cfg.optimizer.eps, "adam epsilon")->capture_default_str();
+  t->add_option("--schedule", cfg.schedule.name, "lr schedule: constant | step | cosine")->capture_default_str();
+  t->add_option("--warmup", cfg.schedule.warmup_steps, "linear lr warm-up steps")->capture_default_str();
+  t->add_option("--lr-step-size", cfg.schedule.step_size, "step schedule: steps between decays");
+  t->add_option("--gamma", cfg.schedule.gamma, "step schedule: decay factor")->capture_default_str();
+  t->add_option("--lr-min", cfg.schedule.lr_min, "cosine schedule: final lr")->capture_default_str();
+  t->add_option("--seed", cfg.seed, "seed for weights, batch order and dropout")->capture_default_str();
+  t->add_option("--checkpoint-every", cfg.checkpoint_every, "steps between checkpoints (0: every epoch)")->capture_default_str();
+  t->add_option("--patience", cfg.patience, "early stopping: epochs without test-loss improvement (0: off)")->capture_default_str();
+  t->add_option("--target-accuracy", cfg.target_accuracy, "stop once test accuracy reaches this fraction");
+  t->add_option("--max-steps", cfg.max_steps, "stop after this many steps (0: no limit)");
+  t->add_option("--parallel", cfg.parallel, "how a step uses the threads: auto | data (split the batch) | ops (split each op)")->capture_default_str();
+}
+
+std::string non_default_settings(const CLI::App* cmd, const std::vector<std::string>& ignore) {
+  std::vector<std::string> parts;
+  for (const CLI::Option* o : cmd->get_options()) {
+    const std::string name = o->get_name(false, true);
+    if (o->count() == 0 || std::find(ignore.begin(), ignore.end(), name) != ignore.end()) continue;
+    std::string value;
+    for (const auto& r : o->results()) value += (value.empty() ? "" : ",") + r;
+    if (value == o->get_default_str()) continue;
+    parts.push_back(name + "=" + value);
+  }
+  std::sort(parts.begin(), parts.end());
+  std::string out;
+  for (const auto& p : parts) out += p + " ";
+  return out;
+}
+
+train::Observer epoch_printer(Progress& progress, int64_t epochs, bool as_json, bool quiet, bool binary) {
+  train::Observer obs;
+  if (progress.on_terminal() && !quiet && !as_json)  // per step: only when a bar is drawn
+    obs.on_step = [&progress, epochs](int64_t epoch, int64_t batch, int64_t batches, double loss) {
+      progress.update(batch, batches, "epoch " + std::to_string(epoch) + "/" + std::to_string(epochs),
+                      fmt("loss %.4f", loss));
+    };
+  obs.on_epoch = [&progress, epochs, as_json, quiet, binary](const train::EpochResult& e) {
+    progress.finish();
+    if (as_json) {
+      std::cout << nlohmann::json{{"event", "epoch"}, {"epoch", e.epoch}, {"train_loss", e.train_loss},
+                                  {"train_seconds", e.train_seconds},
+                                  {"samples_per_second", e.samples_per_second},
+                                  {"test_loss", e.test.loss}, {"test_accuracy", e.test.accuracy},
+                                  {"test_exact", e.test.exact}, {"sparsity", e.sparsity}}
+                       .dump()
+                << std::endl;
+    } else if (!quiet) {
+      std::cout << "epoch " << e.epoch << "/" << epochs << "  train loss " << fmt("%.4f", e.train_loss)
+                << "  test loss " << fmt("%.4f", e.test.loss) << "  test accuracy "
+                << fmt("%.2f%%", 100 * e.test.accuracy);
+      if (binary) std::cout << "  boards all-correct " << fmt("%.1f%%", 100 * e.test.exact);
+      if (e.sparsity > 0) std::cout << "  sparsity " << fmt("%.1f%%", 100 * e.sparsity);
+      std::cout << "  " << fmt("%.2f s", e.train_seconds) << " (" << fmt("%.0f", e.samples_per_second)
+                << " samples/s)" << std::endl;
+    }
+  };
+  return obs;
+}
+
+}  // namespace pare::cli

@@ -1,0 +1,46 @@
+// What the subcommands share: data loading, model specs, the training recipe
+// flags, run-directory naming, and number formatting.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "pare/cli/progress.h"
+#include "pare/data/data.h"
+#include "pare/nn/module.h"
+#include "pare/train/trainer.h"
+
+namespace pare::cli {
+
+struct DataOptions {
+  std::string data = "fashion-mnist";  // fashion-mnist | life | X.csv | X.npy
+  std::string labels;                  // Y.npy for an .npy dataset
+  std::string test;                    // test inputs (.csv / .npy)
+  std::string test_labels;             // test labels (.npy)
+  int64_t examples = 10000;            // life: training boards
+  int64_t test_examples = 1000;        // life: test boards
+  int life_steps = 1;
+  int width = 1;
+  int board = 32;
+  float density = -1;                  // life: fixed density; <0 = uniform per board
+  bool normalize = false;              // standardise inputs with the training split's mean/std
+};
+
+// Loads the data; with --normalize, standardises it and records the
+// statistics in the spec so the saved model carries them.
+data::TrainTest load_data(const DataOptions& o, uint64_t seed, nn::ModelSpec* spec);
+// Standardises both splits with the statistics a saved model was trained on.
+void standardize_for(const nn::Model& model, data::TrainTest& d);
+nn::ModelSpec load_spec(const std::string& model, const DataOptions& o);
+void add_data_options(CLI::App* cmd, DataOptions& o);
+// The training recipe: epochs, batch, optimizer, schedule, seed, stopping, parallel mode.
+void add_recipe_options(CLI::App* cmd, train::TrainConfig& cfg);
+// "--name=value" of every option of `cmd` given with a value other than its
+// default, sorted, except those listed in `ignore` (output and display flags).
+std::string non_default_settings(const CLI::App* cmd, const std::vector<std::string>& ignore);
+std::string fmt(const char* f, double v);
+// The Observer that draws a bar per epoch on a terminal and prints a line
+// (or a JSON line) per epoch.
+train::Observer epoch_printer(Progress& progress, int64_t epochs, bool as_json, bool quiet, bool binary);
+
+}  // namespace pare::cli

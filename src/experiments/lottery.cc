@@ -1,0 +1,350 @@
+// Iterative magnitude pruning with rewinding, its controls, and the table.
+#include "pare/experiments/lottery.h"
+
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "pare/base/error.h"
+#include "pare/base/file.h"
+#include "pare/base/rng.h"
+#include "pare/prune/prune.h"
+
+namespace pare::experiments {
+
+using json = nlohmann::json;
+
+void TicketConfig::validate() const {
+  if (out_dir.empty()) fail("a ticket run needs a run directory (--out)");
+  if (rounds < 0 || rounds > 200) fail("--rounds must be in [0, 200], got ", rounds);
+  auto check_rate = [](const std::string& what, double r) {
+    if (!(r >= 0.0 && r < 1.0)) fail(what, " must be in [0, 1), got ", r);
+  };
+  check_rate("--rate", rate);
+  if (rate == 0.0) fail("--rate must be above 0 (the fraction pruned per round)");
+  check_rate("--output-rate", output_rate);
+  for (const auto& [name, r] : layer_rates) check_rate("the rate of " + name, r);
+  if (rewind_step < 0) fail("--rewind-step must be >= 0, got ", rewind_step);
+  if (train.sparse.enabled()) fail("a ticket run prunes between rounds; --sparse-training must be none");
+  train.validate();
+}
+
+std::string settings_dir_name(const std::string& prefix, const std::string& settings) {
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64
+  for (unsigned char c : settings) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return prefix + "-" + buf;
+}
+
+namespace {
+
+json settings_json(const TicketConfig& c) {
+  const auto& t = c.train;
+  json rates = json::object();
+  for (const auto& [k, v] : c.layer_rates) rates[k] = v;
+  return {{"kind", "ticket"},
+          {"spec", json::parse(nn::model_spec_to_json(c.spec))},
+          {"rounds", c.rounds},
+          {"rate", c.rate},
+          {"output_rate", c.output_rate},
+          {"layer_rates", rates},
+          {"global", c.global},
+          {"rewind_step", c.rewind_step},
+          {"controls", c.controls},
+          {"control_seed", c.control_seed},
+          {"train",
+           {{"epochs", t.epochs},
+            {"batch", t.batch},
+            {"seed", t.seed},
+            {"optimizer",
+             {{"name", t.optimizer.name},
+              {"lr", t.optimizer.lr},
+              {"momentum", t.optimizer.momentum},
+              {"nesterov", t.optimizer.nesterov},
+              {"beta1", t.optimizer.beta1},
+              {"beta2", t.optimizer.beta2},
+              {"eps", t.optimizer.eps},
+              {"weight_decay", t.optimizer.weight_decay}}},
+            {"schedule",
+             {{"name", t.schedule.name},
+              {"warmup_steps", t.schedule.warmup_steps},
+              {"step_size", t.schedule.step_size},
+              {"gamma", t.schedule.gamma},
+              {"lr_min", t.schedule.lr_min}}},
+            {"max_steps", t.max_steps}}}};
+}
+
+json record_json(const RunRecord& r) {
+  json layers = json::array();
+  for (const auto& [name, d] : r.layer_density) layers.push_back({{"name", name}, {"density", d}});
+  return {{"round", r.round},
+          {"kind", r.kind},
+          {"density", r.density},
+          {"sparsity", r.sparsity},
+          {"layers", layers},
+          {"test_accuracy", r.test_accuracy},
+          {"test_loss", r.test_loss},
+          {"best_accuracy", r.best_accuracy},
+          {"flops", r.flops},
+          {"dense_flops", r.dense_flops},
+          {"seconds", r.seconds},
+          {"cumulative_flops", r.cumulative_flops},
+          {"cumulative_seconds", r.cumulative_seconds},
+          {"steps", r.steps}};
+}
+
+RunRecord parse_record(const std::string& path) {
+  RunRecord r;
+  try {
+    const json j = json::parse(read_file(path));
+    r.round = j.at("round").get<int>();
+    r.kind = j.at("kind").get<std::string>();
+    r.density = j.at("density").get<double>();
+    r.sparsity = j.at("sparsity").get<double>();
+    for (const auto& l : j.at("layers"))
+      r.layer_density.emplace_back(l.at("name").get<std::string>(), l.at("density").get<double>());
+    r.test_accuracy = j.at("test_accuracy").get<double>();
+    r.test_loss = j.at("test_loss").get<double>();
+    r.best_accuracy = j.at("best_accuracy").get<double>();
+    r.flops = j.at("flops").get<double>();
+    r.dense_flops = j.at("dense_flops").get<double>();
+    r.seconds = j.at("seconds").get<double>();
+    r.steps = j.at("steps").get<int64_t>();
+  } catch (const json::exception& e) {
+    fail(path, ": not a ticket result (", e.what(), "); delete it to redo the run");
+  }
+  r.skipped = true;
+  return r;
+}
+
+// Training seconds and the best epoch's accuracy from a fit() run log: the
+// log spans every resume of the run, the in-memory result only the last one.
+void read_run_log(const std::string& path, double& seconds, double& best) {
+  seconds = 0;
+  best = 0;
+  std::istringstream in(read_file(path));
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    const json j = json::parse(line);
+    if (j.value("event", "") != "epoch") continue;
+    seconds += j.value("train_seconds", 0.0);
+    best = std::max(best, j.value("test_accuracy", 0.0));
+  }
+}
+
+struct Masks {
+  std::vector<Tensor> of;  // per prunable parameter
+};
+
+Masks copy_masks(const nn::Model& m) {
+  Masks out;
+  for (nn::Parameter* p : prune::prunable(m)) out.of.push_back(p->mask.clone());
+  return out;
+}
+
+void set_masks(nn::Model& m, const Masks& masks) {
+  const auto ps = prune::prunable(m);
+  PARE_CHECK(ps.size() == masks.of.size(), "mask count");
+  for (size_t i = 0; i < ps.size(); ++i) ps[i]->mask = masks.of[i].clone();
+  prune::apply_masks(m);
+}
+
+// The rate of prunable parameter i of n under the config.
+double rate_of(const TicketConfig& c, const nn::Parameter& p, size_t i, size_t n) {
+  if (auto it = c.layer_rates.find(p.name); it != c.layer_rates.end()) return it->second;
+  return i + 1 == n ? c.output_rate : c.rate;
+}
+
+// Prunes `trained` (round r-1's result) by magnitude for the next round.
+void prune_round(const TicketConfig& c, nn::Model& trained) {
+  prune::ensure_masks(trained);
+  const auto ps = prune::prunable(trained);
+  prune::Scores scores;
+  for (nn::Parameter* p : ps) {
+    Tensor s = Tensor::empty(p->value().shape());
+    for (int64_t j = 0; j < s.numel(); ++j) s.f32()[j] = std::fabs(p->value().f32()[j]);
+    scores.push_back(std::move(s));
+  }
+  if (c.global) {
+    const auto alive = prune::sparsity(trained).kept;
+    prune::keep_top_global(trained, scores, alive - std::llround(c.rate * static_cast<double>(alive)));
+    return;
+  }
+  std::vector<int64_t> keep;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    const int64_t alive = prune::alive(*ps[i]);
+    keep.push_back(alive - std::llround(rate_of(c, *ps[i], i, ps.size()) * static_cast<double>(alive)));
+  }
+  prune::keep_top_per_layer(trained, scores, keep);
+}
+
+}  // namespace
+
+std::unique_ptr<nn::Model> rewind_weights(const TicketConfig& cfg) {
+  auto model = nn::Model::build(cfg.spec, cfg.train.seed);
+  if (cfg.rewind_step > 0) {
+    const std::string snap =
+        cfg.out_dir + "/round_0/ticket/weights_step" + std::to_string(cfg.rewind_step) + ".bin";
+    if (!file_exists(snap))
+      fail(snap, " is missing: round 0 has not run --rewind-step ", cfg.rewind_step, " steps yet");
+    model->store().values().copy_from(train::load_model(snap)->store().values());
+  }
+  return model;
+}
+
+std::unique_ptr<nn::Model> ticket_start(const TicketConfig& cfg, int round) {
+  // Round 0 trains the dense net from its initialisation (and takes the
+  // rewind snapshot on the way); later rounds start from the rewind point.
+  auto model = round == 0 ? nn::Model::build(cfg.spec, cfg.train.seed) : rewind_weights(cfg);
+  prune::ensure_masks(*model);
+  if (round > 0) {
+    const std::string prev = cfg.out_dir + "/round_" + std::to_string(round - 1) + "/ticket/model.bin";
+    if (!file_exists(prev)) fail(prev, " is missing: round ", round - 1, " has not finished");
+    auto trained = train::load_model(prev);
+    prune_round(cfg, *trained);
+    set_masks(*model, copy_masks(*trained));
+  }
+  return model;
+}
+
+std::string ticket_table(const std::vector<RunRecord>& records) {
+  std::map<int, std::map<std::string, const RunRecord*>> by_round;
+  for (const auto& r : records) by_round[r.round][r.kind] = &r;
+  std::ostringstream os;
+  auto pct = [](double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.2f %%", 100 * v);
+    return std::string(b);
+  };
+  auto num = [](const char* f, double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, f, v);
+    return std::string(b);
+  };
+  os << "| round | weights left | ticket: test acc (best) | reinit control | random-mask control |"
+        " ticket train GFLOP (dense) | cumulative GFLOP | cumulative s |\n"
+        "|---|---|---|---|---|---|---|---|\n";
+  for (const auto& [round, kinds] : by_round) {
+    auto acc = [&](const char* kind) {
+      auto it = kinds.find(kind);
+      if (it == kinds.end()) return std::string("-");
+      return pct(it->second->test_accuracy) + " (" + pct(it->second->best_accuracy) + ")";
+    };
+    const RunRecord* t = kinds.count("ticket") ? kinds.at("ticket") : nullptr;
+    os << "| " << round << " | " << (t ? pct(t->density) : "-") << " | " << acc("ticket") << " | "
+       << acc("reinit") << " | " << acc("random") << " | "
+       << (t ? num("%.1f", t->flops / 1e9) + " (" + num("%.1f", t->dense_flops / 1e9) + ")" : "-")
+       << " | " << (t ? num("%.1f", t->cumulative_flops / 1e9) : "-") << " | "
+       << (t ? num("%.1f", t->cumulative_seconds) : "-") << " |\n";
+  }
+  return os.str();
+}
+
+std::vector<RunRecord> run_ticket(const TicketConfig& cfg, const data::Dataset& train_set,
+                                  const data::Dataset& test_set, const TicketObserver& obs) {
+  cfg.validate();
+  make_dirs(cfg.out_dir);
+  const std::string settings_path = cfg.out_dir + "/settings.json";
+  const std::string settings = settings_json(cfg).dump(2) + "\n";
+  if (file_exists(settings_path)) {
+    if (read_file(settings_path) != settings)
+      fail(cfg.out_dir, " holds a ticket run with other settings (see its settings.json); choose another --out");
+  } else {
+    write_file_atomic(settings_path, settings);
+  }
+
+  const int total = (cfg.rounds + 1) + (cfg.controls ? 2 * cfg.rounds : 0);
+  int done = 0;
+  std::vector<RunRecord> records;
+  double cum_flops = 0, cum_seconds = 0;
+
+  auto write_summaries = [&] {
+    json all = json::array();
+    std::string lines;
+    for (const auto& r : records) {
+      all.push_back(record_json(r));
+      lines += record_json(r).dump() + "\n";
+    }
+    write_file_atomic(cfg.out_dir + "/log.jsonl", lines);
+    write_file_atomic(cfg.out_dir + "/results.json", json{{"settings", json::parse(settings)}, {"runs", all}}.dump(2) + "\n");
+    write_file_atomic(cfg.out_dir + "/results.md", ticket_table(records));
+  };
+
+  // Trains `model` as run (round, kind) unless that run finished before.
+  auto run = [&](int round, const std::string& kind, nn::Model& model) -> RunRecord {
+    const std::string dir = cfg.out_dir + "/round_" + std::to_string(round) + "/" + kind;
+    const std::string result_path = dir + "/result.json";
+    RunRecord rec;
+    if (file_exists(result_path)) {
+      rec = parse_record(result_path);
+    } else {
+      rec.round = round;
+      rec.kind = kind;
+      const prune::SparsityReport sp = prune::sparsity(model);
+      if (obs.on_run) obs.on_run(rec, done, total);
+      train::TrainConfig tc = cfg.train;
+      tc.out_dir = dir;
+      tc.resume = true;  // continues an interrupted run; starts fresh otherwise
+      tc.snapshot_step = round == 0 && kind == "ticket" ? cfg.rewind_step : 0;
+      const train::TrainResult tr = train::fit(model, train_set, test_set, tc, obs.train);
+      rec.density = sp.density();
+      rec.sparsity = sp.sparsity();
+      for (const auto& l : sp.layers) rec.layer_density.emplace_back(l.name, l.density());
+      rec.test_accuracy = tr.final_test.accuracy;
+      rec.test_loss = tr.final_test.loss;
+      rec.flops = tr.flops;
+      rec.dense_flops = tr.dense_flops;
+      rec.steps = tr.steps;
+      read_run_log(dir + "/log.jsonl", rec.seconds, rec.best_accuracy);
+      write_file_atomic(result_path, record_json(rec).dump(2) + "\n");
+    }
+    ++done;
+    return rec;
+  };
+
+  for (int round = 0; round <= cfg.rounds; ++round) {
+    auto ticket = ticket_start(cfg, round);
+    const Masks masks = copy_masks(*ticket);
+    RunRecord rec = run(round, "ticket", *ticket);
+    cum_flops += rec.flops;
+    cum_seconds += rec.seconds;
+    rec.cumulative_flops = cum_flops;
+    rec.cumulative_seconds = cum_seconds;
+    records.push_back(rec);
+    if (obs.on_result) obs.on_result(rec);
+    if (cfg.controls && round > 0) {
+      // Control 1: the same mask on a fresh random initialisation.
+      auto reinit = nn::Model::build(cfg.spec, cfg.train.seed + cfg.control_seed);
+      set_masks(*reinit, masks);
+      records.push_back(run(round, "reinit", *reinit));
+      if (obs.on_result) obs.on_result(records.back());
+      // Control 2: a random mask with the ticket's per-layer counts, on the
+      // ticket's own starting weights.
+      auto random = rewind_weights(cfg);
+      prune::ensure_masks(*random);
+      std::vector<int64_t> keep;
+      prune::Scores scores;
+      Rng root = Rng(cfg.train.seed).fork(0xC0A7201ull + static_cast<uint64_t>(round));
+      const auto ps = prune::prunable(*random);
+      for (size_t i = 0; i < ps.size(); ++i) {
+        keep.push_back(prune::alive(*prune::prunable(*ticket)[i]));
+        Rng r = root.fork(i);
+        Tensor s = Tensor::empty(ps[i]->value().shape());
+        for (int64_t j = 0; j < s.numel(); ++j) s.f32()[j] = r.uniform();
+        scores.push_back(std::move(s));
+      }
+      prune::keep_top_per_layer(*random, scores, keep);
+      records.push_back(run(round, "random", *random));
+      if (obs.on_result) obs.on_result(records.back());
+    }
+    write_summaries();
+  }
+  return records;
+}
+
+}  // namespace pare::experiments

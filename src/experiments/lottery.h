@@ -1,0 +1,89 @@
+// Lottery tickets by iterative magnitude pruning with rewinding (Frankle &
+// Carbin 2019; late rewinding: Frankle et al. 2020), with the controls that
+// show whether a ticket is real, and one-shot pruning runs.
+//
+// A ticket run lives in one directory:
+//   DIR/settings.json         the resolved settings
+//   DIR/round_<r>/ticket/     fit()'s run directory for round r (log.jsonl,
+//                             checkpoint.bin, model.bin with the masks)
+//   DIR/round_<r>/reinit/     control: the same mask, a fresh random init
+//   DIR/round_<r>/random/     control: a random mask at the same per-layer
+//                             sparsity, rewound to the same weights
+//   DIR/round_<r>/<kind>/result.json   written last: its presence marks the
+//                             run done, so a restarted ticket skips it
+//   DIR/log.jsonl             one line per finished run
+//   DIR/results.json, results.md   the table
+// Round 0 trains the dense network; before round r > 0 the alive weights of
+// round r-1's trained model are pruned by magnitude, layer by layer at the
+// layer's rate, and the survivors rewound to their values at initialisation
+// (or after `rewind_step` steps of round 0).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pare/data/dataset.h"
+#include "pare/nn/spec.h"
+#include "pare/train/trainer.h"
+
+namespace pare::experiments {
+
+struct TicketConfig {
+  nn::ModelSpec spec;
+  train::TrainConfig train;  // the recipe of every round (out_dir and resume are set per run)
+  int rounds = 10;           // pruning rounds after the dense round 0
+  double rate = 0.2;         // fraction of a layer's alive weights removed per round
+  double output_rate = 0.1;  // the same for the output layer (the last weight)
+  std::map<std::string, double> layer_rates;  // per parameter name, overriding both
+  bool global = false;       // one magnitude ranking over all layers at `rate` instead
+  int64_t rewind_step = 0;   // 0: rewind to initialisation; k: to the weights after k steps
+  bool controls = false;     // also train the reinit and random-mask controls every round
+  uint64_t control_seed = 1000003;  // offset of the reinit control's init seed
+  std::string out_dir;       // required
+  void validate() const;
+};
+
+struct RunRecord {
+  int round = 0;
+  std::string kind;  // ticket | reinit | random
+  double density = 1, sparsity = 0;  // of the prunable weights
+  std::vector<std::pair<std::string, double>> layer_density;
+  double test_accuracy = 0, test_loss = 0, best_accuracy = 0;
+  double flops = 0, dense_flops = 0, seconds = 0;  // this run's training
+  double cumulative_flops = 0, cumulative_seconds = 0;  // ticket: rounds 0..r summed
+  int64_t steps = 0;
+  bool skipped = false;  // found finished on disk
+};
+
+// Progress: called when a run starts (`done` runs of `total` so far) and
+// with each epoch of the run in flight.
+struct TicketObserver {
+  std::function<void(const RunRecord& starting, int done, int total)> on_run;
+  train::Observer train;
+  std::function<void(const RunRecord& finished)> on_result;
+};
+
+// Runs (or resumes) the ticket experiment. Returns every run, in order.
+std::vector<RunRecord> run_ticket(const TicketConfig& cfg, const data::Dataset& train_set,
+                                  const data::Dataset& test_set, const TicketObserver& obs = {});
+
+// The weights every round starts from: the initialisation, or round 0's
+// weights after rewind_step steps (raises Error until round 0 got there).
+std::unique_ptr<nn::Model> rewind_weights(const TicketConfig& cfg);
+// Round r's ticket before training: round r-1's trained model pruned by
+// magnitude (per-layer rates, or global), its survivors rewound. Round 0 is
+// the dense network at its rewind point.
+std::unique_ptr<nn::Model> ticket_start(const TicketConfig& cfg, int round);
+
+// The Markdown table of a ticket run's records.
+std::string ticket_table(const std::vector<RunRecord>& records);
+
+// "<prefix>-<16 hex digits>": a run directory named by a hash (FNV-1a 64) of
+// the settings that differ from their defaults, so the same command finds
+// its own directory again and a different one never collides with it.
+std::string settings_dir_name(const std::string& prefix, const std::string& non_default_settings);
+
+}  // namespace pare::experiments
