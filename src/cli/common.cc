@@ -123,6 +123,20 @@ std::string non_default_settings(const CLI::App* cmd, const std::vector<std::str
   return out;
 }
 
+nlohmann::json sparsity_json(const prune::SparsityReport& r) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& l : r.layers) a.push_back({{"name", l.name}, {"total", l.total}, {"kept", l.kept}, {"density", l.density()}});
+  return a;
+}
+
+void print_sparsity(const prune::SparsityReport& r) {
+  for (const auto& l : r.layers)
+    std::cout << "  " << l.name << ": " << l.kept << " of " << l.total << " weights kept ("
+              << fmt("%.2f%%", 100 * l.density()) << ")\n";
+  std::cout << "  all: " << r.kept << " of " << r.total << " (" << fmt("%.2f%%", 100 * r.density())
+            << " kept, sparsity " << fmt("%.2f%%", 100 * r.sparsity()) << ")" << std::endl;
+}
+
 train::Observer epoch_printer(Progress& progress, int64_t epochs, bool as_json, bool quiet, bool binary) {
   train::Observer obs;
   if (progress.on_terminal() && !quiet && !as_json)  // per step: only when a bar is drawn

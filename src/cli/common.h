@@ -3,11 +3,13 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "pare/cli/progress.h"
 #include "pare/data/data.h"
 #include "pare/nn/module.h"
+#include "pare/prune/prune.h"
 #include "pare/train/trainer.h"
 
 namespace pare::cli {
@@ -39,6 +41,9 @@ void add_recipe_options(CLI::App* cmd, train::TrainConfig& cfg);
 // default, sorted, except those listed in `ignore` (output and display flags).
 std::string non_default_settings(const CLI::App* cmd, const std::vector<std::string>& ignore);
 std::string fmt(const char* f, double v);
+// Per-layer and overall sparsity of the prunable weights: JSON, and lines on stdout.
+nlohmann::json sparsity_json(const prune::SparsityReport& r);
+void print_sparsity(const prune::SparsityReport& r);
 // The Observer that draws a bar per epoch on a terminal and prints a line
 // (or a JSON line) per epoch.
 train::Observer epoch_printer(Progress& progress, int64_t epochs, bool as_json, bool quiet, bool binary);

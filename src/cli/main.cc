@@ -133,14 +133,20 @@ int main(int argc, char** argv) {
       const data::Dataset& set = d.test.size() > 0 ? d.test : d.train;
       Stopwatch sw;
       train::EvalResult r = train::evaluate(*model, set, 1000);
-      if (eval_json)
+      const prune::SparsityReport sp = prune::sparsity(*model);
+      if (eval_json) {
         std::cout << json{{"model", model->spec().name}, {"samples", r.samples}, {"loss", r.loss},
-                          {"accuracy", r.accuracy}, {"exact", r.exact}, {"seconds", sw.seconds()}}
+                          {"accuracy", r.accuracy}, {"exact", r.exact}, {"seconds", sw.seconds()},
+                          {"parameters", model->num_parameters()}, {"sparsity", sp.sparsity()},
+                          {"layers", cli::sparsity_json(sp)}}
                          .dump()
                   << std::endl;
-      else
+      } else {
         std::cout << model->spec().name << " on " << r.samples << " samples: accuracy "
-                  << fmt("%.2f%%", 100 * r.accuracy) << ", loss " << fmt("%.4f", r.loss) << std::endl;
+                  << fmt("%.2f%%", 100 * r.accuracy) << ", loss " << fmt("%.4f", r.loss) << "\n"
+                  << model->num_parameters() << " parameters; weights kept per layer:\n";
+        cli::print_sparsity(sp);
+      }
       return 0;
     }
     if (*info) {

@@ -61,20 +61,6 @@ prune::ScoreInput score_input(const data::Dataset& train, int64_t samples, int64
   return in;
 }
 
-json layer_json(const prune::SparsityReport& r) {
-  json a = json::array();
-  for (const auto& l : r.layers) a.push_back({{"name", l.name}, {"total", l.total}, {"kept", l.kept}, {"density", l.density()}});
-  return a;
-}
-
-void print_sparsity(const prune::SparsityReport& r) {
-  for (const auto& l : r.layers)
-    std::cout << "  " << l.name << ": " << l.kept << " of " << l.total << " weights kept ("
-              << fmt("%.2f%%", 100 * l.density()) << ")\n";
-  std::cout << "  all: " << r.kept << " of " << r.total << " (" << fmt("%.2f%%", 100 * r.density())
-            << " kept, sparsity " << fmt("%.2f%%", 100 * r.sparsity()) << ")" << std::endl;
-}
-
 int64_t file_bytes(const std::string& path) {
   std::error_code ec;
   const auto n = std::filesystem::file_size(path, ec);
@@ -180,7 +166,7 @@ int PruneCommands::run_prune() {
   result["prune_seconds"] = prune_clock.seconds();
   const prune::SparsityReport after = prune::sparsity(*model);
   result["parameters"] = model->num_parameters();
-  result["layers"] = layer_json(after);
+  result["layers"] = sparsity_json(after);
   result["sparsity"] = after.sparsity();
   result["sparsity_before"] = before.sparsity();
   const train::EvalResult pruned = data.test.size() ? train::evaluate(*model, data.test, 1000) : train::EvalResult{};

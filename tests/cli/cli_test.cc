@@ -336,6 +336,130 @@ TEST_F(CliTest, MaxStepsStopsEarly) {
   EXPECT_NE(r.out.find("\"steps\":3"), std::string::npos) << r.out;
 }
 
+// ---- pruning: pare prune, pare ticket, pare train --sparse-training ----
+
+json last_json_line(const std::string& out) {
+  std::istringstream is(out);
+  json j;
+  for (std::string l; std::getline(is, l);)
+    if (!l.empty()) j = json::parse(l);
+  return j;
+}
+
+TEST_F(CliTest, PruneASavedModelThenEvalReportsItsSparsity) {
+  const std::string train = make_csv("train.csv", 256, 1), test = make_csv("test.csv", 128, 2);
+  Result r = run({"train", "--model", make_spec(), "--data", train, "--test", test, "--epochs", "4", "--batch", "16",
+                  "--lr", "0.02", "--out", path("dense"), "--quiet"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  // 2 -> 8 -> 2: weights 16 + 16; global magnitude at 50 % keeps 16.
+  Result p = run({"prune", "--from", path("dense/model.bin"), "--criterion", "magnitude", "--sparsity", "0.5",
+                  "--data", train, "--test", test, "--out", path("pruned"), "--json"});
+  ASSERT_EQ(p.code, 0) << p.err;
+  json j = last_json_line(p.out);
+  EXPECT_DOUBLE_EQ(j["sparsity"].get<double>(), 0.5);
+  EXPECT_EQ(j["layers"].size(), 2u);
+  EXPECT_EQ(j["layers"][0]["kept"].get<int>() + j["layers"][1]["kept"].get<int>(), 16);
+  Result e = run({"eval", path("pruned/model.bin"), "--data", test, "--json"});
+  ASSERT_EQ(e.code, 0) << e.err;
+  json ej = json::parse(e.out);
+  EXPECT_DOUBLE_EQ(ej["sparsity"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(ej["accuracy"].get<double>(), j["test_accuracy"].get<double>());
+  Result et = run({"eval", path("pruned/model.bin"), "--data", test});
+  EXPECT_NE(et.out.find("16 of 32 (50.00% kept"), std::string::npos) << et.out;
+  // The same command again finds its finished run and redoes nothing.
+  Result again = run({"prune", "--from", path("dense/model.bin"), "--criterion", "magnitude", "--sparsity", "0.5",
+                      "--data", train, "--test", test, "--out", path("pruned")});
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_NE(again.err.find("holds this finished run"), std::string::npos) << again.err;
+}
+
+TEST_F(CliTest, PruneAtInitThenTrainCountsSparseFlops) {
+  const std::string csv = make_csv("t.csv", 128, 1);
+  for (const char* c : {"snip", "grasp", "synflow", "random"}) {
+    Result r = run({"prune", "--model", make_spec(), "--data", csv, "--test", csv, "--criterion", c,
+                    "--sparsity", "0.75", "--train", "--epochs", "2", "--batch", "16", "--score-samples", "32",
+                    "--out", path(std::string("pai_") + c), "--json"});
+    ASSERT_EQ(r.code, 0) << c << ": " << r.err;
+    json j = last_json_line(r.out);
+    EXPECT_EQ(j["method"], c);
+    EXPECT_DOUBLE_EQ(j["sparsity"].get<double>(), 0.75) << c;
+    EXPECT_GT(j["flops"].get<double>(), 0) << c;
+    EXPECT_LT(j["flops"].get<double>(), 0.5 * j["dense_flops"].get<double>()) << c;
+    EXPECT_TRUE(fs::exists(path(std::string("pai_") + c + "/result.json")));
+  }
+}
+
+TEST_F(CliTest, StructuredPruneSavesASmallerModel) {
+  const std::string csv = make_csv("t.csv", 128, 1);
+  Result r = run({"prune", "--model", make_spec(), "--data", csv, "--test", csv, "--structured", "--keep", "0.5",
+                  "--out", path("s"), "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  json j = last_json_line(r.out);
+  EXPECT_EQ(j["parameters"], 2 * 4 + 4 + 4 * 2 + 2);  // 8 hidden units -> 4
+  EXPECT_DOUBLE_EQ(j["masked_accuracy"].get<double>(), j["test_accuracy"].get<double>());
+  Result e = run({"eval", path("s/model.bin"), "--data", csv, "--json"});
+  ASSERT_EQ(e.code, 0) << e.err;
+  EXPECT_EQ(json::parse(e.out)["parameters"], 22);
+}
+
+TEST_F(CliTest, TicketRunsRoundsWithControlsAndResumes) {
+  const std::string csv = make_csv("t.csv", 128, 1);
+  const std::vector<std::string> args = {"ticket", "--model", make_spec(), "--data", csv, "--test", csv,
+                                         "--epochs", "2", "--batch", "16", "--rounds", "2", "--controls",
+                                         "--out", path("t"), "--json"};
+  Result r = run(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  int runs = 0;
+  std::istringstream is(r.out);
+  for (std::string l; std::getline(is, l);) {
+    json j = json::parse(l);
+    if (j["event"] == "run") {
+      ++runs;
+      EXPECT_FALSE(j["skipped"].get<bool>());
+    }
+  }
+  EXPECT_EQ(runs, 3 + 2 * 2);
+  for (const char* f : {"/settings.json", "/results.json", "/results.md", "/round_2/random/result.json"})
+    EXPECT_TRUE(fs::exists(path("t") + f)) << f;
+  Result again = run(args);
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(again.out.find("\"skipped\":false"), std::string::npos) << again.out;
+}
+
+TEST_F(CliTest, SparseTrainingReachesItsSparsity) {
+  const std::string csv = make_csv("t.csv", 256, 1);
+  for (const char* m : {"gmp", "set", "rigl"}) {
+    Result r = run({"train", "--model", make_spec(), "--data", csv, "--test", csv, "--epochs", "3", "--batch", "16",
+                    "--sparse-training", m, "--sparsity", "0.5", "--distribution", "uniform",
+                    "--update-interval", "4", "--json"});
+    ASSERT_EQ(r.code, 0) << m << ": " << r.err;
+    json j = last_json_line(r.out);
+    EXPECT_DOUBLE_EQ(j["sparsity"].get<double>(), 0.5) << m;
+    EXPECT_LT(j["flops"].get<double>(), j["dense_flops"].get<double>()) << m;
+  }
+}
+
+TEST_F(CliTest, PruningFlagsAreChecked) {
+  const std::string csv = make_csv("t.csv", 64, 1);
+  const std::string spec = make_spec();
+  expect_one_line_error(run({"prune", "--model", spec, "--data", csv, "--out", path("a")}), {"--sparsity"});
+  expect_one_line_error(run({"prune", "--model", spec, "--data", csv, "--criterion", "fisher", "--sparsity", "0.5",
+                             "--out", path("b")}),
+                        {"fisher", "magnitude, random, snip, grasp, synflow"});
+  expect_one_line_error(run({"prune", "--data", csv, "--sparsity", "0.5", "--out", path("c")}),
+                        {"exactly one of --model and --from"});
+  expect_one_line_error(run({"prune", "--model", spec, "--data", csv, "--sparsity", "1.5", "--out", path("d")}),
+                        {"--sparsity must be in [0, 1)"});
+  expect_one_line_error(run({"ticket", "--model", spec, "--data", csv, "--layer-rate", "nope=0.3",
+                             "--out", path("e")}),
+                        {"--layer-rate nope", "no such weight"});
+  expect_one_line_error(run({"train", "--model", spec, "--data", csv, "--sparse-training", "rigl"}),
+                        {"--sparsity must be in (0, 1)"});
+  expect_one_line_error(run({"train", "--model", spec, "--data", csv, "--sparse-training", "rigl", "--sparsity",
+                             "0.5", "--distribution", "global"}),
+                        {"gmp only"});
+}
+
 // ---- kill -9 and resume ----
 
 struct Params {
