@@ -150,11 +150,14 @@ template <int MR, int NV, bool kTail>
 inline void nn_tile(const NnArgs& g, const float* a, const float* b, float* c, const Epi& e,
                     int64_t tail) {
   vf acc[MR][NV];
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[r][v] = vzero();
   for (int64_t l = 0; l < g.k; ++l) {
     const float* brow = b + l * g.ldb;
     vf bv[NV];
+#pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
 #if defined(__AVX512F__)
       bv[v] = kTail && v == NV - 1 ? vload_tail(brow + v * kLanes, tail) : vload(brow + v * kLanes);
@@ -163,14 +166,18 @@ inline void nn_tile(const NnArgs& g, const float* a, const float* b, float* c, c
 #endif
     }
     const float* al = a + l * g.acs;
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const vf ar = vset1(al[r * g.ars]);
+#pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] = vfmadd(ar, bv[v], acc[r][v]);
     }
   }
   const bool epi = e.any();
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
     float* crow = c + r * g.ldc;
+#pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
 #if defined(__AVX512F__)
       if (kTail && v == NV - 1) {
