@@ -5,6 +5,7 @@
 
 #include "pare/optim/optimizer.h"
 #include "pare/prune/prune.h"
+#include "prune/prune_test_util.h"
 #include "testing/errors.h"
 
 namespace pare::prune {
@@ -13,13 +14,7 @@ namespace {
 using pare::testing::expect_error;
 
 // 4 -> 3 -> 2 MLP: weights of 12 and 6 entries, biases of 3 and 2.
-std::unique_ptr<nn::Model> tiny_mlp(uint64_t seed = 0) {
-  nn::ModelSpec s;
-  s.name = "tiny";
-  s.input = {4};
-  s.layers = {{.type = "linear", .out = 3}, {.type = "relu"}, {.type = "linear", .out = 2}};
-  return nn::Model::build(s, seed);
-}
+std::unique_ptr<nn::Model> tiny_mlp(uint64_t seed = 0) { return testing::relu_mlp({4, 3, 2}, seed); }
 
 Scores scores_from(const nn::Model& m, std::vector<std::vector<float>> v) {
   Scores s;

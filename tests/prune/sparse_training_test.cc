@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "pare/prune/prune.h"
+#include "prune/prune_test_util.h"
 #include "testing/errors.h"
 
 namespace pare::prune {
@@ -14,14 +15,7 @@ namespace {
 using pare::testing::expect_error;
 
 // 20 -> 30 -> 10 -> 4: weights of 600, 300 and 40 entries.
-std::unique_ptr<nn::Model> mlp(uint64_t seed = 0) {
-  nn::ModelSpec s;
-  s.name = "mlp";
-  s.input = {20};
-  s.layers = {{.type = "linear", .out = 30}, {.type = "relu"}, {.type = "linear", .out = 10},
-              {.type = "relu"}, {.type = "linear", .out = 4}};
-  return nn::Model::build(s, seed);
-}
+std::unique_ptr<nn::Model> mlp(uint64_t seed = 0) { return testing::relu_mlp({20, 30, 10, 4}, seed); }
 
 std::vector<int64_t> alive_counts(const nn::Model& m) {
   std::vector<int64_t> out;
