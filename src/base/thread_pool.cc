@@ -133,7 +133,18 @@ int default_num_threads() {
   return hc > 0 ? static_cast<int>(hc) : 1;
 }
 
+namespace {
+thread_local int t_serial_depth = 0;  // SerialScopes alive on this thread
+}  // namespace
+
+SerialScope::SerialScope() { ++t_serial_depth; }
+SerialScope::~SerialScope() { --t_serial_depth; }
+
 ThreadPool& thread_pool() {
+  if (t_serial_depth > 0) {
+    thread_local ThreadPool serial(1);  // starts no workers: loops run inline
+    return serial;
+  }
   auto& p = global_pool();
   if (!p) p = std::make_unique<ThreadPool>(default_num_threads());
   return *p;

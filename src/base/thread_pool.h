@@ -14,7 +14,8 @@
 // before sleeping, so back-to-back loops in a step do not pay a wake-up each.
 //
 // Thread safety: one parallel_for at a time per pool; nested calls from inside
-// a chunk run serially on the calling worker.
+// a chunk run serially on the calling worker. Threads that work concurrently
+// each hold a SerialScope (below) instead of sharing the global pool.
 #pragma once
 
 #include <atomic>
@@ -75,9 +76,26 @@ class ThreadPool {
 
 // The process-wide pool used by tensor ops. Created on first use with
 // default_num_threads() threads; set_num_threads replaces it (not while a loop runs).
+// Inside a SerialScope, thread_pool() and num_threads() answer for the
+// calling thread alone: a pool of one thread.
 ThreadPool& thread_pool();
 void set_num_threads(int n);
 int num_threads();
+
+// While alive, every parallel loop started on the calling thread runs on that
+// thread alone, as with one thread: thread_pool() returns a per-thread pool of
+// one thread (no workers) and num_threads() returns 1. Why: the global pool
+// takes one parallel_for at a time, so several std::threads that each train a
+// model (independent runs of a study) must not share it; and a run then
+// computes exactly what a one-thread run computes, whichever thread runs it
+// and whatever else runs beside it. Scopes nest.
+class SerialScope {
+ public:
+  SerialScope();
+  ~SerialScope();
+  SerialScope(const SerialScope&) = delete;
+  SerialScope& operator=(const SerialScope&) = delete;
+};
 // The number of cores this process may run on (sched_getaffinity).
 int default_num_threads();
 

@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 #include <mutex>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -197,6 +198,52 @@ TEST(GlobalPool, SetNumThreadsChangesNumThreads) {
 }
 
 TEST(GlobalPool, DefaultThreadsIsPositive) { EXPECT_GE(default_num_threads(), 1); }
+
+// Several std::threads, each in a SerialScope, run loops at the same time as
+// the main thread uses the global pool: each scoped thread sees one thread
+// and one chunk covering the range, and every loop computes its own sum.
+TEST(SerialScope, ThreadsRunLoopsInlineBesideTheGlobalPool) {
+  const int before = num_threads();
+  set_num_threads(3);
+  ThreadPool* global = &thread_pool();
+  std::atomic<int> wrong{0};
+  auto scoped = [&](int64_t salt) {
+    SerialScope serial;
+    if (num_threads() != 1 || &thread_pool() == global) ++wrong;
+    const std::thread::id me = std::this_thread::get_id();
+    for (int rep = 0; rep < 2000; ++rep) {
+      const int64_t n = 50 + rep % 7;
+      int64_t sum = 0;
+      thread_pool().parallel_for(n, [&](int64_t b, int64_t e, int c) {
+        if (b != 0 || e != n || c != 0 || std::this_thread::get_id() != me) ++wrong;
+        for (int64_t i = b; i < e; ++i) sum += i * salt;
+      });
+      if (sum != salt * n * (n - 1) / 2) ++wrong;
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int64_t t = 1; t <= 3; ++t) threads.emplace_back(scoped, t);
+  for (int rep = 0; rep < 2000; ++rep) {  // the main thread keeps the global pool busy
+    std::vector<int64_t> part(3, 0);
+    thread_pool().parallel_for(999, [&](int64_t b, int64_t e, int c) {
+      for (int64_t i = b; i < e; ++i) part[static_cast<size_t>(c)] += i;
+    });
+    if (part[0] + part[1] + part[2] != 999 * 998 / 2) ++wrong;
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(num_threads(), 3);  // outside a scope: the global pool again
+  {
+    SerialScope outer;
+    {
+      SerialScope inner;
+      EXPECT_EQ(num_threads(), 1);
+    }
+    EXPECT_EQ(num_threads(), 1);  // scopes nest
+  }
+  EXPECT_EQ(num_threads(), 3);
+  set_num_threads(before);
+}
 
 }  // namespace
 }  // namespace pare
