@@ -26,6 +26,8 @@ void TrainConfig::validate() const {
   if (checkpoint_every < 0) fail("--checkpoint-every must be >= 0");
   if (eval_batch < 1) fail("eval batch must be at least 1");
   if (patience < 0) fail("--patience must be >= 0");
+  if (!(target_exact >= 0 && target_exact <= 1))
+    fail("the target exact-match fraction must be in [0, 1], got ", target_exact);
   if (parallel != "auto" && parallel != "data" && parallel != "ops")
     fail("--parallel must be auto, data or ops, got \"", parallel, "\"");
   if (resume && out_dir.empty()) fail("--resume needs --out (the run directory to resume)");
@@ -371,6 +373,10 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
       if (cfg.target_accuracy > 0 && er.test.accuracy >= cfg.target_accuracy && !stop) {
         stop = true;
         result.stopped_because = "target_accuracy";
+      }
+      if (cfg.target_exact > 0 && er.test.exact >= cfg.target_exact && !stop) {
+        stop = true;
+        result.stopped_because = "target_exact";
       }
     }
     loss_sum = 0;

@@ -33,6 +33,7 @@ struct TrainConfig {
   int64_t eval_batch = 1000;    // samples per evaluation step
   int64_t patience = 0;         // early stopping: epochs without test-loss improvement (0: off)
   double target_accuracy = 0;   // stop once test accuracy reaches this (0: off)
+  double target_exact = 0;      // stop once EvalResult.exact on the test set reaches this (0: off)
   int64_t max_steps = 0;        // stop after this many steps in total (0: no limit)
   std::string parallel = "auto";  // how a step uses the threads: auto | data | ops (step.h)
   prune::SparseTrainingConfig sparse;  // pruning during training: gmp | set | rigl (off by default)
@@ -73,7 +74,7 @@ struct TrainResult {
   double sparsity = 0;         // of the prunable weights at the end
   bool resumed = false;        // started from a checkpoint
   int64_t resumed_at_step = 0;
-  std::string stopped_because; // "epochs" | "early_stopping" | "target_accuracy" | "max_steps"
+  std::string stopped_because; // "epochs" | "early_stopping" | "target_accuracy" | "target_exact" | "max_steps"
 };
 
 // Called from the loop for progress display; may be empty.

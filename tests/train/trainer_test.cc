@@ -333,6 +333,37 @@ TEST_F(TrainerTest, StopsAtTargetAccuracy) {
   for (size_t i = 0; i + 1 < r.epochs.size(); ++i) EXPECT_LT(r.epochs[i].test.accuracy, 0.8);
 }
 
+// target_exact stops on the fraction of samples with every output right:
+// for a classifier that is the accuracy; for Life boards it stays far below
+// the cell accuracy, so a target the cells pass does not stop the run.
+TEST_F(TrainerTest, StopsAtTargetExactOnWholeSamplesNotCells) {
+  auto model = nn::Model::build(mlp_spec(), 7);
+  TrainConfig cfg = small_config(50);
+  cfg.target_exact = 0.8;
+  TrainResult r = fit(*model, train_, test_, cfg);
+  EXPECT_EQ(r.stopped_because, "target_exact");
+  EXPECT_LT(r.epochs.size(), 50u);
+  EXPECT_GE(r.final_test.exact, 0.8);
+
+  data::LifeConfig lc{.size = 8, .steps = 1};
+  Rng rng(3);
+  data::Dataset train = data::life_boards(256, lc, rng);
+  data::Dataset test = data::life_boards(64, lc, rng);
+  auto life = nn::Model::build(nn::preset("life", {.board = 8}), 1);
+  TrainConfig lcfg = small_config(3);
+  lcfg.batch = 8;
+  lcfg.optimizer.lr = 0.02f;
+  lcfg.target_exact = 0.5;
+  TrainResult lr = fit(*life, train, test, lcfg);
+  ASSERT_GT(lr.final_test.accuracy, 0.5);
+  ASSERT_LT(lr.final_test.exact, 0.5);
+  EXPECT_EQ(lr.stopped_because, "epochs");
+  EXPECT_EQ(lr.epochs.size(), 3u);
+
+  cfg.target_exact = 1.5;
+  expect_error([&] { fit(*model, train_, test_, cfg); }, {"exact", "[0, 1]"});
+}
+
 TEST_F(TrainerTest, MaxStepsStopsTheRun) {
   auto model = nn::Model::build(mlp_spec(), 7);
   TrainConfig cfg = small_config(10);
