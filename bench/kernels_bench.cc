@@ -269,7 +269,18 @@ void BM_bce_backward(benchmark::State& st, BceBack fn, int64_t n) {
   }
   st.SetItemsProcessed(st.iterations() * n);
 }
+using BceGrad = double (*)(int64_t, float*, const float*, const float*);
+void BM_bce_grad(benchmark::State& st, BceGrad fn, int64_t n) {
+  Vec x = random_vec(n, -6, 6), t = random_vec(n, 0, 1, 2), dsig(n, 0.0f);
+  for (auto _ : st) {
+    benchmark::DoNotOptimize(fn(n, dsig.data(), x.data(), t.data()));
+    benchmark::ClobberMemory();
+  }
+  st.SetItemsProcessed(st.iterations() * n);
+}
 PAIR(BM_bce, bce_logits_f32, life_8x32x32, 8 * 32 * 32);
+PAIR(BM_bce_backward, bce_logits_backward_f32, life_8x32x32, 8 * 32 * 32);
+PAIR(BM_bce_grad, bce_logits_grad_f32, life_8x32x32, 8 * 32 * 32);
 PAIR(BM_bce, bce_logits_f32, n65536, 65536);
 PAIR(BM_bce_backward, bce_logits_backward_f32, n65536, 65536);
 

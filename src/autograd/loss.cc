@@ -47,12 +47,27 @@ Var bce_with_logits(const Var& logits, const Tensor& targets) {
     fail("bce_with_logits: targets ", targets.shape().str(), " do not match logits ",
          logits.shape().str());
   const int64_t n = logits.numel();
-  double total = kernels::bce_logits_f32(n, logits.value().f32(), targets.f32());
+  if (!grad_enabled() || !logits.requires_grad()) {
+    const double total = kernels::bce_logits_f32(n, logits.value().f32(), targets.f32());
+    check_finite("bce_with_logits", total);
+    return Var::make(scalar(total / n), "bce_with_logits", {logits}, {});  // records nothing
+  }
+  // Training: sigmoid(x) - t comes out of the forward pass (one exp per
+  // element for both), and the backward pass only scales it, writing the
+  // logits' gradient rather than accumulating into a zeroed one.
+  Tensor dsig = Tensor::empty(logits.shape());
+  const double total =
+      kernels::bce_logits_grad_f32(n, dsig.f32(), logits.value().f32(), targets.f32());
   check_finite("bce_with_logits", total);
-  return Var::make(scalar(total / n), "bce_with_logits", {logits}, [targets, n](Node& self) {
+  return Var::make(scalar(total / n), "bce_with_logits", {logits}, [dsig, n](Node& self) {
     Node& in = *self.inputs[0];
     const float g = self.grad.f32()[0] / static_cast<float>(n);
-    kernels::bce_logits_backward_f32(n, in.ensure_grad().f32(), in.value.f32(), targets.f32(), g);
+    float beta;
+    float* dx = in.grad_for_write(beta, /*masked=*/false);
+    if (beta == 0.0f)
+      kernels::scale_f32(n, dx, dsig.f32(), g);
+    else
+      kernels::axpy_f32(n, dx, dsig.f32(), g);
   });
 }
 

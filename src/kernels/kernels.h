@@ -136,6 +136,10 @@ PARE_KERNEL_PAIR(double, bce_logits_f32, int64_t n, const float* logits, const f
 // dlogits += scale * (sigmoid(x) - t)
 PARE_KERNEL_PAIR(void, bce_logits_backward_f32, int64_t n, float* dlogits, const float* logits,
                  const float* targets, float scale)
+// Both at once, for training: returns bce_logits_f32's sum and writes
+// dsig = sigmoid(x) - t (overwriting dsig), sharing one exp per element.
+PARE_KERNEL_PAIR(double, bce_logits_grad_f32, int64_t n, float* dsig, const float* logits,
+                 const float* targets)
 // Sum of squared differences (double).
 PARE_KERNEL_PAIR(double, sq_diff_sum_f32, int64_t n, const float* a, const float* b)
 

@@ -600,6 +600,18 @@ TEST(Loss, BceLogitsMatchesRef) {
       EXPECT_TRUE(all_close(df, dr, {1e-5, 1e-6 * scale}, at("bce_logits_backward_f32", n)));
       bce_logits_backward_f32(n, inc.data(), x.data(), t.data(), scale);
       EXPECT_TRUE(accumulates(df, dl0, inc, at("bce_logits_backward_f32", n)));
+
+      // Loss and sigmoid(x) - t in one pass; dsig is overwritten (starts NaN).
+      Vec gf(n, std::numeric_limits<float>::quiet_NaN()), gr(n);
+      const double lg = bce_logits_grad_f32(n, gf.data(), x.data(), t.data());
+      const double lgr = bce_logits_grad_f32__ref(n, gr.data(), x.data(), t.data());
+      EXPECT_TRUE(close_double(lg, lgr, 1e-6 * std::fabs(lgr) + 1e-9, at("bce_logits_grad_f32", n)));
+      EXPECT_TRUE(close_double(lgr, lr, 1e-12 * std::fabs(lr) + 1e-12, at("bce_logits_grad_f32__ref", n)));
+      EXPECT_TRUE(all_close(gf, gr, {1e-5, 1e-6}, at("bce_logits_grad_f32", n)));
+      Vec g2(n);
+      const double lg2 = bce_logits_grad_f32(n, g2.data(), x.data(), t.data());
+      EXPECT_EQ(std::memcmp(&lg, &lg2, sizeof lg), 0) << where << ": two calls differ";
+      EXPECT_EQ(std::memcmp(gf.data(), g2.data(), gf.size() * sizeof(float)), 0) << where;
     }
 }
 

@@ -235,6 +235,16 @@ void bce_logits_backward_f32__ref(int64_t n, float* dlogits, const float* logits
   for (int64_t i = 0; i < n; ++i)
     dlogits[i] += scale * (1.0f / (1.0f + std::exp(-logits[i])) - targets[i]);
 }
+double bce_logits_grad_f32__ref(int64_t n, float* dsig, const float* logits,
+                                const float* targets) {
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double x = logits[i], t = targets[i];
+    total += std::max(x, 0.0) - x * t + std::log1p(std::exp(-std::abs(x)));
+    dsig[i] = static_cast<float>(1.0 / (1.0 + std::exp(-x)) - t);
+  }
+  return total;
+}
 double sq_diff_sum_f32__ref(int64_t n, const float* a, const float* b) {
   double total = 0;
   for (int64_t i = 0; i < n; ++i) {
