@@ -79,6 +79,27 @@ struct Epi {
   }
 };
 
+// What the NN tile does with its accumulators, fixed at compile time so that
+// the store of each vector is straight-line code (with the flags tested per
+// vector, the epilogue had as many instructions as the FMAs of a K = 8
+// product). All but kGeneral assume alpha 1 and beta 0, where
+// finish(acc) = acc exactly, so every kind gives the same bits as kGeneral.
+enum EpiKind : int {
+  kGeneral,   // any alpha, beta and epilogue, tested at run time
+  kStore,     // c = acc
+  kBias,      // c = acc + bias
+  kBiasRelu,  // c = max(acc + bias, 0)
+  kRelu,      // c = max(acc, 0)
+  kMask,      // c = mask > 0 ? acc : 0
+};
+
+EpiKind epi_kind(float alpha, float beta, const Epi& e) {
+  if (alpha != 1.0f || beta != 0.0f) return kGeneral;
+  if (e.mask) return e.bias || e.relu ? kGeneral : kMask;
+  if (e.bias) return e.relu ? kBiasRelu : kBias;
+  return e.relu ? kRelu : kStore;
+}
+
 // The epilogue on entry (r, j) of the block.
 inline float epilogue(float v, const Epi& e, int64_t r, int64_t j) {
   if (e.bias) v += e.bias[r];
@@ -146,7 +167,7 @@ struct NnArgs {
 #if defined(PARE_SIMD)
 // c[0, MR) x [0, NV * kLanes) of the tile at (a, b, c). With kTail the last
 // vector holds only `tail` columns (AVX-512 masks; tail in [1, kLanes]).
-template <int MR, int NV, bool kTail>
+template <int MR, int NV, bool kTail, int kKind>
 inline void nn_tile(const NnArgs& g, const float* a, const float* b, float* c, const Epi& e,
                     int64_t tail) {
   vf acc[MR][NV];
@@ -177,18 +198,42 @@ inline void nn_tile(const NnArgs& g, const float* a, const float* b, float* c, c
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
     float* crow = c + r * g.ldc;
+    [[maybe_unused]] vf bias_r;
+    if constexpr (kKind == kBias || kKind == kBiasRelu) bias_r = vset1(e.bias[r]);
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
+      const bool tail_vec = kTail && v == NV - 1;
+      vf out = acc[r][v];
+      if constexpr (kKind == kGeneral) {
 #if defined(__AVX512F__)
-      if (kTail && v == NV - 1) {
-        vf out = finish_tail(acc[r][v], crow + v * kLanes, tail, g.alpha, g.beta);
-        if (epi) out = epilogue_v<true>(out, e, r, v * kLanes, tail);
+        if (tail_vec) {
+          out = finish_tail(out, crow + v * kLanes, tail, g.alpha, g.beta);
+          if (epi) out = epilogue_v<true>(out, e, r, v * kLanes, tail);
+        } else
+#endif
+        {
+          out = finish_v(out, crow + v * kLanes, g.alpha, g.beta);
+          if (epi) out = epilogue_v<false>(out, e, r, v * kLanes, 0);
+        }
+      } else {
+        if constexpr (kKind == kBias || kKind == kBiasRelu) out = vadd(out, bias_r);
+        if constexpr (kKind == kBiasRelu || kKind == kRelu) out = vmax(out, vzero());
+        if constexpr (kKind == kMask) {
+          const float* mp = e.mask + r * e.ldm + v * kLanes;
+#if defined(__AVX512F__)
+          const vf mv = tail_vec ? vload_tail(mp, tail) : vload(mp);
+#else
+          const vf mv = vload(mp);
+#endif
+          out = vselect(vgt(mv, vzero()), out, vzero());
+        }
+      }
+#if defined(__AVX512F__)
+      if (tail_vec) {
         vstore_tail(crow + v * kLanes, out, tail);
         continue;
       }
 #endif
-      vf out = finish_v(acc[r][v], crow + v * kLanes, g.alpha, g.beta);
-      if (epi) out = epilogue_v<false>(out, e, r, v * kLanes, 0);
       vstore(crow + v * kLanes, out);
     }
   }
@@ -196,15 +241,15 @@ inline void nn_tile(const NnArgs& g, const float* a, const float* b, float* c, c
 
 // The last `cols` < NV * kLanes columns with a tile of T = ceil(cols / kLanes)
 // vectors (T <= NV).
-template <int MR, int T>
+template <int MR, int T, int kKind>
 inline void nn_tail(const NnArgs& g, const float* a, const float* b, float* c, const Epi& e,
                     int64_t cols) {
   if constexpr (T >= 1) {
-    if ((cols + kLanes - 1) / kLanes < T) return nn_tail<MR, T - 1>(g, a, b, c, e, cols);
+    if ((cols + kLanes - 1) / kLanes < T) return nn_tail<MR, T - 1, kKind>(g, a, b, c, e, cols);
 #if defined(__AVX512F__)
-    nn_tile<MR, T, true>(g, a, b, c, e, cols - (T - 1) * kLanes);
+    nn_tile<MR, T, true, kKind>(g, a, b, c, e, cols - (T - 1) * kLanes);
 #else
-    nn_tile<MR, T, false>(g, a, b, c, e, 0);  // cols >= T * kLanes here
+    nn_tile<MR, T, false, kKind>(g, a, b, c, e, 0);  // cols >= T * kLanes here
 #endif
   }
 }
@@ -227,42 +272,61 @@ inline void nn_scalar_cols(const NnArgs& g, const float* a, int64_t j0, int64_t 
 
 // All N columns of the MR rows starting at a (row of op(a)) and c; e is the
 // epilogue at the block's first row.
-template <int MR>
+template <int MR, int kKind>
 void nn_rows(const NnArgs& g, int64_t n, const float* a, float* c, const Epi& e) {
   int64_t j = 0;
 #if defined(PARE_SIMD)
   constexpr int NV = nv_for(MR);
   constexpr int64_t kWidth = int64_t{NV} * kLanes;
   for (; j + kWidth <= n; j += kWidth)
-    nn_tile<MR, NV, false>(g, a, g.b + j, c + j, e.at(0, j), 0);
+    nn_tile<MR, NV, false, kKind>(g, a, g.b + j, c + j, e.at(0, j), 0);
 #if defined(__AVX512F__)
-  if (j < n) nn_tail<MR, NV>(g, a, g.b + j, c + j, e.at(0, j), n - j);
+  if (j < n) nn_tail<MR, NV, kKind>(g, a, g.b + j, c + j, e.at(0, j), n - j);
   return;
 #else
   const int64_t vec_cols = (n - j) / kLanes * kLanes;
-  if (vec_cols > 0) nn_tail<MR, NV>(g, a, g.b + j, c + j, e.at(0, j), vec_cols);
+  if (vec_cols > 0) nn_tail<MR, NV, kKind>(g, a, g.b + j, c + j, e.at(0, j), vec_cols);
   j += vec_cols;
 #endif
 #endif
   nn_scalar_cols<MR>(g, a, j, n, c, e);
 }
 
-// nn_rows<mr> for a runtime mr in [1, MR].
-template <int MR>
+// nn_rows<mr, kKind> for a runtime mr in [1, MR].
+template <int MR, int kKind>
 void nn_rows_dispatch(int64_t mr, const NnArgs& g, int64_t n, const float* a, float* c,
                       const Epi& e) {
   if constexpr (MR >= 1) {
-    if (mr == MR) return nn_rows<MR>(g, n, a, c, e);
-    nn_rows_dispatch<MR - 1>(mr, g, n, a, c, e);
+    if (mr == MR) return nn_rows<MR, kKind>(g, n, a, c, e);
+    nn_rows_dispatch<MR - 1, kKind>(mr, g, n, a, c, e);
   }
 }
 
-void gemm_nn(int64_t m, int64_t n, const NnArgs& g) {
+template <int kKind>
+void gemm_nn_kind(int64_t m, int64_t n, const NnArgs& g) {
   // Balanced row blocks of at most kMaxMr rows.
   const int64_t blocks = (m + kMaxMr - 1) / kMaxMr;
   for (int64_t t = 0; t < blocks; ++t) {
     const int64_t i0 = m * t / blocks, i1 = m * (t + 1) / blocks;
-    nn_rows_dispatch<kMaxMr>(i1 - i0, g, n, g.a + i0 * g.ars, g.c + i0 * g.ldc, g.epi.at(i0, 0));
+    nn_rows_dispatch<kMaxMr, kKind>(i1 - i0, g, n, g.a + i0 * g.ars, g.c + i0 * g.ldc,
+                                    g.epi.at(i0, 0));
+  }
+}
+
+void gemm_nn(int64_t m, int64_t n, const NnArgs& g) {
+  switch (epi_kind(g.alpha, g.beta, g.epi)) {
+    case kStore:
+      return gemm_nn_kind<kStore>(m, n, g);
+    case kBias:
+      return gemm_nn_kind<kBias>(m, n, g);
+    case kBiasRelu:
+      return gemm_nn_kind<kBiasRelu>(m, n, g);
+    case kRelu:
+      return gemm_nn_kind<kRelu>(m, n, g);
+    case kMask:
+      return gemm_nn_kind<kMask>(m, n, g);
+    default:
+      return gemm_nn_kind<kGeneral>(m, n, g);
   }
 }
 
