@@ -78,7 +78,7 @@ struct ImageConv {
 void conv_forward_per_image(const ImageConv& c, int64_t batch, float* y, const float* x,
                             const float* w, const float* bias, bool relu) {
   auto images = [&](int64_t lo, int64_t hi) {
-    Tensor scratch = c.pointwise ? Tensor() : Tensor::empty({c.k, c.p});
+    Tensor scratch = c.pointwise ? Tensor() : empty_apart({c.k, c.p}, y);
     for (int64_t i = lo; i < hi; ++i) {
       const float* xi = x + i * c.plane_in;
       const float* cols = xi;
@@ -123,9 +123,9 @@ void conv_backward_per_image(const ImageConv& c, int64_t batch, float* dw, float
     float* dw_chunk = chunk == 0 ? dw : partials.f32() + (chunk - 1) * wn;
     float* db_chunk = chunk == 0 ? db : (db ? db_partials.f32() + (chunk - 1) * c.oc : nullptr);
     // One buffer for cols_i and then dcols_i: cols_i is dead once dw has it.
-    Tensor scratch = c.pointwise ? Tensor() : Tensor::empty({c.k, c.p});
+    Tensor scratch = c.pointwise ? Tensor() : empty_apart({c.k, c.p}, dy);
     float* buf = c.pointwise ? nullptr : scratch.f32();
-    Tensor masked = relu_y ? Tensor::empty({c.oc, c.p}) : Tensor();
+    Tensor masked = relu_y ? empty_apart({c.oc, c.p}, dy) : Tensor();
     for (int64_t i = lo; i < hi; ++i) {
       const float* dyi = dy + i * c.oc * c.p;
       if (relu_y) {  // the fused ReLU: dy_i masked by the output, in cache
@@ -239,7 +239,7 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
   g.stride = opt.stride, g.pad = opt.pad, g.circular = opt.circular;
   const int64_t batch = x.dim(0), oc = w.dim(0), oh = g.out_h(), ow = g.out_w();
   const int64_t p = oh * ow, k = g.c * g.kh * g.kw, n = batch * p, plane_in = g.c * g.h * g.w;
-  Tensor y = Tensor::empty({batch, oc, oh, ow});
+  Tensor y = empty_apart({batch, oc, oh, ow}, x.value().f32());
   const float* bias = b.defined() ? b.value().f32() : nullptr;
 
   if (use_per_image(oc, k, p)) {

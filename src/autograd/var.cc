@@ -1,6 +1,7 @@
 // The tape walk: topological order over recorded nodes, then backward closures.
 #include "pare/autograd/var.h"
 
+#include <cstdint>
 #include <unordered_set>
 
 namespace pare::autograd {
@@ -13,6 +14,18 @@ bool grad_enabled() { return t_grad_enabled; }
 NoGradGuard::NoGradGuard() : previous_(t_grad_enabled) { t_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { t_grad_enabled = previous_; }
 
+Tensor empty_apart(const Shape& shape, const float* other) {
+  constexpr int64_t kPage = 4096, kHalf = 2048, kFloats = kPage / sizeof(float);
+  const int64_t n = shape.numel();
+  Tensor flat = Tensor::empty({n + kFloats});
+  const auto base = reinterpret_cast<uintptr_t>(flat.f32());
+  const auto want = reinterpret_cast<uintptr_t>(other) + kHalf;
+  // Bytes to skip, a multiple of 64 below a page, so the view stays aligned.
+  const int64_t skip = static_cast<int64_t>((want - base) % kPage) & ~int64_t{63};
+  const int64_t off = skip / static_cast<int64_t>(sizeof(float));
+  return flat.slice_rows(off, off + n).reshape(shape);
+}
+
 Tensor& Node::ensure_grad() {
   if (!grad.defined()) grad = Tensor::zeros(value.shape());
   grad_premasked = false;
@@ -22,7 +35,7 @@ Tensor& Node::ensure_grad() {
 float* Node::grad_for_write(float& beta, bool masked) {
   PARE_CHECK(!masked || relu_masks_grad, "a masked gradient for a node that does not mask");
   if (!grad.defined()) {
-    grad = Tensor::empty(value.shape());
+    grad = empty_apart(value.shape(), value.f32());
     grad_premasked = masked;
     beta = 0.0f;
   } else {
