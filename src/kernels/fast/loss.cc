@@ -143,7 +143,7 @@ float bce_grad_term(float x, float t, float* dsig) {
   return fmadd(-x, t, x > 0.0f ? x : 0.0f) + log1p_series(e * d1 * r);
 }
 #if defined(PARE_SIMD)
-vf bce_grad_term_v(vf x, vf t, vf* dsig) {
+[[gnu::always_inline]] inline vf bce_grad_term_v(vf x, vf t, vf* dsig) {
   const vf one = vset1(1.0f);
   const vf e = exp_v(vsub(vzero(), vabs(x)));
   const vf d1 = vadd(one, e), d2 = vadd(vset1(2.0f), e);
