@@ -1,0 +1,441 @@
+// The Game of Life study: runs, their records on disk, the sweep over
+// threads, and the table with Wilson intervals (life.h).
+#include "pare/experiments/life.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "pare/base/error.h"
+#include "pare/base/file.h"
+#include "pare/base/rng.h"
+#include "pare/base/thread_pool.h"
+#include "pare/nn/spec.h"
+#include "pare/prune/prune.h"
+
+namespace pare::experiments {
+
+using json = nlohmann::json;
+
+void LifeRecipe::validate() const {
+  if (examples < 1) fail("--examples must be at least 1 (training boards), got ", examples);
+  if (test_examples < 1) fail("--test-examples must be at least 1 (test boards), got ", test_examples);
+  if (batch < 1) fail("--batch must be at least 1, got ", batch);
+  if (epochs < 1) fail("--epochs must be at least 1, got ", epochs);
+  if (!(lr > 0) || !std::isfinite(lr)) fail("--lr must be a positive number, got ", lr);
+  if (!(weight_decay >= 0) || !std::isfinite(weight_decay))
+    fail("--weight-decay must be >= 0, got ", weight_decay);
+  if (board < 3) fail("--board-size must be at least 3 (a 3x3 neighbourhood), got ", board);
+  if (board > 4096) fail("--board-size must be at most 4096, got ", board);
+  if (std::isnan(density) || density > 1)
+    fail("--density must be in [0, 1] (leave it out for a density uniform per board), got ", density);
+}
+
+void LifeStudyConfig::validate() const {
+  recipe.validate();
+  if (out_dir.empty()) fail("a life study needs a directory (--out)");
+  auto check_list = [](const char* flag, const char* what, const std::vector<int>& v) {
+    if (v.empty()) fail(flag, " needs at least one ", what, ", e.g. ", flag, " 1,2");
+    std::set<int> seen;
+    for (int x : v) {
+      if (x < 1) fail(flag, ": every ", what, " must be at least 1, got ", x);
+      if (x > 1000) fail(flag, ": ", what, " ", x, " is too large (at most 1000)");
+      if (!seen.insert(x).second) fail(flag, " lists ", x, " twice");
+    }
+  };
+  check_list("--steps", "step count n", steps);
+  check_list("--widths", "width factor m", widths);
+  if (seeds < 1) fail("--seeds must be at least 1, got ", seeds);
+  if (jobs < 0) fail("--jobs must be at least 1 (or 0: one per core), got ", jobs);
+}
+
+std::string life_run_dir(const std::string& out_dir, int n, int m, uint64_t seed) {
+  return out_dir + "/n" + std::to_string(n) + "_m" + std::to_string(m) + "/seed" + std::to_string(seed);
+}
+
+std::unique_ptr<nn::Model> life_model(const LifeRecipe& r, int n, int m, uint64_t seed) {
+  return nn::Model::build(
+      nn::preset("life", {.life_steps = n, .width = m, .board = static_cast<int>(r.board)}), seed);
+}
+
+data::TrainTest life_data(const LifeRecipe& r, int n, uint64_t seed) {
+  r.validate();
+  // The streams of `pare train --data life --seed S` (cli/common.cc), so a
+  // run can be redone there; the test boards mix densities whatever the
+  // training density, as the paper's success criterion asks.
+  Rng train_rng = Rng(seed).fork(0x11FE);
+  Rng test_rng = Rng(seed).fork(0x7E57);
+  const data::LifeConfig train_cfg{.size = r.board, .steps = n, .density = r.density};
+  const data::LifeConfig test_cfg{.size = r.board, .steps = n, .density = -1};
+  return {data::life_boards(r.examples, train_cfg, train_rng),
+          data::life_boards(r.test_examples, test_cfg, test_rng)};
+}
+
+train::TrainConfig life_train_config(const LifeRecipe& r, uint64_t seed, const std::string& dir) {
+  train::TrainConfig t;
+  t.epochs = r.epochs;
+  t.batch = r.batch;
+  t.seed = seed;
+  t.optimizer.name = "adam";
+  t.optimizer.lr = r.lr;
+  t.optimizer.weight_decay = r.weight_decay;
+  t.target_exact = r.stop_at_success ? 1.0 : 0.0;
+  t.out_dir = dir;
+  t.resume = !dir.empty();  // continues an interrupted run; starts fresh otherwise
+  return t;
+}
+
+namespace {
+
+constexpr int64_t kEvalBatch = 1000;  // fit()'s default evaluation batch
+
+// True when the fit() run log in `path` ends with its "end" event (copied to `end`).
+bool finished_log(const std::string& path, json& end) {
+  if (!file_exists(path)) return false;
+  std::istringstream in(read_file(path));
+  json last;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) last = json::parse(line);
+  if (!last.is_object() || last.value("event", "") != "end") return false;
+  end = last;
+  return true;
+}
+
+// The epoch at which an unfinished run's log reports every test sample
+// right (0: none).
+int64_t solved_epoch(const std::string& path) {
+  if (!file_exists(path)) return 0;
+  std::istringstream in(read_file(path));
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    const json j = json::parse(line);
+    if (j.value("event", "") == "epoch" && j.value("test_exact", 0.0) >= 1.0) return j.value("epoch", int64_t{0});
+  }
+  return 0;
+}
+
+// A float setting as JSON, with the digits a person typed (1e-3f is
+// 0.0010000000474974513 as a double).
+json short_float(float v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.7g", static_cast<double>(v));
+  return json(std::strtod(b, nullptr));
+}
+
+json recipe_json(const LifeRecipe& r) {
+  return {{"kind", "life"},
+          {"examples", r.examples},
+          {"test_examples", r.test_examples},
+          {"test_density", "uniform per board"},
+          {"batch", r.batch},
+          {"epochs", r.epochs},
+          {"optimizer", "adam"},
+          {"lr", short_float(r.lr)},
+          {"weight_decay", short_float(r.weight_decay)},
+          {"loss", "bce_with_logits"},
+          {"board", r.board},
+          {"density", r.density < 0 ? json("uniform per board") : short_float(r.density)},
+          {"stop_at_success", r.stop_at_success}};
+}
+
+json run_json(const LifeRun& r) {
+  return {{"n", r.n},
+          {"m", r.m},
+          {"seed", r.seed},
+          {"success", r.success},
+          {"steps", r.steps},
+          {"epochs", r.epochs},
+          {"seconds", r.seconds},
+          {"train_seconds", r.train_seconds},
+          {"flops", r.flops},
+          {"parameters", r.parameters},
+          {"weights_alive", r.weights_alive},
+          {"test_exact", r.exact},
+          {"test_accuracy", r.accuracy},
+          {"test_loss", r.loss}};
+}
+
+LifeRun read_run(const std::string& dir) {
+  const std::string path = dir + "/result.json";
+  LifeRun r;
+  try {
+    const json j = json::parse(read_file(path));
+    r.n = j.at("n").get<int>();
+    r.m = j.at("m").get<int>();
+    r.seed = j.at("seed").get<uint64_t>();
+    r.success = j.at("success").get<bool>();
+    r.steps = j.at("steps").get<int64_t>();
+    r.epochs = j.at("epochs").get<int64_t>();
+    r.seconds = j.at("seconds").get<double>();
+    r.train_seconds = j.at("train_seconds").get<double>();
+    r.flops = j.at("flops").get<double>();
+    r.parameters = j.at("parameters").get<int64_t>();
+    r.weights_alive = j.at("weights_alive").get<int64_t>();
+    r.exact = j.at("test_exact").get<double>();
+    r.accuracy = j.at("test_accuracy").get<double>();
+    r.loss = j.at("test_loss").get<double>();
+  } catch (const json::exception& e) {
+    fail(path, ": not a life run result (", e.what(), "); delete it to redo the run");
+  }
+  r.dir = dir;
+  r.skipped = true;
+  return r;
+}
+
+// Epochs and training-loop seconds from a fit() run log, which spans every
+// resume of the run (the in-memory result covers only the last one).
+void read_run_log(const std::string& path, int64_t& epochs, double& seconds) {
+  epochs = 0;
+  seconds = 0;
+  std::istringstream in(read_file(path));
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    const json j = json::parse(line);
+    if (j.value("event", "") != "epoch") continue;
+    ++epochs;
+    seconds += j.value("train_seconds", 0.0);
+  }
+}
+
+std::string pct(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f %%", 100 * v);
+  return b;
+}
+
+std::string num(const char* f, double v) {
+  char b[48];
+  std::snprintf(b, sizeof b, f, v);
+  return b;
+}
+
+}  // namespace
+
+LifeRun run_life(const LifeRecipe& r, int n, int m, uint64_t seed, nn::Model& model,
+                 const std::string& dir, const train::Observer& obs) {
+  r.validate();
+  if (dir.empty()) fail("a life run needs a run directory");
+  if (file_exists(dir + "/result.json")) {
+    LifeRun done = read_run(dir);
+    if (done.n != n || done.m != m || done.seed != seed)
+      fail(dir, "/result.json is run n=", done.n, " m=", done.m, " seed=", done.seed, ", not n=", n,
+           " m=", m, " seed=", seed, "; choose another directory");
+    return done;
+  }
+  const std::vector<int64_t> want = {1, r.board, r.board};
+  if (model.spec().input != want || model.spec().loss != "bce_with_logits")
+    fail("a life run needs a net that reads 1x", r.board, "x", r.board,
+         " boards with a bce_with_logits loss; ", model.spec().name, " does not");
+  const data::TrainTest d = life_data(r, n, seed);
+  LifeRun rec;
+  rec.n = n;
+  rec.m = m;
+  rec.seed = seed;
+  rec.dir = dir;
+  rec.parameters = model.num_parameters();
+  rec.weights_alive = prune::sparsity(model).kept;
+  train::EvalResult final;
+  if (json end; finished_log(dir + "/log.jsonl", end)) {
+    // fit() finished but the process stopped before result.json: resuming
+    // would train on past a success, so take the saved net as it ended.
+    model.store().values().copy_from(train::load_model(dir + "/model.bin")->store().values());
+    final = train::evaluate(model, d.test, kEvalBatch);
+    rec.steps = end.value("steps", int64_t{0});
+    rec.seconds = end.value("seconds", 0.0);
+    rec.flops = end.value("flops", 0.0);
+  } else {
+    train::TrainConfig tc = life_train_config(r, seed, dir);
+    // Stopped by a crash after the checkpoint of its solving epoch: end the
+    // run there (fit then only loads the checkpoint and saves the net).
+    if (const int64_t solved = solved_epoch(dir + "/log.jsonl"); solved > 0 && r.stop_at_success)
+      tc.epochs = solved;
+    const train::TrainResult tr = train::fit(model, d.train, d.test, tc, obs);
+    // A run resumed from its last checkpoint trains no epoch and reports no test.
+    final = tr.final_test.samples > 0 ? tr.final_test : train::evaluate(model, d.test, kEvalBatch);
+    rec.steps = tr.steps;
+    rec.seconds = tr.seconds;
+    rec.flops = tr.flops;
+  }
+  rec.success = final.exact >= 1.0;
+  rec.exact = final.exact;
+  rec.accuracy = final.accuracy;
+  rec.loss = final.loss;
+  read_run_log(dir + "/log.jsonl", rec.epochs, rec.train_seconds);
+  write_file_atomic(dir + "/result.json", run_json(rec).dump(2) + "\n");
+  return rec;
+}
+
+Interval wilson_interval(int64_t successes, int64_t runs, double z) {
+  PARE_CHECK(successes >= 0 && successes <= runs, "successes ", successes, " of ", runs, " runs");
+  if (runs == 0) return {0, 1};
+  const double k = static_cast<double>(runs);
+  const double p = static_cast<double>(successes) / k;
+  const double z2 = z * z;
+  const double centre = (p + z2 / (2 * k)) / (1 + z2 / k);
+  const double half = z / (1 + z2 / k) * std::sqrt(p * (1 - p) / k + z2 / (4 * k * k));
+  // At 0 or all successes one end is exactly 0 or 1; say so rather than
+  // leave a rounding residue.
+  return {successes == 0 ? 0.0 : std::max(0.0, centre - half),
+          successes == runs ? 1.0 : std::min(1.0, centre + half)};
+}
+
+std::vector<LifeCell> life_cells(const std::vector<LifeRun>& runs) {
+  std::map<std::pair<int, int>, LifeCell> cells;
+  std::map<std::pair<int, int>, double> solved_steps;
+  for (const LifeRun& r : runs) {
+    LifeCell& c = cells[{r.n, r.m}];
+    c.n = r.n;
+    c.m = r.m;
+    c.parameters = r.parameters;
+    ++c.runs;
+    c.seconds += r.seconds;
+    c.flops += r.flops;
+    if (r.success) {
+      ++c.successes;
+      solved_steps[{r.n, r.m}] += static_cast<double>(r.steps);
+    }
+  }
+  std::vector<LifeCell> out;
+  for (auto& [key, c] : cells) {
+    c.rate = static_cast<double>(c.successes) / c.runs;
+    c.ci = wilson_interval(c.successes, c.runs);
+    c.mean_steps = c.successes ? solved_steps[key] / c.successes : 0;
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::string life_table(const std::vector<LifeRun>& runs) {
+  std::ostringstream os;
+  os << "| n | m | parameters | solved / runs | success rate | 95 % CI (Wilson) | mean steps to solve |"
+        " seconds | GFLOP |\n"
+        "|---|---|---|---|---|---|---|---|---|\n";
+  for (const LifeCell& c : life_cells(runs))
+    os << "| " << c.n << " | " << c.m << " | " << c.parameters << " | " << c.successes << " / " << c.runs
+       << " | " << pct(c.rate) << " | " << pct(c.ci.lo) << " - " << pct(c.ci.hi) << " | "
+       << (c.successes ? num("%.0f", c.mean_steps) : "-") << " | " << num("%.1f", c.seconds) << " | "
+       << num("%.1f", c.flops / 1e9) << " |\n";
+  return os.str();
+}
+
+std::vector<LifeRun> run_life_study(const LifeStudyConfig& cfg, const LifeObserver& obs) {
+  cfg.validate();
+  make_dirs(cfg.out_dir);
+  const std::string settings_path = cfg.out_dir + "/settings.json";
+  const json settings = recipe_json(cfg.recipe);
+  const std::string settings_text = settings.dump(2) + "\n";
+  if (file_exists(settings_path)) {
+    if (read_file(settings_path) != settings_text)
+      fail(cfg.out_dir, " holds a life study with another recipe (see its settings.json); choose another --out");
+  } else {
+    write_file_atomic(settings_path, settings_text);
+  }
+
+  struct Job {
+    int n, m;
+    uint64_t seed;
+  };
+  std::vector<Job> jobs;
+  for (int n : cfg.steps)
+    for (int m : cfg.widths)
+      for (int s = 0; s < cfg.seeds; ++s) jobs.push_back({n, m, static_cast<uint64_t>(s)});
+  std::vector<LifeRun> runs(jobs.size());
+  std::vector<bool> finished(jobs.size(), false);
+  std::mutex mu;  // guards runs, finished, done and the summary files
+  const int total = static_cast<int>(jobs.size());
+  int done = 0;
+
+  // Ordered by (n, m, seed) whatever order the runs finished in.
+  auto write_summaries = [&] {
+    std::vector<LifeRun> have;
+    json all = json::array();
+    for (size_t i = 0; i < runs.size(); ++i)
+      if (finished[i]) {
+        have.push_back(runs[i]);
+        all.push_back(run_json(runs[i]));
+      }
+    json cells = json::array();
+    for (const LifeCell& c : life_cells(have))
+      cells.push_back({{"n", c.n}, {"m", c.m}, {"parameters", c.parameters}, {"runs", c.runs},
+                       {"successes", c.successes}, {"success_rate", c.rate}, {"ci95", {c.ci.lo, c.ci.hi}},
+                       {"mean_steps_to_solve", c.mean_steps}, {"seconds", c.seconds}, {"flops", c.flops}});
+    write_file_atomic(cfg.out_dir + "/results.json",
+                      json{{"settings", settings}, {"steps", cfg.steps}, {"widths", cfg.widths},
+                           {"seeds", cfg.seeds}, {"finished", have.size()}, {"total", total},
+                           {"cells", cells}, {"runs", all}}
+                              .dump(2) + "\n");
+    std::string md = "Game of Life study: " + std::to_string(have.size()) + " of " + std::to_string(total) +
+                     " runs finished. A run is solved when every cell of every one of its " +
+                     std::to_string(cfg.recipe.test_examples) + " test boards is right.\n\n";
+    write_file_atomic(cfg.out_dir + "/results.md", md + life_table(have));
+  };
+
+  std::vector<size_t> pending;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const std::string dir = life_run_dir(cfg.out_dir, jobs[i].n, jobs[i].m, jobs[i].seed);
+    if (file_exists(dir + "/result.json")) {
+      runs[i] = read_run(dir);
+      finished[i] = true;
+      ++done;
+      if (obs.on_result) obs.on_result(runs[i], done, total);
+    } else {
+      pending.push_back(i);
+    }
+  }
+
+  const int threads = static_cast<int>(
+      std::min<size_t>(pending.size(), static_cast<size_t>(cfg.jobs > 0 ? cfg.jobs : default_num_threads())));
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr first_error;
+  auto worker = [&] {
+    // Each run on this thread alone: the shared pool takes one loop at a
+    // time, and a run's bits must not depend on --jobs.
+    SerialScope serial;
+    for (;;) {
+      if (failed.load()) return;
+      const size_t k = next.fetch_add(1);
+      if (k >= pending.size()) return;
+      const size_t i = pending[k];
+      const Job& j = jobs[i];
+      try {
+        auto model = life_model(cfg.recipe, j.n, j.m, j.seed);
+        LifeRun r = run_life(cfg.recipe, j.n, j.m, j.seed, *model, life_run_dir(cfg.out_dir, j.n, j.m, j.seed));
+        std::lock_guard<std::mutex> lock(mu);
+        runs[i] = r;
+        finished[i] = true;
+        ++done;
+        write_summaries();
+        if (obs.on_result) obs.on_result(r, done, total);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!first_error) first_error = std::current_exception();
+        failed.store(true);
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  try {
+    for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
+  } catch (...) {  // no thread to be had: stop the started ones, then report
+    failed.store(true);
+    for (auto& t : pool) t.join();
+    throw;
+  }
+  for (auto& t : pool) t.join();
+  if (first_error) std::rethrow_exception(first_error);
+  write_summaries();
+  return runs;
+}
+
+}  // namespace pare::experiments
