@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -458,6 +459,88 @@ TEST_F(CliTest, PruningFlagsAreChecked) {
   expect_one_line_error(run({"train", "--model", spec, "--data", csv, "--sparse-training", "rigl", "--sparsity",
                              "0.5", "--distribution", "global"}),
                         {"gmp only"});
+}
+
+// ---- pare life: the Game of Life study ----
+
+// Tiny boards and few of them: each run takes milliseconds.
+std::vector<std::string> tiny_life_args(const std::string& out) {
+  return {"life", "--steps", "1", "--widths", "1,2", "--seeds", "2", "--examples", "64", "--test-examples", "16",
+          "--epochs", "2", "--board-size", "6", "--jobs", "2", "--out", out};
+}
+
+TEST_F(CliTest, LifeStudyWritesItsTableAndARestartSkipsFinishedRuns) {
+  std::vector<std::string> args = tiny_life_args(path("life"));
+  args.push_back("--json");
+  Result r = run(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  int runs = 0;
+  json end;
+  std::istringstream is(r.out);
+  for (std::string l; std::getline(is, l);) {
+    const json j = json::parse(l);
+    if (j["event"] == "run") {
+      ++runs;
+      EXPECT_FALSE(j["skipped"].get<bool>());
+    } else {
+      end = j;
+    }
+  }
+  EXPECT_EQ(runs, 4);
+  ASSERT_EQ(end["event"], "end") << r.out;
+  ASSERT_EQ(end["cells"].size(), 2u);
+  EXPECT_EQ(end["cells"][1]["m"], 2);
+  EXPECT_EQ(end["cells"][1]["parameters"], 53);  // 3x3 conv 1->4: 40, 1x1 4->2: 10, 1x1 2->1: 3
+  EXPECT_EQ(end["cells"][1]["runs"], 2);
+  for (const char* f : {"/settings.json", "/results.json", "/results.md", "/n1_m2/seed1/result.json",
+                        "/n1_m2/seed1/model.bin"})
+    EXPECT_TRUE(fs::exists(path("life") + f)) << f;
+  EXPECT_NE(slurp(path("life/results.md")).find("| 1 | 1 | 25 |"), std::string::npos);
+
+  // The same command in text mode: every run found done, the table printed.
+  Result again = run(tiny_life_args(path("life")));
+  ASSERT_EQ(again.code, 0) << again.err;
+  size_t done_before = 0;
+  for (size_t at = 0; (at = again.out.find("[done before]", at)) != std::string::npos; ++at) ++done_before;
+  EXPECT_EQ(done_before, 4u) << again.out;
+  EXPECT_NE(again.out.find("| n | m | parameters | solved / runs |"), std::string::npos) << again.out;
+  EXPECT_NE(again.err.find("4 of 4 runs were done before"), std::string::npos) << again.err;
+
+  // A run whose result is gone is redone, and only that one.
+  fs::remove(path("life/n1_m1/seed0/result.json"));
+  args.back() = "--json";
+  Result third = run(args);
+  ASSERT_EQ(third.code, 0) << third.err;
+  EXPECT_EQ(third.out.find("\"skipped\":false"), third.out.rfind("\"skipped\":false")) << third.out;
+  EXPECT_NE(third.out.find("\"skipped\":false"), std::string::npos) << third.out;
+}
+
+TEST_F(CliTest, LifeFlagsAreChecked) {
+  // The tiny study with one flag set to `value` (replaced when it is there).
+  auto with = [&](const std::string& flag, const std::string& value) {
+    std::vector<std::string> a = tiny_life_args(path("bad"));
+    auto it = std::find(a.begin(), a.end(), flag);
+    if (it != a.end())
+      it[1] = value;
+    else
+      a.insert(a.end(), {flag, value});
+    return run(a);
+  };
+  expect_one_line_error(with("--widths", "0"), {"--widths", "at least 1"});
+  expect_one_line_error(with("--widths", ""), {"--widths", "list"});
+  expect_one_line_error(with("--steps", "1,1"), {"--steps", "twice"});
+  expect_one_line_error(with("--steps", "0"), {"--steps", "at least 1"});
+  expect_one_line_error(with("--seeds", "0"), {"--seeds"});
+  expect_one_line_error(with("--density", "1.5"), {"--density", "[0, 1]"});
+  expect_one_line_error(with("--board-size", "2"), {"--board-size"});
+  expect_one_line_error(with("--examples", "0"), {"--examples"});
+  expect_one_line_error(with("--jobs", "-1"), {"--jobs"});
+  EXPECT_FALSE(fs::exists(path("bad")));  // refused before anything was written
+  // Another recipe in a finished study's directory.
+  ASSERT_EQ(run(tiny_life_args(path("done"))).code, 0);
+  std::vector<std::string> other = tiny_life_args(path("done"));
+  other.insert(other.end(), {"--lr", "0.002", "--quiet"});
+  expect_one_line_error(run(other), {"another recipe", "--out"});
 }
 
 // ---- kill -9 and resume ----
