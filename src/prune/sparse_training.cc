@@ -211,8 +211,10 @@ void SparseTrainer::rewire(int64_t step, nn::Model& model) {
     for (int64_t j : on) key[j] = -std::fabs(w[j]);
     top_k(on, k, key);
     for (int64_t j : on) mask[j] = 0.0f;
-    // Grow k among the inactive ones: by gradient magnitude (RigL) or at
-    // random (SET). Grown weights start at zero (Evci et al. 2020).
+    // Grow k among the inactive ones (the just-dropped included): by gradient
+    // magnitude (RigL) or at random (SET). A newly grown weight starts at 0
+    // (it was masked, so it is 0); one dropped and regrown in the same update
+    // keeps its value, as in Evci et al.'s code.
     off.clear();
     for (int64_t j = 0; j < n; ++j)
       if (mask[j] == 0.0f) off.push_back(j);
@@ -227,7 +229,6 @@ void SparseTrainer::rewire(int64_t step, nn::Model& model) {
     for (int64_t j : off) mask[j] = 1.0f;
     for (int64_t j = 0; j < n; ++j)
       if (mask[j] == 0.0f) w[j] = 0.0f;
-    for (int64_t j : off) w[j] = 0.0f;
   }
 }
 
