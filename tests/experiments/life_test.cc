@@ -178,6 +178,16 @@ TEST_F(LifeStudyTest, RunsGiveTheSameBitsWhateverTheJobCount) {
   EXPECT_EQ(alone.loss, a[4].loss);
 }
 
+// A run that cannot write its directory raises from its worker thread; the
+// study waits for the others and raises that error on the caller's thread.
+TEST_F(LifeStudyTest, AFailingRunRaisesItsErrorFromTheStudy) {
+  LifeStudyConfig c = tiny("failing");
+  c.jobs = 2;
+  make_dirs(c.out_dir + "/n1_m2");
+  write_file_atomic(c.out_dir + "/n1_m2/seed1", "a file where the run directory goes");
+  expect_error([&] { run_life_study(c); }, {"seed1"});
+}
+
 TEST_F(LifeStudyTest, BadSettingsAreRefusedWithTheFlag) {
   LifeStudyConfig c = tiny("bad");
   c.widths = {};
