@@ -9,6 +9,7 @@
 #              pare prune --criterion C --sparsity S --train  (S in SPARSITIES)
 #   gmp, set, rigl
 #              pare train --sparse-training M --sparsity S
+#   rigl2x     RigL with twice the epochs (Evci et al.'s RigL_2x)
 # Writes every run under OUT (default runs/tickets) and the tables to
 # OUT/tables.md (bench/tickets_table.py). Runs already finished are skipped,
 # so an interrupted study continues where it stopped.
@@ -48,11 +49,13 @@ for seed in $SEEDS; do
       $pare prune "${recipe[@]}" --seed "$seed" --criterion "$c" --sparsity "$s" --train \
         --out "$d/$c-$s" >/dev/null
     done
-    for m in gmp set rigl; do
+    for m in gmp set rigl rigl2x; do
       if [ ! -f "$d/$m-$s/log.jsonl" ] || ! grep -q '"event":"end"' "$d/$m-$s/log.jsonl"; then
         log "seed $seed: $m at $s"
-        $pare train "${recipe[@]}" --seed "$seed" --sparse-training "$m" --sparsity "$s" \
-          --out "$d/$m-$s" --overwrite >/dev/null
+        extra=()
+        [ "$m" = rigl2x ] && extra=(--epochs $((2 * EPOCHS)))
+        $pare train "${recipe[@]}" "${extra[@]}" --seed "$seed" --sparse-training "${m%2x}" \
+          --sparsity "$s" --out "$d/$m-$s" --overwrite >/dev/null
       fi
     done
   done

@@ -114,7 +114,10 @@ std::string non_default_settings(const CLI::App* cmd, const std::vector<std::str
     if (o->count() == 0 || std::find(ignore.begin(), ignore.end(), name) != ignore.end()) continue;
     std::string value;
     for (const auto& r : o->results()) value += (value.empty() ? "" : ",") + r;
-    if (value == o->get_default_str()) continue;
+    // CLI11 shows a list default as "[1,2,4,8]"; the value given reads "1,2,4,8".
+    std::string fallback = o->get_default_str();
+    std::erase_if(fallback, [](char c) { return c == '[' || c == ']' || c == ' '; });
+    if (value == fallback) continue;
     parts.push_back(name + "=" + value);
   }
   std::sort(parts.begin(), parts.end());
