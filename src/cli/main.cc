@@ -13,6 +13,7 @@
 #include "pare/base/thread_pool.h"
 #include "pare/cli/common.h"
 #include "pare/cli/life_command.h"
+#include "pare/cli/life_prune_command.h"
 #include "pare/cli/progress.h"
 #include "pare/cli/prune_commands.h"
 #include "pare/data/data.h"
@@ -112,6 +113,7 @@ int main(int argc, char** argv) {
 
   cli::PruneCommands prune_commands(app);
   cli::LifeCommand life_command(app);
+  cli::LifePruneCommand life_prune_command(app);
 
   // ---- info ----
   auto* info = app.add_subcommand("info", "what was built: version, compiler, BLAS, threads, presets");
@@ -127,6 +129,7 @@ int main(int argc, char** argv) {
   try {
     if (const int rc = prune_commands.run(); rc >= 0) return rc;
     if (const int rc = life_command.run(); rc >= 0) return rc;
+    if (const int rc = life_prune_command.run(); rc >= 0) return rc;
     if (*t) return run_train(cfg, model_name, dopt, threads, as_json, quiet, overwrite);
     if (*e) {
       set_num_threads(eval_threads);
