@@ -28,8 +28,9 @@ THREADS=${THREADS:-2}
 OUT=${OUT:-runs/tickets}
 [ -n "${SKIP_BUILD:-}" ] || make build >/dev/null
 pare=${PARE:-build/pare}
-recipe=(--model lenet300 --data fashion-mnist --epochs "$EPOCHS" --batch 60 --optimizer adam
-        --lr 1.2e-3 --schedule cosine --normalize --threads "$THREADS" --quiet)
+recipe_without_epochs=(--model lenet300 --data fashion-mnist --batch 60 --optimizer adam --lr 1.2e-3
+                       --schedule cosine --normalize --threads "$THREADS" --quiet)
+recipe=("${recipe_without_epochs[@]}" --epochs "$EPOCHS")
 mkdir -p "$OUT"
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
@@ -52,9 +53,9 @@ for seed in $SEEDS; do
     for m in gmp set rigl rigl2x; do
       if [ ! -f "$d/$m-$s/log.jsonl" ] || ! grep -q '"event":"end"' "$d/$m-$s/log.jsonl"; then
         log "seed $seed: $m at $s"
-        extra=()
-        [ "$m" = rigl2x ] && extra=(--epochs $((2 * EPOCHS)))
-        $pare train "${recipe[@]}" "${extra[@]}" --seed "$seed" --sparse-training "${m%2x}" \
+        epochs=$EPOCHS
+        [ "$m" = rigl2x ] && epochs=$((2 * EPOCHS))
+        $pare train "${recipe_without_epochs[@]}" --epochs "$epochs" --seed "$seed" --sparse-training "${m%2x}" \
           --sparsity "$s" --out "$d/$m-$s" --overwrite >/dev/null
       fi
     done
