@@ -33,6 +33,14 @@ LifePruneCommand::LifePruneCommand(CLI::App& app) {
       ->capture_default_str();
   prune_->add_option("--max-trainings", c.max_trainings, "trainings per search, retries included")
       ->capture_default_str();
+  prune_->add_option("--channels", c.channels,
+                     "when removing the smallest weight fails: hidden channels tried whole, least |in|*|out| L1 "
+                     "first (0: none)")
+      ->capture_default_str();
+  prune_->add_option("--alternatives", c.alternatives,
+                     "when removing the smallest weight fails: single weights tried further down the ranking, "
+                     "after the channels (0: none)")
+      ->capture_default_str();
   prune_->add_option("--tries", c.tries, "ticket test: runs per arm (0: no ticket test)")->capture_default_str();
   prune_->add_option("--test-epochs", c.test_epochs, "ticket test: epochs per run at most (0: --epochs)")
       ->capture_default_str();

@@ -288,14 +288,15 @@ std::string describe_filters(const nn::Model& model) {
   return os.str();
 }
 
-std::unique_ptr<nn::Model> prune_by_magnitude(const nn::Model& trained, int64_t keep, const nn::Model* init,
-                                              const std::string& score) {
+namespace {
+
+// Per prunable parameter, the ranking score of each entry (higher: kept
+// longer): |w|, or LAMP over the alive entries.
+prune::Scores weight_scores(const nn::Model& model, const std::string& score) {
   if (score != "magnitude" && score != "lamp")
     fail("unknown pruning score \"", score, "\" (use magnitude or lamp)");
-  auto out = copy_model(trained);
-  prune::ensure_masks(*out);
   prune::Scores scores;
-  for (nn::Parameter* p : prune::prunable(*out)) {
+  for (nn::Parameter* p : prune::prunable(model)) {
     Tensor s = Tensor::empty(p->value().shape());
     const float* w = p->value().f32();
     for (int64_t j = 0; j < s.numel(); ++j) s.f32()[j] = std::fabs(w[j]);
@@ -316,14 +317,164 @@ std::unique_ptr<nn::Model> prune_by_magnitude(const nn::Model& trained, int64_t 
     }
     scores.push_back(std::move(s));
   }
+  return scores;
+}
+
+void rewind_to(nn::Model& out, const nn::Model& init) {
+  const auto& to = out.parameters();
+  const auto& from = init.parameters();
+  PARE_CHECK(to.size() == from.size(), "rewinding to another model's init");
+  for (size_t i = 0; i < to.size(); ++i) to[i]->value().copy_from(from[i]->value());
+}
+
+}  // namespace
+
+std::unique_ptr<nn::Model> prune_by_magnitude(const nn::Model& trained, int64_t keep, const nn::Model* init,
+                                              const std::string& score) {
+  const prune::Scores scores = weight_scores(trained, score);
+  auto out = copy_model(trained);
+  prune::ensure_masks(*out);
   prune::keep_top_global(*out, scores, keep);
-  if (init) {
-    const auto& to = out->parameters();
-    const auto& from = init->parameters();
-    PARE_CHECK(to.size() == from.size(), "rewinding to another model's init");
-    for (size_t i = 0; i < to.size(); ++i) to[i]->value().copy_from(from[i]->value());
-  }
+  if (init) rewind_to(*out, *init);
   prune::apply_masks(*out);
+  return out;
+}
+
+std::vector<WeightRef> ranked_weights(const nn::Model& model, const std::string& score) {
+  const prune::Scores scores = weight_scores(model, score);
+  const auto params = prune::prunable(model);
+  struct Entry {
+    float score;
+    WeightRef ref;
+  };
+  std::vector<Entry> e;
+  for (size_t i = 0; i < params.size(); ++i)
+    for (int64_t j = 0; j < params[i]->numel(); ++j)
+      if (alive_at(*params[i], j)) {
+        const float v = scores[i].f32()[j];
+        e.push_back({std::isnan(v) ? -INFINITY : v, {i, j}});
+      }
+  // The reverse of keep_top_global's order (higher score, then lower
+  // parameter index, then lower offset, is kept first).
+  std::sort(e.begin(), e.end(), [](const Entry& a, const Entry& b) {
+    if (a.score != b.score) return a.score < b.score;
+    if (a.ref.param != b.ref.param) return a.ref.param > b.ref.param;
+    return a.ref.offset > b.ref.offset;
+  });
+  std::vector<WeightRef> out;
+  out.reserve(e.size());
+  for (const Entry& x : e) out.push_back(x.ref);
+  return out;
+}
+
+std::unique_ptr<nn::Model> remove_weights(const nn::Model& trained, const std::vector<WeightRef>& weights,
+                                          const nn::Model* init) {
+  auto out = copy_model(trained);
+  prune::ensure_masks(*out);
+  const auto params = prune::prunable(*out);
+  for (const WeightRef& w : weights) {
+    PARE_CHECK(w.param < params.size() && w.offset >= 0 && w.offset < params[w.param]->numel(),
+               "weight ", w.param, "[", w.offset, "] of ", trained.spec().name);
+    params[w.param]->mask.f32()[w.offset] = 0.0f;
+  }
+  if (init) rewind_to(*out, *init);
+  prune::apply_masks(*out);
+  return out;
+}
+
+std::vector<EndCandidate> end_candidates(const nn::Model& model, const std::string& score, int channels,
+                                         int alternatives) {
+  const std::vector<WeightRef> ranking = ranked_weights(model, score);
+  std::vector<EndCandidate> out;
+  if (ranking.size() < 2) return out;
+  // A work copy whose masks are toggled to judge each removal.
+  auto work = copy_model(model);
+  prune::ensure_masks(*work);
+  const auto params = prune::prunable(*work);
+  const std::vector<ConvLayer> layers = conv_chain(*work);
+  std::vector<size_t> param_of(layers.size());  // prunable index of each layer's weight
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto it = std::find(params.begin(), params.end(), layers[i].weight);
+    PARE_CHECK(it != params.end(), layers[i].weight->name, " is not prunable");
+    param_of[i] = static_cast<size_t>(it - params.begin());
+  }
+  const int64_t before = reduce_channels(*work).parameters();
+  // What a net computes is decided by its alive weights into channels that
+  // are not dead; two removals leaving the same ones are the same candidate.
+  auto signature = [&] {
+    const auto states = channel_states(layers);
+    std::string sig;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const ConvLayer& l = layers[i];
+      const int64_t per_out = l.in * l.k * l.k;
+      for (int64_t j = 0; j < l.weight->numel(); ++j)
+        sig += (alive_at(*l.weight, j) &&
+                (i + 1 == layers.size() || states[i][static_cast<size_t>(j / per_out)] != State::dead))
+                   ? '1'
+                   : '0';
+    }
+    return sig;
+  };
+  std::vector<std::string> seen;
+  // Judges removing `weights`: the signature if it lowers the count and
+  // keeps a live channel in every layer, "" otherwise. Masks are restored.
+  auto judge = [&](const std::vector<WeightRef>& weights) {
+    for (const WeightRef& w : weights) params[w.param]->mask.f32()[w.offset] = 0.0f;
+    const ChannelReduction r = reduce_channels(*work);
+    bool ok = r.parameters() < before;
+    for (const auto& live : r.live) ok = ok && !live.empty();
+    std::string sig = ok ? signature() : std::string();
+    for (const WeightRef& w : weights) params[w.param]->mask.f32()[w.offset] = 1.0f;
+    return sig;
+  };
+  auto add = [&](std::string label, std::vector<WeightRef> weights) {
+    const std::string sig = judge(weights);
+    if (sig.empty() || std::find(seen.begin(), seen.end(), sig) != seen.end()) return false;
+    seen.push_back(sig);
+    out.push_back({std::move(label), std::move(weights)});
+    return true;
+  };
+  // The smallest weight's removal was tried already.
+  if (std::string sig = judge({ranking[0]}); !sig.empty()) seen.push_back(sig);
+
+  struct Channel {
+    double norm;
+    size_t layer;
+    int64_t c;
+    std::vector<WeightRef> weights;
+  };
+  std::vector<Channel> chans;
+  const auto states = channel_states(layers);
+  for (size_t i = 0; i + 1 < layers.size(); ++i) {
+    const auto live = with_state(states[i], State::live);
+    if (live.size() < 2) continue;
+    const ConvLayer &l = layers[i], &next = layers[i + 1];
+    const int64_t g = l.k * l.k, gn = next.k * next.k;
+    const float* w = l.weight->value().f32();
+    const float* wn = next.weight->value().f32();
+    for (int64_t c : live) {
+      Channel ch{0, i, c, {}};
+      double in = 0, outn = 0;
+      for (int64_t j = c * l.in * g; j < (c + 1) * l.in * g; ++j)
+        if (alive_at(*l.weight, j)) in += std::fabs(w[j]), ch.weights.push_back({param_of[i], j});
+      for (int64_t o = 0; o < next.out; ++o)
+        for (int64_t j = (o * next.in + c) * gn; j < (o * next.in + c + 1) * gn; ++j)
+          if (alive_at(*next.weight, j)) outn += std::fabs(wn[j]), ch.weights.push_back({param_of[i + 1], j});
+      ch.norm = in * outn;
+      chans.push_back(std::move(ch));
+    }
+  }
+  std::stable_sort(chans.begin(), chans.end(), [](const Channel& a, const Channel& b) { return a.norm < b.norm; });
+  int taken = 0;
+  for (Channel& ch : chans) {
+    if (taken >= channels) break;
+    const std::string name = layers[ch.layer].weight->name;
+    taken += add("channel " + name.substr(0, name.find('.')) + ":" + std::to_string(ch.c), std::move(ch.weights));
+  }
+  taken = 0;
+  for (size_t r = 1; r < ranking.size() && taken < alternatives; ++r)
+    taken += add("weight " + params[ranking[r].param]->name + "[" + std::to_string(ranking[r].offset) + "]",
+                 {ranking[r]});
   return out;
 }
 
@@ -345,6 +496,8 @@ void LifePruneConfig::validate() const {
   if (!(rate > 0 && rate < 1)) fail("--rate must be in (0, 1) (the fraction of alive weights removed per round), got ", rate);
   if (round_epochs < 0) fail("--round-epochs must be >= 0 (0: --epochs), got ", round_epochs);
   if (max_trainings < 1) fail("--max-trainings must be at least 1, got ", max_trainings);
+  if (channels < 0) fail("--channels must be >= 0 (0: no whole-channel candidates), got ", channels);
+  if (alternatives < 0) fail("--alternatives must be >= 0 (0: stop when the smallest weight fails), got ", alternatives);
   if (tries < 0) fail("--tries must be >= 0, got ", tries);
   if (test_epochs < 0) fail("--test-epochs must be >= 0 (0: --epochs), got ", test_epochs);
   if (jobs < 0) fail("--jobs must be at least 1 (or 0: one per core), got ", jobs);
@@ -360,7 +513,7 @@ json short_float(double v) {
 
 json settings_json(const LifePruneConfig& c) {
   const LifeRecipe& r = c.recipe;
-  return {{"kind", "life_prune"},
+  json j = {{"kind", "life_prune"},
           {"n", c.n},
           {"m", c.m},
           {"seed", c.seed},
@@ -381,10 +534,15 @@ json settings_json(const LifePruneConfig& c) {
             {"weight_decay", short_float(r.weight_decay)},
             {"board", r.board},
             {"density", r.density < 0 ? json("uniform per board") : short_float(r.density)}}}};
+  // Written only when used, so a study from before the end candidates can be
+  // resumed with --channels 0 --alternatives 0: its searches are unchanged.
+  if (c.channels) j["channels"] = c.channels;
+  if (c.alternatives) j["alternatives"] = c.alternatives;
+  return j;
 }
 
 json step_json(const PruneStep& s) {
-  return {{"mode", s.mode},       {"round", s.round},       {"attempt", s.attempt},
+  return {{"mode", s.mode},       {"round", s.round},       {"attempt", s.attempt}, {"candidate", s.candidate},
           {"alive_before", s.alive_before}, {"removed", s.removed}, {"alive_after", s.alive_after},
           {"solved", s.solved},   {"test_exact", s.exact},  {"test_accuracy", s.accuracy},
           {"steps", s.steps},     {"seconds", s.seconds},   {"flops", s.flops}};
@@ -398,6 +556,7 @@ PruneStep read_step(const std::string& dir) {
     s.mode = j.at("mode").get<std::string>();
     s.round = j.at("round").get<int>();
     s.attempt = j.at("attempt").get<int>();
+    s.candidate = j.value("candidate", std::string("ranked"));  // studies from before the end candidates
     s.alive_before = j.at("alive_before").get<int64_t>();
     s.removed = j.at("removed").get<int64_t>();
     s.alive_after = j.at("alive_after").get<int64_t>();
@@ -495,24 +654,35 @@ PruneSearch run_search(const LifePruneConfig& cfg, const std::string& mode, cons
       break;
     }
     int64_t remove = std::max<int64_t>(1, std::llround(cfg.rate * static_cast<double>(alive)));
+    // Filled when removing the smallest weight fails; decided by `current`
+    // alone, so a restarted search lists the same ones.
+    std::vector<EndCandidate> extra;
+    size_t next_extra = 0;
     bool accepted = false;
     for (int attempt = 0;; ++attempt) {
+      const EndCandidate* cand = next_extra > 0 ? &extra[next_extra - 1] : nullptr;
+      const std::string label = cand ? cand->label : "ranked";
+      const int64_t removed = cand ? static_cast<int64_t>(cand->weights.size()) : remove;
       const std::string dir = round_dir(cfg.out_dir, mode, round, attempt);
       PruneStep st;
       if (file_exists(dir + "/step.json")) {
         st = read_step(dir);
-        if (st.alive_before != alive || st.removed != remove)
-          fail(dir, "/step.json prunes ", st.removed, " of ", st.alive_before, " weights, this search ", remove,
-               " of ", alive, "; the directory holds another study: choose another --out");
+        if (st.alive_before != alive || st.removed != removed || st.candidate != label)
+          fail(dir, "/step.json prunes ", st.removed, " of ", st.alive_before, " weights (", st.candidate,
+               "), this search ", removed, " of ", alive, " (", label,
+               "); the directory holds another study: choose another --out");
       } else {
-        auto cand = prune_by_magnitude(*current, alive - remove, mode == "rewind" ? init.get() : nullptr, cfg.score);
-        const LifeRun run = run_life(rr, cfg.n, cfg.m, cfg.seed, *cand, dir);
+        const nn::Model* rewind_to = mode == "rewind" ? init.get() : nullptr;
+        auto net = cand ? remove_weights(*current, cand->weights, rewind_to)
+                        : prune_by_magnitude(*current, alive - remove, rewind_to, cfg.score);
+        const LifeRun run = run_life(rr, cfg.n, cfg.m, cfg.seed, *net, dir);
         st.mode = mode;
         st.round = round;
         st.attempt = attempt;
+        st.candidate = label;
         st.alive_before = alive;
-        st.removed = remove;
-        st.alive_after = alive - remove;
+        st.removed = removed;
+        st.alive_after = alive - removed;
         st.solved = run.success;
         st.exact = run.exact;
         st.accuracy = run.accuracy;
@@ -531,15 +701,27 @@ PruneSearch run_search(const LifePruneConfig& cfg, const std::string& mode, cons
         accepted = true;
         break;
       }
-      if (remove == 1) {
-        s.stopped_because = "a single weight fails";
-        break;
+      if (cand) {
+        if (next_extra == extra.size()) {
+          s.stopped_because = "no end candidate solves";
+          break;
+        }
+        ++next_extra;
+      } else if (remove > 1) {
+        remove /= 2;
+      } else {
+        // No single weight goes by the ranking: the end candidates.
+        extra = end_candidates(*current, cfg.score, cfg.channels, cfg.alternatives);
+        if (extra.empty()) {
+          s.stopped_because = cfg.channels + cfg.alternatives > 0 ? "no end candidate solves" : "a single weight fails";
+          break;
+        }
+        next_extra = 1;
       }
       if (trainings >= cfg.max_trainings) {
         s.stopped_because = "training budget";
         break;
       }
-      remove /= 2;
     }
     if (!accepted) break;
     s.rounds = round;
@@ -589,10 +771,11 @@ std::string markdown(const LifePruneConfig& cfg, const LifePruneResult& r) {
        << s.stopped_because << " |\n";
   }
   for (const PruneSearch& s : r.searches) {
-    os << "\n## " << s.mode << ": every training\n\n| round | try | alive before | removed | solved | steps |\n"
-          "|---|---|---|---|---|---|\n";
+    os << "\n## " << s.mode << ": every training\n\n| round | try | removal | alive before | removed | solved | steps |\n"
+          "|---|---|---|---|---|---|---|\n";
     for (const PruneStep& st : s.steps)
-      os << "| " << st.round << " | " << st.attempt << " | " << st.alive_before << " | " << st.removed << " | "
+      os << "| " << st.round << " | " << st.attempt << " | " << st.candidate << " | " << st.alive_before << " | "
+         << st.removed << " | "
          << (st.solved ? "yes" : "no (" + pct(st.exact) + " of boards)") << " | " << st.steps << " |\n";
   }
   if (!r.ticket_test.empty()) {

@@ -14,10 +14,14 @@
 //   finetune  trained on from their current values.
 // A round that re-solves (every cell of every test board right) is
 // accepted. One that does not is retried from the same net removing half as
-// many weights, down to one weight; when removing the single smallest weight
-// fails too, the search ends: no further weight can go by magnitude. The
-// trainings of a search (first tries and retries) are capped by
-// max_trainings; each training gets round_epochs epochs at most.
+// many weights, down to one weight. When removing the single smallest weight
+// fails too, the round tries the end candidates (end_candidates): up to
+// `channels` whole hidden channels, least important first, then up to
+// `alternatives` single weights further down the ranking, each only if it
+// lowers the parameter count; the first that re-solves is accepted and the
+// search goes on from it. When none does, the search ends. The trainings of
+// a search (first tries and retries) are capped by max_trainings; each
+// training gets round_epochs epochs at most.
 //
 // A study lives in one directory:
 //   DIR/settings.json                      what decides the results
@@ -112,6 +116,10 @@ struct LifePruneConfig {
   std::string score = "magnitude";  // global ranking: magnitude | lamp (prune_by_magnitude)
   int64_t round_epochs = 0;   // epochs per pruning training at most (0: recipe.epochs)
   int max_trainings = 60;     // per mode: first tries and retries together
+  // When removing the smallest weight fails: hidden channels tried whole, and
+  // single weights tried further down the ranking (end_candidates; 0: none).
+  int channels = 4;
+  int alternatives = 3;
   // The ticket test (0 tries: none): the rewind search's smallest net trained
   // again from its init, from fresh inits with its mask, and the m = 1 net
   // from scratch; try k uses the boards and batch order of seed try_seed + k.
@@ -128,6 +136,9 @@ struct LifePruneConfig {
 struct PruneStep {
   std::string mode;
   int round = 0, attempt = 0;      // attempt 0: the round's first try
+  // What was removed: "ranked" (the `removed` lowest-ranked weights), or an
+  // end candidate's label ("channel conv2d3:1", "weight conv2d1.weight[13]").
+  std::string candidate = "ranked";
   int64_t alive_before = 0, removed = 0, alive_after = 0;  // prunable weights
   bool solved = false;
   double exact = 0, accuracy = 0;  // on the test boards after training
@@ -141,7 +152,8 @@ struct PruneSearch {
   std::string mode;
   std::vector<PruneStep> steps;
   int rounds = 0;                  // accepted rounds
-  // "a single weight fails" | "training budget" | "nothing left"
+  // "a single weight fails" (no end candidates configured) | "no end
+  // candidate solves" | "training budget" | "nothing left"
   std::string stopped_because;
   ChannelReduction smallest;       // the last accepted net (the dense net if none)
   double verify_exact = 0;         // on fresh boards never used to stop training
@@ -186,5 +198,51 @@ LifePruneResult run_life_prune(const LifePruneConfig& cfg, const LifePruneObserv
 // pruned as hard as the 3x3 one, and never empties a layer.
 std::unique_ptr<nn::Model> prune_by_magnitude(const nn::Model& trained, int64_t keep,
                                               const nn::Model* init, const std::string& score = "magnitude");
+
+// One alive weight of a model: the index of its parameter in
+// prune::prunable order, and the entry.
+struct WeightRef {
+  size_t param = 0;
+  int64_t offset = 0;
+  bool operator==(const WeightRef&) const = default;
+};
+
+// The alive weights in the order a round removes them: lowest `score`
+// (magnitude or LAMP, as prune_by_magnitude) first, ties as
+// prune::keep_top_global breaks them, so removing the first k is what
+// prune_by_magnitude(model, alive - k, ...) does.
+std::vector<WeightRef> ranked_weights(const nn::Model& model, const std::string& score = "magnitude");
+
+// An alternative removal tried when removing the smallest weight fails.
+struct EndCandidate {
+  std::string label;                // "channel conv2d3:1" | "weight conv2d1.weight[13]"
+  std::vector<WeightRef> weights;   // the alive weights it removes
+};
+
+// The end candidates of a net whose smallest-weight removal failed, in the
+// order they are tried:
+//   channels      up to `channels` live hidden channels, each removed whole
+//                 (every alive weight into and out of it), ranked by
+//                 |in|_1 * |out|_1 (the L1 norms of its alive incoming and
+//                 outgoing weights), smallest first. A ReLU net computes the
+//                 same function when a channel's incoming weights and bias
+//                 are scaled by a > 0 and its outgoing ones by 1/a; the
+//                 product is unchanged by that, the plain L1 norm of all its
+//                 weights is not. The only live channel of a layer is never
+//                 a candidate (the output would be a constant).
+//   alternatives  up to `alternatives` single weights after the smallest one
+//                 in `score` ranking order.
+// Only removals that lower ChannelReduction::parameters() and leave every
+// layer a live channel are candidates, and of removals that leave the same
+// weights into non-dead channels (so compute the same function and train the
+// same way), only the first, counting the smallest weight's removal itself
+// as tried. Deterministic: ties go by layer and channel, or by rank.
+std::vector<EndCandidate> end_candidates(const nn::Model& model, const std::string& score, int channels,
+                                         int alternatives);
+
+// `trained` with `weights` removed, rewound to `init`'s values when given
+// (as prune_by_magnitude). Returns a new model.
+std::unique_ptr<nn::Model> remove_weights(const nn::Model& trained, const std::vector<WeightRef>& weights,
+                                          const nn::Model* init);
 
 }  // namespace pare::experiments

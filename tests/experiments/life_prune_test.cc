@@ -218,6 +218,92 @@ TEST(PruneByMagnitude, KeepsTheLargestAndRewindsSurvivorsBitForBit) {
   expect_error([&] { prune_by_magnitude(*trained, keep, nullptr, "size"); }, {"magnitude or lamp"});
 }
 
+TEST(RankedWeights, RemovingTheFirstKIsWhatPruneByMagnitudeDoes) {
+  auto net = nn::Model::build(nn::preset("life", {.life_steps = 1, .width = 2, .board = 8}), 21);
+  // A tie across layers and within one, so the tie order is tested too.
+  net->find("conv2d1.weight")->value().f32()[3] = 0.0625f;
+  net->find("conv2d1.weight")->value().f32()[7] = -0.0625f;
+  net->find("conv2d3.weight")->value().f32()[1] = 0.0625f;
+  for (const std::string score : {"magnitude", "lamp"}) {
+    SCOPED_TRACE(score);
+    const std::vector<WeightRef> ranking = ranked_weights(*net, score);
+    const int64_t alive = prune::sparsity(*net).kept;
+    ASSERT_EQ(static_cast<int64_t>(ranking.size()), alive);
+    for (int64_t k : {int64_t{1}, int64_t{2}, int64_t{5}, alive / 2}) {
+      auto by_rank = remove_weights(*net, {ranking.begin(), ranking.begin() + k}, nullptr);
+      auto by_magnitude = prune_by_magnitude(*net, alive - k, nullptr, score);
+      const auto a = prune::prunable(*by_rank), b = prune::prunable(*by_magnitude);
+      for (size_t i = 0; i < a.size(); ++i)
+        for (int64_t j = 0; j < a[i]->numel(); ++j) ASSERT_EQ(a[i]->mask.f32()[j], b[i]->mask.f32()[j]) << k << " " << a[i]->name << " " << j;
+    }
+  }
+}
+
+// The hand-set net of m = 2: layer-1 channels 0 and 1 are the hand filters,
+// channel 3 has small weights but nothing reads it (dead), channel 2 no
+// weight at all; layer-2 channels 0 and 1 both compute h, and the output
+// reads them with 3.9 and 0.1 (4h in all), so channel 1 is redundant.
+std::unique_ptr<nn::Model> redundant_life_net(int64_t side) {
+  auto m = nn::Model::build(nn::preset("life", {.life_steps = 1, .width = 2, .board = static_cast<int>(side)}), 0);
+  prune::ensure_masks(*m);
+  nn::Parameter* w1 = m->find("conv2d1.weight");  // (4, 1, 3, 3)
+  const float filter[9] = {1, 1, 1, 1, 0.5f, 1, 1, 1, 1};
+  for (int64_t j = 0; j < 9; ++j) {
+    w1->value().f32()[j] = w1->value().f32()[9 + j] = filter[j];
+    w1->mask.f32()[18 + j] = 0;
+    w1->value().f32()[27 + j] = 0.01f;
+  }
+  set(*m, "conv2d1.bias", {-2, -3.25f, 0, 0});
+  nn::Parameter* w2 = m->find("conv2d3.weight");  // (2, 4)
+  const float w2v[8] = {1, -3, 0, 0, 1, -3, 0, 0}, w2m[8] = {1, 1, 0, 0, 1, 1, 0, 0};
+  std::copy(w2v, w2v + 8, w2->value().f32());
+  std::copy(w2m, w2m + 8, w2->mask.f32());
+  set(*m, "conv2d3.bias", {-0.25f, -0.25f});
+  set(*m, "conv2d5.weight", {3.9f, 0.1f});
+  set(*m, "conv2d5.bias", {-0.5f});
+  prune::apply_masks(*m);
+  return m;
+}
+
+TEST(EndCandidates, WholeChannelsByInTimesOutNormThenSingleWeightsThatLowerTheCount) {
+  auto net = redundant_life_net(16);
+  const data::Dataset b = boards(200, 16, 7);
+  ASSERT_EQ(wrong_cells(*net, b), 0);
+  const ChannelReduction before = reduce_channels(*net);
+  EXPECT_EQ(before.architecture, "1 -> 2 (3x3) -> 2 (1x1) -> 1 (1x1)");
+  EXPECT_EQ(before.parameters(), 18 + 2 + 4 + 2 + 2 + 1);
+
+  const std::vector<EndCandidate> c = end_candidates(*net, "magnitude", 4, 2);
+  std::vector<std::string> labels;
+  for (const EndCandidate& e : c) labels.push_back(e.label);
+  // Channels by |in|_1 * |out|_1: conv2d3:1 4 * 0.1, conv2d3:0 4 * 3.9,
+  // conv2d1:0 8.5 * 2, conv2d1:1 8.5 * 6. Single weights in ranking order:
+  // the dead channel's nine (ranked first) lower no count; the smallest
+  // live one, the output's 0.1 (the smallest weight's removal, tried
+  // already), leaves what removing conv2d3:1 leaves; then the two centres.
+  EXPECT_EQ(labels, (std::vector<std::string>{"channel conv2d3:1", "channel conv2d3:0", "channel conv2d1:0",
+                                              "channel conv2d1:1", "weight conv2d1.weight[13]",
+                                              "weight conv2d1.weight[4]"}));
+  const std::vector<WeightRef> ranking = ranked_weights(*net, "magnitude");
+  ASSERT_EQ(ranking.size(), 9u + 18 + 4 + 2);
+  EXPECT_EQ(ranking[0], (WeightRef{0, 35}));  // a dead weight: removing it changes nothing
+  EXPECT_EQ(ranking[9], (WeightRef{2, 1}));   // the output's 0.1
+  EXPECT_EQ(c[0].weights.size(), 3u);         // two in, one out
+  EXPECT_EQ(c[2].weights.size(), 9u + 2);     // nine from the board, one out to each layer-2 channel
+
+  // The redundant channel goes with its weights: the minimal net, still Life.
+  auto minimal = remove_weights(*net, c[0].weights, nullptr);
+  EXPECT_EQ(wrong_cells(*minimal, b), 0);
+  const ChannelReduction r = reduce_channels(*minimal);
+  EXPECT_EQ(r.architecture, "1 -> 2 (3x3) -> 1 (1x1) -> 1 (1x1)");
+  EXPECT_EQ(r.parameters(), 25);
+  // Bounds, and no candidate that would leave a layer without a live channel.
+  EXPECT_EQ(end_candidates(*net, "magnitude", 1, 0).size(), 1u);
+  EXPECT_EQ(end_candidates(*net, "magnitude", 0, 0).size(), 0u);
+  for (const EndCandidate& e : end_candidates(*minimal, "lamp", 10, 0))
+    EXPECT_EQ(e.label.rfind("channel conv2d1:", 0), 0u) << e.label;
+}
+
 class LifePruneTest : public pare::testing::TempDirTest {
  protected:
   // n = 1, m = 8 on 32x32 boards, Adam 1e-3, batch 8: seed 0 solves within
@@ -293,6 +379,60 @@ TEST_F(LifePruneTest, EveryAcceptedNetSolvesEveryTestBoardAndTheCountFalls) {
   expect_error([&] { run_life_prune(c); }, {"other settings", "--out"});
 }
 
+// n = 1, m = 4, seed 0, fine-tuned with LAMP: after six rounds the net is
+// 1 -> 2 -> 2 -> 1 (28 parameters); no single weight by the ranking can go,
+// but a whole middle channel can (training 16), which gives the minimal
+// architecture. Every accepted net still solves every test board.
+TEST_F(LifePruneTest, TheEndCandidatesReachTheMinimalNetAndAcceptOnlySolvingNets) {
+  LifePruneConfig c = config("end");
+  c.m = 4;
+  c.modes = {"finetune"};
+  c.score = "lamp";
+  c.rate = 0.4;
+  c.round_epochs = 8;
+  c.max_trainings = 16;
+  const LifePruneResult r = run_life_prune(c);
+  ASSERT_TRUE(r.dense.success);
+  ASSERT_EQ(r.searches.size(), 1u);
+  const PruneSearch& s = r.searches[0];
+  const data::Dataset test = life_data(c.recipe, 1, 0).test;
+  int ends_tried = 0, ends_accepted = 0;
+  for (size_t i = 0; i < s.steps.size(); ++i) {
+    const PruneStep& st = s.steps[i];
+    if (st.candidate != "ranked") {
+      ++ends_tried;
+      // Only after the same round's single smallest weight failed.
+      ASSERT_GT(i, 0u);
+      const PruneStep& prev = s.steps[i - 1];
+      EXPECT_EQ(prev.round, st.round);
+      EXPECT_FALSE(prev.solved);
+      EXPECT_TRUE(prev.candidate != "ranked" || prev.removed == 1) << prev.dir;
+    }
+    if (!st.solved) continue;
+    ends_accepted += st.candidate != "ranked";
+    auto net = train::load_model(st.dir + "/model.bin");
+    EXPECT_EQ(prune::sparsity(*net).kept, st.alive_after);
+    EXPECT_EQ(wrong_cells(*net, test), 0) << st.dir;
+  }
+  EXPECT_GE(ends_tried, 1);
+  EXPECT_GE(ends_accepted, 1);
+  EXPECT_EQ(s.steps.back().candidate.rfind("channel ", 0), 0u) << s.steps.back().candidate;
+  EXPECT_LE(s.smallest.parameters(), 25);
+  EXPECT_EQ(s.smallest.architecture, "1 -> 2 (3x3) -> 1 (1x1) -> 1 (1x1)");
+  EXPECT_EQ(s.verify_exact, 1.0);
+  EXPECT_EQ(wrong_cells(*train::load_model(s.model_path), test), 0);
+  EXPECT_NE(r.markdown.find("| channel conv2d3:"), std::string::npos);
+
+  // Restarted: the same candidates are found on disk by their labels.
+  const LifePruneResult again = run_life_prune(c);
+  ASSERT_EQ(again.searches[0].steps.size(), s.steps.size());
+  for (size_t i = 0; i < s.steps.size(); ++i) {
+    EXPECT_TRUE(again.searches[0].steps[i].skipped);
+    EXPECT_EQ(again.searches[0].steps[i].candidate, s.steps[i].candidate);
+  }
+  EXPECT_EQ(again.markdown, r.markdown);
+}
+
 TEST_F(LifePruneTest, RewindModeTrainsTheMaskFromTheDenseNetsInit) {
   LifePruneConfig c = config("rewind");
   c.modes = {"rewind"};
@@ -354,6 +494,12 @@ TEST_F(LifePruneTest, BadSettingsAreRefusedWithTheFlag) {
   c = config("bad");
   c.max_trainings = 0;
   expect_error([&] { run_life_prune(c); }, {"--max-trainings"});
+  c = config("bad");
+  c.channels = -1;
+  expect_error([&] { run_life_prune(c); }, {"--channels"});
+  c = config("bad");
+  c.alternatives = -1;
+  expect_error([&] { run_life_prune(c); }, {"--alternatives"});
   c = config("bad");
   c.out_dir.clear();
   expect_error([&] { run_life_prune(c); }, {"--out"});
