@@ -827,8 +827,17 @@ LifePruneResult run_life_prune(const LifePruneConfig& cfg, const LifePruneObserv
   const std::string settings_path = cfg.out_dir + "/settings.json";
   const std::string settings_text = settings_json(cfg).dump(2) + "\n";
   if (file_exists(settings_path)) {
-    if (read_file(settings_path) != settings_text)
+    const std::string old_text = read_file(settings_path);
+    // The training budget decides only where a search stops, not its path:
+    // a study may go on with a larger one (or stop earlier with a smaller).
+    auto without_budget = [](json j) {
+      if (j.is_object()) j.erase("max_trainings");
+      return j;
+    };
+    const json old_settings = json::parse(old_text, nullptr, false);
+    if (without_budget(old_settings) != without_budget(settings_json(cfg)))
       fail(cfg.out_dir, " holds a life pruning study with other settings (see its settings.json); choose another --out");
+    if (old_text != settings_text) write_file_atomic(settings_path, settings_text);
   } else {
     write_file_atomic(settings_path, settings_text);
   }

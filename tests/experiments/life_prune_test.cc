@@ -451,6 +451,14 @@ TEST_F(LifePruneTest, RewindModeTrainsTheMaskFromTheDenseNetsInit) {
   SerialScope serial;
   run_life(rr, 1, 8, 0, *start, path("replay"));
   EXPECT_EQ(read_file(path("replay/model.bin")), read_file(st.dir + "/model.bin"));
+
+  // A larger training budget continues the study where it stopped.
+  c.max_trainings = 2;
+  const LifePruneResult more = run_life_prune(c);
+  ASSERT_EQ(more.searches[0].steps.size(), 2u);
+  EXPECT_TRUE(more.searches[0].steps[0].skipped);
+  EXPECT_FALSE(more.searches[0].steps[1].skipped);
+  EXPECT_NE(read_file(c.out_dir + "/settings.json").find("\"max_trainings\": 2"), std::string::npos);
 }
 
 TEST_F(LifePruneTest, TheTicketTestRunsThreeArmsOnTheSameBoards) {
