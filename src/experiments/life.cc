@@ -8,12 +8,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "pare/base/error.h"
 #include "pare/base/file.h"
@@ -350,19 +353,44 @@ std::vector<LifeRun> run_life_study(const LifeStudyConfig& cfg, const LifeObserv
       for (int s = 0; s < cfg.seeds; ++s) jobs.push_back({n, m, static_cast<uint64_t>(s)});
   std::vector<LifeRun> runs(jobs.size());
   std::vector<bool> finished(jobs.size(), false);
+  // Runs of the same recipe finished earlier in this directory for other
+  // cells or seeds (a study widened or run in parts): the table shows them too.
+  std::vector<LifeRun> earlier;
+  {
+    std::set<std::tuple<int, int, uint64_t>> wanted;
+    for (const Job& j : jobs) wanted.insert({j.n, j.m, j.seed});
+    static const std::regex cell(R"(n(\d+)_m(\d+))"), seed_dir(R"(seed(\d+))");
+    std::error_code ec;
+    for (const auto& c : std::filesystem::directory_iterator(cfg.out_dir, ec)) {
+      std::smatch cm;
+      const std::string cname = c.path().filename().string();
+      if (!c.is_directory() || !std::regex_match(cname, cm, cell)) continue;
+      for (const auto& sd : std::filesystem::directory_iterator(c.path(), ec)) {
+        std::smatch sm;
+        const std::string sname = sd.path().filename().string();
+        if (!std::regex_match(sname, sm, seed_dir) || !file_exists(sd.path().string() + "/result.json")) continue;
+        if (wanted.count({std::stoi(cm[1]), std::stoi(cm[2]), std::stoull(sm[1])})) continue;
+        earlier.push_back(read_run(sd.path().string()));
+      }
+    }
+    std::sort(earlier.begin(), earlier.end(), [](const LifeRun& a, const LifeRun& b) {
+      return std::tie(a.n, a.m, a.seed) < std::tie(b.n, b.m, b.seed);
+    });
+  }
   std::mutex mu;  // guards runs, finished, done and the summary files
   const int total = static_cast<int>(jobs.size());
   int done = 0;
 
   // Ordered by (n, m, seed) whatever order the runs finished in.
   auto write_summaries = [&] {
-    std::vector<LifeRun> have;
-    json all = json::array();
+    std::vector<LifeRun> have = earlier;
     for (size_t i = 0; i < runs.size(); ++i)
-      if (finished[i]) {
-        have.push_back(runs[i]);
-        all.push_back(run_json(runs[i]));
-      }
+      if (finished[i]) have.push_back(runs[i]);
+    std::stable_sort(have.begin(), have.end(), [](const LifeRun& a, const LifeRun& b) {
+      return std::tie(a.n, a.m, a.seed) < std::tie(b.n, b.m, b.seed);
+    });
+    json all = json::array();
+    for (const LifeRun& r : have) all.push_back(run_json(r));
     json cells = json::array();
     for (const LifeCell& c : life_cells(have))
       cells.push_back({{"n", c.n}, {"m", c.m}, {"parameters", c.parameters}, {"runs", c.runs},
@@ -370,10 +398,12 @@ std::vector<LifeRun> run_life_study(const LifeStudyConfig& cfg, const LifeObserv
                        {"mean_steps_to_solve", c.mean_steps}, {"seconds", c.seconds}, {"flops", c.flops}});
     write_file_atomic(cfg.out_dir + "/results.json",
                       json{{"settings", settings}, {"steps", cfg.steps}, {"widths", cfg.widths},
-                           {"seeds", cfg.seeds}, {"finished", have.size()}, {"total", total},
+                           {"seeds", cfg.seeds}, {"finished", have.size()},
+                           {"total", total + static_cast<int>(earlier.size())},
                            {"cells", cells}, {"runs", all}}
                               .dump(2) + "\n");
-    std::string md = "Game of Life study: " + std::to_string(have.size()) + " of " + std::to_string(total) +
+    std::string md = "Game of Life study: " + std::to_string(have.size()) + " of " +
+                     std::to_string(total + static_cast<int>(earlier.size())) +
                      " runs finished. A run is solved when every cell of every one of its " +
                      std::to_string(cfg.recipe.test_examples) + " test boards is right.\n\n";
     write_file_atomic(cfg.out_dir + "/results.md", md + life_table(have));

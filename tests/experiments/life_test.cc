@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 
 #include "pare/autograd/var.h"
@@ -92,6 +94,27 @@ class LifeStudyTest : public pare::testing::TempDirTest {
     return c;
   }
 };
+
+// A study run in parts (other widths, more seeds) in one directory: the
+// table and results.json cover every run of the directory.
+TEST_F(LifeStudyTest, TheTableCoversRunsFromEarlierPartsOfTheStudy) {
+  LifeStudyConfig c = tiny("parts");
+  c.widths = {1};
+  c.seeds = 2;
+  run_life_study(c);
+  c.widths = {2};
+  c.seeds = 1;
+  const auto second = run_life_study(c);
+  EXPECT_EQ(second.size(), 1u);  // the runs of this call only
+  const auto results = nlohmann::json::parse(read_file(c.out_dir + "/results.json"));
+  EXPECT_EQ(results["finished"], 3);
+  EXPECT_EQ(results["total"], 3);
+  ASSERT_EQ(results["cells"].size(), 2u);
+  EXPECT_EQ(results["cells"][0]["m"], 1);
+  EXPECT_EQ(results["cells"][0]["runs"], 2);
+  EXPECT_EQ(results["cells"][1]["m"], 2);
+  EXPECT_NE(read_file(c.out_dir + "/results.md").find("3 of 3 runs finished"), std::string::npos);
+}
 
 TEST_F(LifeStudyTest, ARestartedStudySkipsFinishedRunsAndRedoesTheRest) {
   LifeStudyConfig c = tiny("study");
