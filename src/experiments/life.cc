@@ -194,21 +194,6 @@ LifeRun read_run(const std::string& dir) {
   return r;
 }
 
-// Epochs and training-loop seconds from a fit() run log, which spans every
-// resume of the run (the in-memory result covers only the last one).
-void read_run_log(const std::string& path, int64_t& epochs, double& seconds) {
-  epochs = 0;
-  seconds = 0;
-  std::istringstream in(read_file(path));
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty()) continue;
-    const json j = json::parse(line);
-    if (j.value("event", "") != "epoch") continue;
-    ++epochs;
-    seconds += j.value("train_seconds", 0.0);
-  }
-}
-
 std::string pct(double v) {
   char b[32];
   std::snprintf(b, sizeof b, "%.1f %%", 100 * v);
@@ -272,7 +257,9 @@ LifeRun run_life(const LifeRecipe& r, int n, int m, uint64_t seed, nn::Model& mo
   rec.exact = final.exact;
   rec.accuracy = final.accuracy;
   rec.loss = final.loss;
-  read_run_log(dir + "/log.jsonl", rec.epochs, rec.train_seconds);
+  const train::RunLogSummary log = train::summarize_run_log(dir + "/log.jsonl");
+  rec.epochs = log.epochs;
+  rec.train_seconds = log.train_seconds;
   write_file_atomic(dir + "/result.json", run_json(rec).dump(2) + "\n");
   return rec;
 }

@@ -122,21 +122,6 @@ RunRecord parse_record(const std::string& path) {
   return r;
 }
 
-// Training seconds and the best epoch's accuracy from a fit() run log: the
-// log spans every resume of the run, the in-memory result only the last one.
-void read_run_log(const std::string& path, double& seconds, double& best) {
-  seconds = 0;
-  best = 0;
-  std::istringstream in(read_file(path));
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty()) continue;
-    const json j = json::parse(line);
-    if (j.value("event", "") != "epoch") continue;
-    seconds += j.value("train_seconds", 0.0);
-    best = std::max(best, j.value("test_accuracy", 0.0));
-  }
-}
-
 struct Masks {
   std::vector<Tensor> of;  // per prunable parameter
 };
@@ -300,7 +285,9 @@ std::vector<RunRecord> run_ticket(const TicketConfig& cfg, const data::Dataset& 
       rec.flops = tr.flops;
       rec.dense_flops = tr.dense_flops;
       rec.steps = tr.steps;
-      read_run_log(dir + "/log.jsonl", rec.seconds, rec.best_accuracy);
+      const train::RunLogSummary log = train::summarize_run_log(dir + "/log.jsonl");
+      rec.seconds = log.train_seconds;
+      rec.best_accuracy = log.best_test_accuracy;
       write_file_atomic(result_path, record_json(rec).dump(2) + "\n");
     }
     ++done;

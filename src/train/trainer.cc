@@ -5,6 +5,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 
 #include "pare/base/clock.h"
 #include "pare/base/file.h"
@@ -408,6 +409,27 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
              {"model_file", cfg.out_dir + "/model.bin"}});
   }
   return result;
+}
+
+RunLogSummary summarize_run_log(const std::string& path) {
+  RunLogSummary r;
+  std::istringstream in(read_file(path));
+  int n = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++n;
+    if (line.empty()) continue;
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const json::exception& e) {
+      fail(path, ":", n, ": not a JSON line (", e.what(), ")");
+    }
+    if (j.value("event", "") != "epoch") continue;
+    ++r.epochs;
+    r.train_seconds += j.value("train_seconds", 0.0);
+    r.best_test_accuracy = std::max(r.best_test_accuracy, j.value("test_accuracy", 0.0));
+  }
+  return r;
 }
 
 void save_model(const nn::Model& model, const std::string& path, const std::string& meta_json) {

@@ -91,6 +91,15 @@ EvalResult evaluate(nn::Model& model, const data::Dataset& data, int64_t batch);
 TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Dataset& test,
                 const TrainConfig& cfg, const Observer& observer = {});
 
+// What a run directory's log.jsonl says about its epochs. The log spans every
+// resume of a run; a TrainResult covers only the last process's part.
+struct RunLogSummary {
+  int64_t epochs = 0;
+  double train_seconds = 0;       // the training loop over all epochs
+  double best_test_accuracy = 0;
+};
+RunLogSummary summarize_run_log(const std::string& path);
+
 // Saves the model (spec + weights + masks) to a file that load_model reads.
 void save_model(const nn::Model& model, const std::string& path, const std::string& meta_json = "{}");
 std::unique_ptr<nn::Model> load_model(const std::string& path);

@@ -461,3 +461,27 @@ TEST_F(TrainerTest, LoadModelRejectsAnArchiveWithoutSpec) {
 
 }  // namespace
 }  // namespace pare::train
+
+namespace pare::train {
+namespace {
+
+using RunLogTest = pare::testing::TempDirTest;
+
+TEST_F(RunLogTest, SummarizeRunLogSumsEpochsAcrossResumes) {
+  const std::string log = write("log.jsonl",
+                                "{\"event\":\"start\"}\n"
+                                "{\"event\":\"epoch\",\"train_seconds\":1.5,\"test_accuracy\":0.5}\n"
+                                "{\"event\":\"resume\"}\n"
+                                "{\"event\":\"epoch\",\"train_seconds\":2.0,\"test_accuracy\":0.75}\n"
+                                "{\"event\":\"epoch\",\"train_seconds\":0.5,\"test_accuracy\":0.7}\n"
+                                "{\"event\":\"end\"}\n");
+  const RunLogSummary s = summarize_run_log(log);
+  EXPECT_EQ(s.epochs, 3);
+  EXPECT_DOUBLE_EQ(s.train_seconds, 4.0);
+  EXPECT_DOUBLE_EQ(s.best_test_accuracy, 0.75);
+  pare::testing::expect_error([&] { summarize_run_log(write("bad.jsonl", "{\"event\":\"epoch\"}\nnot json\n")); },
+               {"bad.jsonl:2", "not a JSON line"});
+}
+
+}  // namespace
+}  // namespace pare::train
