@@ -60,7 +60,9 @@ LifeCommand::LifeCommand(CLI::App& app) {
   cmd_->add_option("--widths", c.widths, "width factors m, a list: 1,2,4,8")->delimiter(',')->capture_default_str();
   cmd_->add_option("--seeds", c.seeds, "runs per (n, m): seeds 0 .. N-1")->capture_default_str();
   cmd_->add_option("--examples", r.examples, "training boards (one epoch)")->capture_default_str();
-  cmd_->add_option("--test-examples", r.test_examples, "fresh test boards, density uniform per board")
+  cmd_->add_option("--test-density", r.test_density,
+                   "fixed density of the test boards, e.g. 0.38 (default: uniform per board)");
+  cmd_->add_option("--test-examples", r.test_examples, "fresh test boards")
       ->capture_default_str();
   cmd_->add_option("--batch", r.batch, "boards per step")->capture_default_str();
   cmd_->add_option("--epochs", r.epochs, "passes over the training boards at most")->capture_default_str();

@@ -34,7 +34,11 @@ namespace pare::experiments {
 // How one run trains; the paper's recipe by default.
 struct LifeRecipe {
   int64_t examples = 10000;      // training boards (one epoch)
-  int64_t test_examples = 1000;  // fresh test boards, density uniform per board
+  int64_t test_examples = 1000;  // fresh test boards
+  // Density of the test boards: < 0 uniform per board (the mixed
+  // densities), or fixed, e.g. 0.38: the critical density, where the rule's
+  // rare neighbourhoods are most frequent, a harder certificate for n >= 2.
+  float test_density = -1;
   int64_t batch = 8;
   int64_t epochs = 100;          // 100 x 10,000 = the paper's 1M examples
   float lr = 1e-3f;              // Adam
@@ -76,7 +80,7 @@ struct LifeRun {
 
 // The training and test boards of a run of n steps with `seed`: both drawn
 // from streams forked off the seed (the same streams as
-// `pare train --data life --seed S`); the test boards always have a density
+// `pare train --data life --seed S`); the test boards have the recipe's test density
 // uniform per board.
 data::TrainTest life_data(const LifeRecipe& r, int n, uint64_t seed);
 // fit()'s settings for a run in `dir`: Adam, batch order from the seed,

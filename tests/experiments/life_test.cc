@@ -18,6 +18,8 @@
 namespace pare::experiments {
 namespace {
 
+std::string read_bytes(const Tensor& t) { return std::string(static_cast<const char*>(t.raw()), t.nbytes()); }
+
 using pare::testing::expect_error;
 
 // Hand values: 0 of 10 has upper bound z^2 / (10 + z^2); the others are the
@@ -94,6 +96,39 @@ class LifeStudyTest : public pare::testing::TempDirTest {
     return c;
   }
 };
+
+// The test boards mix densities by default and take a fixed density on request;
+// the training boards do not change with it.
+TEST(LifeData, TestDensityIsASettingOfTheRecipe) {
+  auto alive_fraction = [](const data::Dataset& d) {
+    const auto* x = d.inputs.data<uint8_t>();
+    int64_t alive = 0;
+    for (int64_t i = 0; i < d.inputs.numel(); ++i) alive += x[i] != 0;
+    return static_cast<double>(alive) / static_cast<double>(d.inputs.numel());
+  };
+  auto per_board = [](const data::Dataset& d, int64_t b) {
+    const int64_t cells = d.inputs.numel() / d.size();
+    const auto* x = d.inputs.data<uint8_t>() + b * cells;
+    int64_t alive = 0;
+    for (int64_t i = 0; i < cells; ++i) alive += x[i] != 0;
+    return static_cast<double>(alive) / static_cast<double>(cells);
+  };
+  LifeRecipe r;
+  r.examples = 8;
+  r.test_examples = 200;
+  const data::TrainTest mixed = life_data(r, 1, 3);
+  r.test_density = 0.38f;
+  const data::TrainTest fixed = life_data(r, 1, 3);
+  EXPECT_NEAR(alive_fraction(fixed.test), 0.38, 0.01);
+  double lo = 1, hi = 0;  // mixed: boards from nearly empty to nearly full
+  for (int64_t b = 0; b < mixed.test.size(); ++b) {
+    lo = std::min(lo, per_board(mixed.test, b));
+    hi = std::max(hi, per_board(mixed.test, b));
+  }
+  EXPECT_LT(lo, 0.1);
+  EXPECT_GT(hi, 0.9);
+  EXPECT_EQ(read_bytes(mixed.train.inputs), read_bytes(fixed.train.inputs));
+}
 
 // A study run in parts (other widths, more seeds) in one directory: the
 // table and results.json cover every run of the directory.
@@ -227,6 +262,9 @@ TEST_F(LifeStudyTest, BadSettingsAreRefusedWithTheFlag) {
   c = tiny("bad");
   c.recipe.density = 1.5f;
   expect_error([&] { run_life_study(c); }, {"--density", "[0, 1]"});
+  c = tiny("bad");
+  c.recipe.test_density = 2.0f;
+  expect_error([&] { run_life_study(c); }, {"--test-density", "[0, 1]"});
   c = tiny("bad");
   c.recipe.board = 2;
   expect_error([&] { run_life_study(c); }, {"--board-size"});
