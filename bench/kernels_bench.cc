@@ -13,6 +13,7 @@
 
 #include "pare/base/rng.h"
 #include "pare/kernels/kernels.h"
+#include "pare/kernels/sparse.h"
 
 namespace {
 
@@ -386,5 +387,69 @@ void BM_sgd(benchmark::State& st, Sgd fn, int64_t n) {
 PAIR(BM_sgd, sgd_f32, lenet300_momentum, kLenet300Params);
 
 }  // namespace
+
+// ---- CSR products at LeNet-300-100's first layer: w (300, 784) 90% sparse, batch 60 --
+// Each sparse kernel beside the dense BLAS product it replaces:
+//   forward  y (60, 300) = x (60, 784) w^T     spmm_f32    vs gemm (60, 300, 784, b^T)
+//   input    dx (60, 784) = dy (60, 300) w     spmm_t_f32  vs gemm (60, 784, 300)
+//   weight   g at nonzeros of dy^T x           sddmm_f32   vs gemm (300, 784, 60, a^T)
+struct SparseLayer {
+  int64_t rows, cols, batch;
+  Vec w, mask, values, x, dy, out;
+  std::vector<int32_t> row_ptr, col_idx;
+  CsrF32 view() const { return {rows, cols, row_ptr.data(), col_idx.data(), values.data()}; }
+  SparseLayer(int64_t r, int64_t c, int64_t b, double density)
+      : rows(r), cols(c), batch(b), w(random_vec(r * c)), mask(r * c),
+        x(random_vec(b * c, -1, 1, 2)), dy(random_vec(b * r, -1, 1, 3)), out(b * c + r * c) {
+    pare::Rng rng(4);
+    for (auto& m : mask) m = rng.uniform() < density ? 1.0f : 0.0f;
+    const int64_t nnz = csr_nnz_f32(r, c, mask.data(), c);
+    row_ptr.resize(r + 1), col_idx.resize(nnz), values.resize(nnz);
+    csr_from_dense_f32(r, c, row_ptr.data(), col_idx.data(), values.data(), w.data(), c,
+                       mask.data(), c);
+  }
+};
+enum class SparseOp { kForward, kInput, kWeight };
+void BM_sparse(benchmark::State& st, SparseOp op, bool sparse, bool ref) {
+  SparseLayer l(300, 784, 60, 0.1);
+  const CsrF32 w = l.view();
+  for (auto _ : st) {
+    switch (op) {
+      case SparseOp::kForward:
+        if (sparse)
+          (ref ? spmm_f32__ref : spmm_f32)(l.batch, l.out.data(), l.rows, w, l.x.data(), l.cols,
+                                            0.0f);
+        else
+          gemm_f32__blas(l.batch, l.rows, l.cols, l.out.data(), l.rows, l.x.data(), l.cols,
+                         l.w.data(), l.cols, {.trans_b = true});
+        break;
+      case SparseOp::kInput:
+        if (sparse)
+          (ref ? spmm_t_f32__ref : spmm_t_f32)(l.batch, l.out.data(), l.cols, w, l.dy.data(),
+                                                l.rows, 0.0f);
+        else
+          gemm_f32__blas(l.batch, l.cols, l.rows, l.out.data(), l.cols, l.dy.data(), l.rows,
+                         l.w.data(), l.cols, {});
+        break;
+      case SparseOp::kWeight:
+        if (sparse)
+          (ref ? sddmm_f32__ref : sddmm_f32)(l.batch, l.out.data(), w, l.dy.data(), l.rows,
+                                              l.x.data(), l.cols, 0.0f);
+        else
+          gemm_f32__blas(l.rows, l.cols, l.batch, l.out.data(), l.cols, l.dy.data(), l.rows,
+                         l.x.data(), l.cols, {.trans_a = true});
+        break;
+    }
+    benchmark::DoNotOptimize(l.out.data());
+    benchmark::ClobberMemory();
+  }
+}
+BENCHMARK_CAPTURE(BM_sparse, spmm_f32/300x784_s90_b60/fast, SparseOp::kForward, true, false);
+BENCHMARK_CAPTURE(BM_sparse, spmm_f32/300x784_s90_b60/ref, SparseOp::kForward, true, true);
+BENCHMARK_CAPTURE(BM_sparse, spmm_f32/300x784_s90_b60/dense_blas, SparseOp::kForward, false, false);
+BENCHMARK_CAPTURE(BM_sparse, spmm_t_f32/300x784_s90_b60/fast, SparseOp::kInput, true, false);
+BENCHMARK_CAPTURE(BM_sparse, spmm_t_f32/300x784_s90_b60/dense_blas, SparseOp::kInput, false, false);
+BENCHMARK_CAPTURE(BM_sparse, sddmm_f32/300x784_s90_b60/fast, SparseOp::kWeight, true, false);
+BENCHMARK_CAPTURE(BM_sparse, sddmm_f32/300x784_s90_b60/dense_blas, SparseOp::kWeight, false, false);
 
 BENCHMARK_MAIN();

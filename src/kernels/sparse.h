@@ -1,0 +1,72 @@
+// Sparse (CSR) kernels for pruned weights: the layout, its builder, and the
+// three products a sparse linear layer trains with (issue #5, first increment;
+// not yet called by autograd/nn).
+//
+// Same contract as kernels.h: plain functions on pointers and sizes, no
+// allocation, no threads; sizes, outputs, inputs, params; `<name>__ref` is the
+// scalar oracle (ref/sparse_ref.cc, accumulates in double), `<name>` the fast
+// variant (fast/sparse.cc).
+//
+// Layout. A weight w: (rows, cols) = (out, in), as nn::Linear stores it, with a
+// 0/1 mask, is held as CSR:
+//   row_ptr: (rows + 1,) int32, row_ptr[0] = 0, row_ptr[rows] = nnz
+//   col_idx: (nnz,) int32, strictly increasing within each row
+//   values:  (nnz,) f32
+// An entry is stored iff mask(i, j) > 0 (a stored value may itself be 0).
+//
+// Activations are batch-major, as autograd/linear.cc lays them out:
+// x: (B, in), y: (B, out). So the products are
+//   forward         y  (B, out) = x  (B, in)  w^T + beta y     spmm_f32
+//   input gradient  dx (B, in)  = dy (B, out) w   + beta dx    spmm_t_f32
+//   weight gradient g  (nnz,)   = (dy^T x) at the stored (r, c) + beta g   sddmm_f32
+// beta == 0 overwrites the output without reading it (so it may hold NaN).
+// The fast variants reorder sums (vector lanes, FMA): they agree with the
+// reference to a few ulps of the sum of |terms|.
+#pragma once
+
+#include <cstdint>
+
+namespace pare::kernels {
+
+// A read-only view of a CSR matrix (the arrays belong to the caller).
+struct CsrF32 {
+  int64_t rows = 0, cols = 0;
+  const int32_t* row_ptr = nullptr;  // (rows + 1,)
+  const int32_t* col_idx = nullptr;  // (nnz,)
+  const float* values = nullptr;     // (nnz,)
+  int64_t nnz() const { return rows > 0 ? row_ptr[rows] : 0; }
+};
+
+#define PARE_KERNEL_PAIR(ret, name, ...) \
+  ret name##__ref(__VA_ARGS__);          \
+  ret name(__VA_ARGS__);
+
+// Number of entries with mask(i, j) > 0 in a (rows, cols) mask with row stride
+// ldm; mask == nullptr counts every entry (rows * cols). Size the CSR arrays
+// with it before csr_from_dense_f32.
+PARE_KERNEL_PAIR(int64_t, csr_nnz_f32, int64_t rows, int64_t cols, const float* mask,
+                 int64_t ldm)
+// Fills row_ptr: (rows + 1,), col_idx and values: (csr_nnz_f32(...),) from
+// w: (rows, cols) with row stride ldw and the mask (nullptr: keep all).
+PARE_KERNEL_PAIR(void, csr_from_dense_f32, int64_t rows, int64_t cols, int32_t* row_ptr,
+                 int32_t* col_idx, float* values, const float* w, int64_t ldw,
+                 const float* mask, int64_t ldm)
+// w: (a.rows, a.cols) with row stride ldw = a scattered, zeros elsewhere.
+PARE_KERNEL_PAIR(void, csr_to_dense_f32, float* w, int64_t ldw, const CsrF32& a)
+
+// y: (batch, w.rows), row stride ldy, = x: (batch, w.cols), row stride ldx, times w^T
+// (+ beta y).
+PARE_KERNEL_PAIR(void, spmm_f32, int64_t batch, float* y, int64_t ldy, const CsrF32& w,
+                 const float* x, int64_t ldx, float beta)
+// dx: (batch, w.cols) = dy: (batch, w.rows) times w (+ beta dx); w^T is never formed.
+PARE_KERNEL_PAIR(void, spmm_t_f32, int64_t batch, float* dx, int64_t lddx, const CsrF32& w,
+                 const float* dy, int64_t lddy, float beta)
+// g: (nnz,) at each stored (r, c) of w's pattern (w.values is not read):
+// g[k] = sum over b of dy(b, r) x(b, c) (+ beta g[k]), dy: (batch, w.rows),
+// x: (batch, w.cols). The weight gradient without a dense (rows, cols) buffer.
+PARE_KERNEL_PAIR(void, sddmm_f32, int64_t batch, float* g, const CsrF32& w, const float* dy,
+                 int64_t lddy, const float* x, int64_t ldx, float beta)
+
+#undef PARE_KERNEL_PAIR
+
+}  // namespace pare::kernels

@@ -1,0 +1,290 @@
+// CSR kernels (src/kernels/sparse.h): the builder round trip, and spmm, spmm_t
+// and sddmm, fast and reference, against a dense double-precision product of
+// w * mask, over edge shapes: rows, cols and batch of 1, odd, one off the
+// vector width; densities 0 (fully empty), 0.1, 0.5 and 1 (fully dense); every
+// other row emptied; padded row strides; beta 0 (over NaN) and beta 0.5.
+//
+// Tolerance: each output's error against the exact value is at most
+// (terms + 3) * 1.2e-7 * (sum of |terms| + |beta * prev|), a bound for any
+// summation order with or without FMA; the CSR builder and its inverse are exact.
+#include "pare/kernels/sparse.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "pare/base/rng.h"
+
+namespace pare::kernels {
+namespace {
+
+using Vec = std::vector<float>;
+using Idx = std::vector<int32_t>;
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+struct Dense {
+  int64_t rows, cols, ld;
+  Vec w, mask;  // (rows, ld); mask 0/1
+};
+
+Dense random_dense(Rng& rng, int64_t rows, int64_t cols, double density, bool empty_rows) {
+  Dense d{rows, cols, cols + 3, {}, {}};
+  d.w.assign(static_cast<size_t>(rows * d.ld), kNaN);  // padding must never be read
+  d.mask.assign(static_cast<size_t>(rows * d.ld), 0.0f);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      d.w[i * d.ld + j] = rng.uniform(-1.0f, 1.0f);
+      bool keep = rng.uniform(0.0f, 1.0f) < density && !(empty_rows && i % 2 == 1);
+      d.mask[i * d.ld + j] = keep ? 1.0f : 0.0f;
+    }
+  return d;
+}
+
+struct Csr {
+  Idx row_ptr, col_idx;
+  Vec values;
+  CsrF32 view(int64_t rows, int64_t cols) const {
+    return {rows, cols, row_ptr.data(), col_idx.data(), values.data()};
+  }
+};
+
+template <class Nnz, class Build>
+Csr build(const Dense& d, Nnz nnz_fn, Build build_fn) {
+  int64_t nnz = nnz_fn(d.rows, d.cols, d.mask.data(), d.ld);
+  Csr c{Idx(static_cast<size_t>(d.rows + 1)), Idx(static_cast<size_t>(nnz)),
+        Vec(static_cast<size_t>(nnz))};
+  build_fn(d.rows, d.cols, c.row_ptr.data(), c.col_idx.data(), c.values.data(), d.w.data(), d.ld,
+           d.mask.data(), d.ld);
+  return c;
+}
+
+Vec random_vec(Rng& rng, int64_t n) {
+  Vec v(static_cast<size_t>(n));
+  for (auto& x : v) x = rng.uniform(-1.0f, 1.0f);
+  return v;
+}
+
+// Checks got against exact with the bound in the file comment.
+struct Expect {
+  std::string what;
+  int failures = 0;
+  void check(int64_t i, float got, double exact, double abs_sum, int64_t terms) {
+    double tol = static_cast<double>(terms + 3) * 1.2e-7 * abs_sum + 1e-30;
+    if (!(std::fabs(got - exact) <= tol) && failures++ == 0)
+      ADD_FAILURE() << what << ": index " << i << " got " << got << " want " << exact
+                    << " (tol " << tol << ")";
+  }
+};
+
+const int64_t kRows[] = {1, 3, 17, 33};
+const int64_t kCols[] = {1, 7, 16, 17, 50};
+const int64_t kBatch[] = {1, 3, 4, 5, 9};
+const double kDensity[] = {0.0, 0.1, 0.5, 1.0};
+
+template <class F>
+void for_each_case(F f) {
+  Rng rng(7);
+  for (int64_t rows : kRows)
+    for (int64_t cols : kCols)
+      for (double density : kDensity)
+        for (bool empty_rows : {false, true}) {
+          Dense d = random_dense(rng, rows, cols, density, empty_rows);
+          std::ostringstream name;
+          name << rows << "x" << cols << " density " << density << (empty_rows ? " empty rows" : "");
+          f(rng, d, name.str());
+        }
+}
+
+TEST(SparseKernels, CsrRoundTripIsExact) {
+  for_each_case([](Rng&, const Dense& d, const std::string& name) {
+    Csr ref = build(d, csr_nnz_f32__ref, csr_from_dense_f32__ref);
+    Csr fast = build(d, csr_nnz_f32, csr_from_dense_f32);
+    ASSERT_EQ(ref.row_ptr, fast.row_ptr) << name;
+    ASSERT_EQ(ref.col_idx, fast.col_idx) << name;
+    ASSERT_EQ(0, std::memcmp(ref.values.data(), fast.values.data(), ref.values.size() * 4)) << name;
+    for (int64_t i = 0; i < d.rows; ++i)
+      for (int64_t k = ref.row_ptr[i] + 1; k < ref.row_ptr[i + 1]; ++k)
+        ASSERT_LT(ref.col_idx[k - 1], ref.col_idx[k]) << name;
+    for (auto to_dense : {csr_to_dense_f32__ref, csr_to_dense_f32}) {
+      Vec back(d.w.size(), kNaN);
+      to_dense(back.data(), d.ld, ref.view(d.rows, d.cols));
+      for (int64_t i = 0; i < d.rows; ++i)
+        for (int64_t j = 0; j < d.cols; ++j) {
+          float want = d.mask[i * d.ld + j] > 0 ? d.w[i * d.ld + j] : 0.0f;
+          ASSERT_EQ(0, std::memcmp(&want, &back[i * d.ld + j], 4)) << name << " at " << i << "," << j;
+        }
+    }
+  });
+}
+
+TEST(SparseKernels, NullMaskKeepsEveryEntry) {
+  Rng rng(3);
+  Dense d = random_dense(rng, 5, 9, 1.0, false);
+  ASSERT_EQ(45, csr_nnz_f32(5, 9, nullptr, 0));
+  ASSERT_EQ(45, csr_nnz_f32__ref(5, 9, nullptr, 0));
+  Csr a{Idx(6), Idx(45), Vec(45)}, b{Idx(6), Idx(45), Vec(45)};
+  csr_from_dense_f32(5, 9, a.row_ptr.data(), a.col_idx.data(), a.values.data(), d.w.data(), d.ld,
+                     nullptr, 0);
+  csr_from_dense_f32__ref(5, 9, b.row_ptr.data(), b.col_idx.data(), b.values.data(), d.w.data(),
+                          d.ld, nullptr, 0);
+  EXPECT_EQ(a.row_ptr, b.row_ptr);
+  EXPECT_EQ(a.col_idx, b.col_idx);
+  EXPECT_EQ(a.values, b.values);
+}
+
+using SpmmFn = void (*)(int64_t, float*, int64_t, const CsrF32&, const float*, int64_t, float);
+using SddmmFn = void (*)(int64_t, float*, const CsrF32&, const float*, int64_t, const float*,
+                         int64_t, float);
+
+// y: (B, rows) = x: (B, cols) (w*mask)^T + beta y, against the dense product.
+TEST(SparseKernels, SpmmMatchesDenseProduct) {
+  for_each_case([](Rng& rng, const Dense& d, const std::string& name) {
+    Csr c = build(d, csr_nnz_f32__ref, csr_from_dense_f32__ref);
+    for (int64_t batch : kBatch) {
+      const int64_t ldx = d.cols + 1, ldy = d.rows + 2;
+      Vec x = random_vec(rng, batch * ldx), y0 = random_vec(rng, batch * ldy);
+      for (float beta : {0.0f, 0.5f})
+        for (auto [fn, variant] : {std::pair<SpmmFn, const char*>{spmm_f32__ref, "ref"},
+                                   {spmm_f32, "fast"}}) {
+          Vec y = y0;
+          if (beta == 0.0f)
+            for (auto& v : y) v = kNaN;
+          fn(batch, y.data(), ldy, c.view(d.rows, d.cols), x.data(), ldx, beta);
+          Expect e{std::string("spmm_f32 ") + variant + " " + name + " batch " +
+                   std::to_string(batch) + " beta " + std::to_string(beta)};
+          for (int64_t b = 0; b < batch; ++b)
+            for (int64_t r = 0; r < d.rows; ++r) {
+              double exact = 0, abs_sum = 0;
+              for (int64_t j = 0; j < d.cols; ++j)
+                if (d.mask[r * d.ld + j] > 0) {
+                  double t = static_cast<double>(d.w[r * d.ld + j]) * x[b * ldx + j];
+                  exact += t;
+                  abs_sum += std::fabs(t);
+                }
+              if (beta != 0.0f) {
+                exact += beta * static_cast<double>(y0[b * ldy + r]);
+                abs_sum += std::fabs(beta * y0[b * ldy + r]);
+              }
+              e.check(b * ldy + r, y[b * ldy + r], exact, abs_sum, d.cols);
+            }
+          // Padding between rows is left alone.
+          for (int64_t b = 0; b < batch; ++b)
+            for (int64_t r = d.rows; r < ldy; ++r) {
+              if (beta != 0.0f) {
+                ASSERT_EQ(y[b * ldy + r], y0[b * ldy + r]) << e.what;
+              }
+            }
+        }
+    }
+  });
+}
+
+// dx: (B, cols) = dy: (B, rows) (w*mask) + beta dx.
+TEST(SparseKernels, SpmmTransposedMatchesDenseProduct) {
+  for_each_case([](Rng& rng, const Dense& d, const std::string& name) {
+    Csr c = build(d, csr_nnz_f32__ref, csr_from_dense_f32__ref);
+    for (int64_t batch : kBatch) {
+      const int64_t lddy = d.rows + 1, lddx = d.cols + 2;
+      Vec dy = random_vec(rng, batch * lddy), dx0 = random_vec(rng, batch * lddx);
+      for (float beta : {0.0f, 0.5f, 1.0f})
+        for (auto [fn, variant] : {std::pair<SpmmFn, const char*>{spmm_t_f32__ref, "ref"},
+                                   {spmm_t_f32, "fast"}}) {
+          Vec dx = dx0;
+          if (beta == 0.0f)
+            for (int64_t b = 0; b < batch; ++b)
+              for (int64_t j = 0; j < d.cols; ++j) dx[b * lddx + j] = kNaN;
+          fn(batch, dx.data(), lddx, c.view(d.rows, d.cols), dy.data(), lddy, beta);
+          Expect e{std::string("spmm_t_f32 ") + variant + " " + name + " batch " +
+                   std::to_string(batch) + " beta " + std::to_string(beta)};
+          for (int64_t b = 0; b < batch; ++b) {
+            for (int64_t j = 0; j < d.cols; ++j) {
+              double exact = 0, abs_sum = 0;
+              for (int64_t r = 0; r < d.rows; ++r)
+                if (d.mask[r * d.ld + j] > 0) {
+                  double t = static_cast<double>(dy[b * lddy + r]) * d.w[r * d.ld + j];
+                  exact += t;
+                  abs_sum += std::fabs(t);
+                }
+              if (beta != 0.0f) {
+                exact += beta * static_cast<double>(dx0[b * lddx + j]);
+                abs_sum += std::fabs(beta * dx0[b * lddx + j]);
+              }
+              e.check(b * lddx + j, dx[b * lddx + j], exact, abs_sum, d.rows);
+            }
+            for (int64_t j = d.cols; j < lddx; ++j)
+              ASSERT_EQ(dx[b * lddx + j], dx0[b * lddx + j]) << e.what << " padding";
+          }
+        }
+    }
+  });
+}
+
+// g: (nnz,) = (dy^T x) at the stored entries + beta g.
+TEST(SparseKernels, SddmmMatchesDenseProductAtNonzeros) {
+  for_each_case([](Rng& rng, const Dense& d, const std::string& name) {
+    Csr c = build(d, csr_nnz_f32__ref, csr_from_dense_f32__ref);
+    const int64_t nnz = static_cast<int64_t>(c.values.size());
+    for (int64_t batch : kBatch) {
+      const int64_t lddy = d.rows + 1, ldx = d.cols + 2;
+      Vec dy = random_vec(rng, batch * lddy), x = random_vec(rng, batch * ldx);
+      Vec g0 = random_vec(rng, nnz);
+      for (float beta : {0.0f, 0.5f})
+        for (auto [fn, variant] : {std::pair<SddmmFn, const char*>{sddmm_f32__ref, "ref"},
+                                   {sddmm_f32, "fast"}}) {
+          Vec g = beta == 0.0f ? Vec(static_cast<size_t>(nnz), kNaN) : g0;
+          fn(batch, g.data(), c.view(d.rows, d.cols), dy.data(), lddy, x.data(), ldx, beta);
+          Expect e{std::string("sddmm_f32 ") + variant + " " + name + " batch " +
+                   std::to_string(batch) + " beta " + std::to_string(beta)};
+          for (int64_t r = 0; r < d.rows; ++r)
+            for (int64_t k = c.row_ptr[r]; k < c.row_ptr[r + 1]; ++k) {
+              const int64_t j = c.col_idx[k];
+              double exact = 0, abs_sum = 0;
+              for (int64_t b = 0; b < batch; ++b) {
+                double t = static_cast<double>(dy[b * lddy + r]) * x[b * ldx + j];
+                exact += t;
+                abs_sum += std::fabs(t);
+              }
+              if (beta != 0.0f) {
+                exact += beta * static_cast<double>(g0[k]);
+                abs_sum += std::fabs(beta * g0[k]);
+              }
+              e.check(k, g[k], exact, abs_sum, batch);
+            }
+        }
+    }
+  });
+}
+
+// A larger case at LeNet-300-100's first layer (300x784, 90% sparse, batch 60),
+// fast against reference.
+TEST(SparseKernels, LenetShapeFastMatchesRef) {
+  Rng rng(11);
+  Dense d = random_dense(rng, 300, 784, 0.1, false);
+  Csr c = build(d, csr_nnz_f32, csr_from_dense_f32);
+  CsrF32 w = c.view(300, 784);
+  const int64_t batch = 60;
+  Vec x = random_vec(rng, batch * 784), dy = random_vec(rng, batch * 300);
+  Vec y1(batch * 300), y2(batch * 300), dx1(batch * 784), dx2(batch * 784);
+  Vec g1(c.values.size()), g2(c.values.size());
+  spmm_f32__ref(batch, y1.data(), 300, w, x.data(), 784, 0.0f);
+  spmm_f32(batch, y2.data(), 300, w, x.data(), 784, 0.0f);
+  spmm_t_f32__ref(batch, dx1.data(), 784, w, dy.data(), 300, 0.0f);
+  spmm_t_f32(batch, dx2.data(), 784, w, dy.data(), 300, 0.0f);
+  sddmm_f32__ref(batch, g1.data(), w, dy.data(), 300, x.data(), 784, 0.0f);
+  sddmm_f32(batch, g2.data(), w, dy.data(), 300, x.data(), 784, 0.0f);
+  auto close = [](const Vec& a, const Vec& b, const char* what) {
+    for (size_t i = 0; i < a.size(); ++i)
+      ASSERT_NEAR(a[i], b[i], 1e-5 * (1 + std::fabs(a[i]))) << what << " at " << i;
+  };
+  close(y1, y2, "spmm_f32");
+  close(dx1, dx2, "spmm_t_f32");
+  close(g1, g2, "sddmm_f32");
+}
+
+}  // namespace
+}  // namespace pare::kernels
