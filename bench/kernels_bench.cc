@@ -389,18 +389,22 @@ PAIR(BM_sgd, sgd_f32, lenet300_momentum, kLenet300Params);
 }  // namespace
 
 // ---- CSR products at LeNet-300-100's first layer: w (300, 784) 90% sparse, batch 60 --
-// Each sparse kernel beside the dense BLAS product it replaces:
-//   forward  y (60, 300) = x (60, 784) w^T     spmm_f32    vs gemm (60, 300, 784, b^T)
-//   input    dx (60, 784) = dy (60, 300) w     spmm_t_f32  vs gemm (60, 784, 300)
-//   weight   g at nonzeros of dy^T x           sddmm_f32   vs gemm (300, 784, 60, a^T)
+// The sparse kernels take feature-major activations (sparse.h); the dense BLAS
+// products they replace take pare's batch-major ones:
+//   forward  y = w x          spmm_f32    vs gemm (60, 300, 784, b^T)
+//   input    dx = w^T dy      spmm_t_f32  vs gemm (60, 784, 300)
+//   weight   (dy x^T) at nnz  sddmm_f32   vs gemm (300, 784, 60, a^T)
+// spmm_f32/.../fast_transposed adds the two boundary transposes a batch-major
+// op pays (x in, y out; swap_outer_f32).
 struct SparseLayer {
   int64_t rows, cols, batch;
-  Vec w, mask, values, x, dy, out;
+  Vec w, mask, values, x, xt, dy, out, out2;
   std::vector<int32_t> row_ptr, col_idx;
   CsrF32 view() const { return {rows, cols, row_ptr.data(), col_idx.data(), values.data()}; }
   SparseLayer(int64_t r, int64_t c, int64_t b, double density)
       : rows(r), cols(c), batch(b), w(random_vec(r * c)), mask(r * c),
-        x(random_vec(b * c, -1, 1, 2)), dy(random_vec(b * r, -1, 1, 3)), out(b * c + r * c) {
+        x(random_vec(b * c, -1, 1, 2)), xt(b * c), dy(random_vec(b * r, -1, 1, 3)),
+        out(b * c + r * c), out2(b * c + r * c) {
     pare::Rng rng(4);
     for (auto& m : mask) m = rng.uniform() < density ? 1.0f : 0.0f;
     const int64_t nnz = csr_nnz_f32(r, c, mask.data(), c);
@@ -409,42 +413,49 @@ struct SparseLayer {
                        mask.data(), c);
   }
 };
-enum class SparseOp { kForward, kInput, kWeight };
+enum class SparseOp { kForward, kForwardTransposed, kInput, kWeight };
 void BM_sparse(benchmark::State& st, SparseOp op, bool sparse, bool ref) {
   SparseLayer l(300, 784, 60, 0.1);
   const CsrF32 w = l.view();
+  const int64_t n = l.batch;
   for (auto _ : st) {
     switch (op) {
       case SparseOp::kForward:
         if (sparse)
-          (ref ? spmm_f32__ref : spmm_f32)(l.batch, l.out.data(), l.rows, w, l.x.data(), l.cols,
-                                            0.0f);
+          (ref ? spmm_f32__ref : spmm_f32)(n, l.out.data(), n, w, l.x.data(), n, 0.0f);
         else
-          gemm_f32__blas(l.batch, l.rows, l.cols, l.out.data(), l.rows, l.x.data(), l.cols,
+          gemm_f32__blas(n, l.rows, l.cols, l.out.data(), l.rows, l.x.data(), l.cols,
                          l.w.data(), l.cols, {.trans_b = true});
+        break;
+      case SparseOp::kForwardTransposed:
+        swap_outer_f32(n, l.cols, 1, l.xt.data(), l.x.data());
+        spmm_f32(n, l.out.data(), n, w, l.xt.data(), n, 0.0f);
+        swap_outer_f32(l.rows, n, 1, l.out2.data(), l.out.data());
         break;
       case SparseOp::kInput:
         if (sparse)
-          (ref ? spmm_t_f32__ref : spmm_t_f32)(l.batch, l.out.data(), l.cols, w, l.dy.data(),
-                                                l.rows, 0.0f);
+          (ref ? spmm_t_f32__ref : spmm_t_f32)(n, l.out.data(), n, w, l.dy.data(), n, 0.0f);
         else
-          gemm_f32__blas(l.batch, l.cols, l.rows, l.out.data(), l.cols, l.dy.data(), l.rows,
+          gemm_f32__blas(n, l.cols, l.rows, l.out.data(), l.cols, l.dy.data(), l.rows,
                          l.w.data(), l.cols, {});
         break;
       case SparseOp::kWeight:
         if (sparse)
-          (ref ? sddmm_f32__ref : sddmm_f32)(l.batch, l.out.data(), w, l.dy.data(), l.rows,
-                                              l.x.data(), l.cols, 0.0f);
+          (ref ? sddmm_f32__ref : sddmm_f32)(n, l.out.data(), w, l.dy.data(), n, l.x.data(), n,
+                                              0.0f);
         else
-          gemm_f32__blas(l.rows, l.cols, l.batch, l.out.data(), l.cols, l.dy.data(), l.rows,
+          gemm_f32__blas(l.rows, l.cols, n, l.out.data(), l.cols, l.dy.data(), l.rows,
                          l.x.data(), l.cols, {.trans_a = true});
         break;
     }
     benchmark::DoNotOptimize(l.out.data());
+    benchmark::DoNotOptimize(l.out2.data());
     benchmark::ClobberMemory();
   }
 }
 BENCHMARK_CAPTURE(BM_sparse, spmm_f32/300x784_s90_b60/fast, SparseOp::kForward, true, false);
+BENCHMARK_CAPTURE(BM_sparse, spmm_f32/300x784_s90_b60/fast_transposed,
+                  SparseOp::kForwardTransposed, true, false);
 BENCHMARK_CAPTURE(BM_sparse, spmm_f32/300x784_s90_b60/ref, SparseOp::kForward, true, true);
 BENCHMARK_CAPTURE(BM_sparse, spmm_f32/300x784_s90_b60/dense_blas, SparseOp::kForward, false, false);
 BENCHMARK_CAPTURE(BM_sparse, spmm_t_f32/300x784_s90_b60/fast, SparseOp::kInput, true, false);

@@ -1,8 +1,9 @@
 // CSR kernels (src/kernels/sparse.h): the builder round trip, and spmm, spmm_t
 // and sddmm, fast and reference, against a dense double-precision product of
-// w * mask, over edge shapes: rows, cols and batch of 1, odd, one off the
-// vector width; densities 0 (fully empty), 0.1, 0.5 and 1 (fully dense); every
-// other row emptied; padded row strides; beta 0 (over NaN) and beta 0.5.
+// w * mask, with feature-major activations, over edge shapes: rows, cols and n
+// (the batch) of 1, odd, one off the vector width and the 4-vector block;
+// densities 0 (fully empty), 0.1, 0.5 and 1 (fully dense); every other row
+// emptied; tight and padded row strides; beta 0 (over NaN), 0.5 and 1.
 //
 // Tolerance: each output's error against the exact value is at most
 // (terms + 3) * 1.2e-7 * (sum of |terms| + |beta * prev|), a bound for any
@@ -83,7 +84,7 @@ struct Expect {
 
 const int64_t kRows[] = {1, 3, 17, 33};
 const int64_t kCols[] = {1, 7, 16, 17, 50};
-const int64_t kBatch[] = {1, 3, 4, 5, 9};
+const int64_t kBatch[] = {1, 3, 8, 15, 16, 17, 33, 64, 65, 70};
 const double kDensity[] = {0.0, 0.1, 0.5, 1.0};
 
 template <class F>
@@ -141,122 +142,128 @@ using SpmmFn = void (*)(int64_t, float*, int64_t, const CsrF32&, const float*, i
 using SddmmFn = void (*)(int64_t, float*, const CsrF32&, const float*, int64_t, const float*,
                          int64_t, float);
 
-// y: (B, rows) = x: (B, cols) (w*mask)^T + beta y, against the dense product.
+// Row strides: the width itself (so n == 1 takes the contiguous fast path) and padded.
+const int64_t kPads[] = {0, 3};
+
+// y: (rows, n) = (w*mask) x: (cols, n) + beta y, against the dense product.
 TEST(SparseKernels, SpmmMatchesDenseProduct) {
   for_each_case([](Rng& rng, const Dense& d, const std::string& name) {
     Csr c = build(d, csr_nnz_f32__ref, csr_from_dense_f32__ref);
-    for (int64_t batch : kBatch) {
-      const int64_t ldx = d.cols + 1, ldy = d.rows + 2;
-      Vec x = random_vec(rng, batch * ldx), y0 = random_vec(rng, batch * ldy);
-      for (float beta : {0.0f, 0.5f})
-        for (auto [fn, variant] : {std::pair<SpmmFn, const char*>{spmm_f32__ref, "ref"},
-                                   {spmm_f32, "fast"}}) {
-          Vec y = y0;
-          if (beta == 0.0f)
-            for (auto& v : y) v = kNaN;
-          fn(batch, y.data(), ldy, c.view(d.rows, d.cols), x.data(), ldx, beta);
-          Expect e{std::string("spmm_f32 ") + variant + " " + name + " batch " +
-                   std::to_string(batch) + " beta " + std::to_string(beta)};
-          for (int64_t b = 0; b < batch; ++b)
+    for (int64_t n : kBatch)
+      for (int64_t pad : kPads) {
+        const int64_t ldx = n + pad, ldy = n + pad;
+        Vec x = random_vec(rng, d.cols * ldx), y0 = random_vec(rng, d.rows * ldy);
+        for (float beta : {0.0f, 0.5f})
+          for (auto [fn, variant] : {std::pair<SpmmFn, const char*>{spmm_f32__ref, "ref"},
+                                     {spmm_f32, "fast"}}) {
+            Vec y = y0;
+            if (beta == 0.0f)
+              for (int64_t r = 0; r < d.rows; ++r)
+                for (int64_t j = 0; j < n; ++j) y[r * ldy + j] = kNaN;
+            fn(n, y.data(), ldy, c.view(d.rows, d.cols), x.data(), ldx, beta);
+            Expect e{std::string("spmm_f32 ") + variant + " " + name + " n " +
+                     std::to_string(n) + " pad " + std::to_string(pad) + " beta " +
+                     std::to_string(beta)};
             for (int64_t r = 0; r < d.rows; ++r) {
-              double exact = 0, abs_sum = 0;
-              for (int64_t j = 0; j < d.cols; ++j)
-                if (d.mask[r * d.ld + j] > 0) {
-                  double t = static_cast<double>(d.w[r * d.ld + j]) * x[b * ldx + j];
-                  exact += t;
-                  abs_sum += std::fabs(t);
+              for (int64_t j = 0; j < n; ++j) {
+                double exact = 0, abs_sum = 0;
+                for (int64_t l = 0; l < d.cols; ++l)
+                  if (d.mask[r * d.ld + l] > 0) {
+                    double t = static_cast<double>(d.w[r * d.ld + l]) * x[l * ldx + j];
+                    exact += t;
+                    abs_sum += std::fabs(t);
+                  }
+                if (beta != 0.0f) {
+                  exact += beta * static_cast<double>(y0[r * ldy + j]);
+                  abs_sum += std::fabs(beta * y0[r * ldy + j]);
                 }
-              if (beta != 0.0f) {
-                exact += beta * static_cast<double>(y0[b * ldy + r]);
-                abs_sum += std::fabs(beta * y0[b * ldy + r]);
+                e.check(r * ldy + j, y[r * ldy + j], exact, abs_sum, d.cols);
               }
-              e.check(b * ldy + r, y[b * ldy + r], exact, abs_sum, d.cols);
+              for (int64_t j = n; j < ldy; ++j)  // padding is left alone
+                ASSERT_EQ(y[r * ldy + j], y0[r * ldy + j]) << e.what << " padding";
             }
-          // Padding between rows is left alone.
-          for (int64_t b = 0; b < batch; ++b)
-            for (int64_t r = d.rows; r < ldy; ++r) {
-              if (beta != 0.0f) {
-                ASSERT_EQ(y[b * ldy + r], y0[b * ldy + r]) << e.what;
-              }
-            }
-        }
-    }
+          }
+      }
   });
 }
 
-// dx: (B, cols) = dy: (B, rows) (w*mask) + beta dx.
+// dx: (cols, n) = (w*mask)^T dy: (rows, n) + beta dx.
 TEST(SparseKernels, SpmmTransposedMatchesDenseProduct) {
   for_each_case([](Rng& rng, const Dense& d, const std::string& name) {
     Csr c = build(d, csr_nnz_f32__ref, csr_from_dense_f32__ref);
-    for (int64_t batch : kBatch) {
-      const int64_t lddy = d.rows + 1, lddx = d.cols + 2;
-      Vec dy = random_vec(rng, batch * lddy), dx0 = random_vec(rng, batch * lddx);
-      for (float beta : {0.0f, 0.5f, 1.0f})
-        for (auto [fn, variant] : {std::pair<SpmmFn, const char*>{spmm_t_f32__ref, "ref"},
-                                   {spmm_t_f32, "fast"}}) {
-          Vec dx = dx0;
-          if (beta == 0.0f)
-            for (int64_t b = 0; b < batch; ++b)
-              for (int64_t j = 0; j < d.cols; ++j) dx[b * lddx + j] = kNaN;
-          fn(batch, dx.data(), lddx, c.view(d.rows, d.cols), dy.data(), lddy, beta);
-          Expect e{std::string("spmm_t_f32 ") + variant + " " + name + " batch " +
-                   std::to_string(batch) + " beta " + std::to_string(beta)};
-          for (int64_t b = 0; b < batch; ++b) {
-            for (int64_t j = 0; j < d.cols; ++j) {
-              double exact = 0, abs_sum = 0;
-              for (int64_t r = 0; r < d.rows; ++r)
-                if (d.mask[r * d.ld + j] > 0) {
-                  double t = static_cast<double>(dy[b * lddy + r]) * d.w[r * d.ld + j];
-                  exact += t;
-                  abs_sum += std::fabs(t);
+    for (int64_t n : kBatch)
+      for (int64_t pad : kPads) {
+        const int64_t lddy = n + pad, lddx = n + pad;
+        Vec dy = random_vec(rng, d.rows * lddy), dx0 = random_vec(rng, d.cols * lddx);
+        for (float beta : {0.0f, 0.5f, 1.0f})
+          for (auto [fn, variant] : {std::pair<SpmmFn, const char*>{spmm_t_f32__ref, "ref"},
+                                     {spmm_t_f32, "fast"}}) {
+            Vec dx = dx0;
+            if (beta == 0.0f)
+              for (int64_t l = 0; l < d.cols; ++l)
+                for (int64_t j = 0; j < n; ++j) dx[l * lddx + j] = kNaN;
+            fn(n, dx.data(), lddx, c.view(d.rows, d.cols), dy.data(), lddy, beta);
+            Expect e{std::string("spmm_t_f32 ") + variant + " " + name + " n " +
+                     std::to_string(n) + " pad " + std::to_string(pad) + " beta " +
+                     std::to_string(beta)};
+            for (int64_t l = 0; l < d.cols; ++l) {
+              for (int64_t j = 0; j < n; ++j) {
+                double exact = 0, abs_sum = 0;
+                for (int64_t r = 0; r < d.rows; ++r)
+                  if (d.mask[r * d.ld + l] > 0) {
+                    double t = static_cast<double>(dy[r * lddy + j]) * d.w[r * d.ld + l];
+                    exact += t;
+                    abs_sum += std::fabs(t);
+                  }
+                if (beta != 0.0f) {
+                  exact += beta * static_cast<double>(dx0[l * lddx + j]);
+                  abs_sum += std::fabs(beta * dx0[l * lddx + j]);
                 }
-              if (beta != 0.0f) {
-                exact += beta * static_cast<double>(dx0[b * lddx + j]);
-                abs_sum += std::fabs(beta * dx0[b * lddx + j]);
+                e.check(l * lddx + j, dx[l * lddx + j], exact, abs_sum, d.rows);
               }
-              e.check(b * lddx + j, dx[b * lddx + j], exact, abs_sum, d.rows);
+              for (int64_t j = n; j < lddx; ++j)
+                ASSERT_EQ(dx[l * lddx + j], dx0[l * lddx + j]) << e.what << " padding";
             }
-            for (int64_t j = d.cols; j < lddx; ++j)
-              ASSERT_EQ(dx[b * lddx + j], dx0[b * lddx + j]) << e.what << " padding";
           }
-        }
-    }
+      }
   });
 }
 
-// g: (nnz,) = (dy^T x) at the stored entries + beta g.
+// g: (nnz,) = (dy x^T) at the stored entries + beta g, dy: (rows, n), x: (cols, n).
 TEST(SparseKernels, SddmmMatchesDenseProductAtNonzeros) {
   for_each_case([](Rng& rng, const Dense& d, const std::string& name) {
     Csr c = build(d, csr_nnz_f32__ref, csr_from_dense_f32__ref);
     const int64_t nnz = static_cast<int64_t>(c.values.size());
-    for (int64_t batch : kBatch) {
-      const int64_t lddy = d.rows + 1, ldx = d.cols + 2;
-      Vec dy = random_vec(rng, batch * lddy), x = random_vec(rng, batch * ldx);
-      Vec g0 = random_vec(rng, nnz);
-      for (float beta : {0.0f, 0.5f})
-        for (auto [fn, variant] : {std::pair<SddmmFn, const char*>{sddmm_f32__ref, "ref"},
-                                   {sddmm_f32, "fast"}}) {
-          Vec g = beta == 0.0f ? Vec(static_cast<size_t>(nnz), kNaN) : g0;
-          fn(batch, g.data(), c.view(d.rows, d.cols), dy.data(), lddy, x.data(), ldx, beta);
-          Expect e{std::string("sddmm_f32 ") + variant + " " + name + " batch " +
-                   std::to_string(batch) + " beta " + std::to_string(beta)};
-          for (int64_t r = 0; r < d.rows; ++r)
-            for (int64_t k = c.row_ptr[r]; k < c.row_ptr[r + 1]; ++k) {
-              const int64_t j = c.col_idx[k];
-              double exact = 0, abs_sum = 0;
-              for (int64_t b = 0; b < batch; ++b) {
-                double t = static_cast<double>(dy[b * lddy + r]) * x[b * ldx + j];
-                exact += t;
-                abs_sum += std::fabs(t);
+    for (int64_t n : kBatch)
+      for (int64_t pad : kPads) {
+        const int64_t lddy = n + pad, ldx = n + pad + 1;
+        Vec dy = random_vec(rng, d.rows * lddy), x = random_vec(rng, d.cols * ldx);
+        Vec g0 = random_vec(rng, nnz);
+        for (float beta : {0.0f, 0.5f})
+          for (auto [fn, variant] : {std::pair<SddmmFn, const char*>{sddmm_f32__ref, "ref"},
+                                     {sddmm_f32, "fast"}}) {
+            Vec g = beta == 0.0f ? Vec(static_cast<size_t>(nnz), kNaN) : g0;
+            fn(n, g.data(), c.view(d.rows, d.cols), dy.data(), lddy, x.data(), ldx, beta);
+            Expect e{std::string("sddmm_f32 ") + variant + " " + name + " n " +
+                     std::to_string(n) + " pad " + std::to_string(pad) + " beta " +
+                     std::to_string(beta)};
+            for (int64_t r = 0; r < d.rows; ++r)
+              for (int64_t k = c.row_ptr[r]; k < c.row_ptr[r + 1]; ++k) {
+                const int64_t l = c.col_idx[k];
+                double exact = 0, abs_sum = 0;
+                for (int64_t j = 0; j < n; ++j) {
+                  double t = static_cast<double>(dy[r * lddy + j]) * x[l * ldx + j];
+                  exact += t;
+                  abs_sum += std::fabs(t);
+                }
+                if (beta != 0.0f) {
+                  exact += beta * static_cast<double>(g0[k]);
+                  abs_sum += std::fabs(beta * g0[k]);
+                }
+                e.check(k, g[k], exact, abs_sum, n);
               }
-              if (beta != 0.0f) {
-                exact += beta * static_cast<double>(g0[k]);
-                abs_sum += std::fabs(beta * g0[k]);
-              }
-              e.check(k, g[k], exact, abs_sum, batch);
-            }
-        }
-    }
+          }
+      }
   });
 }
 
@@ -267,16 +274,16 @@ TEST(SparseKernels, LenetShapeFastMatchesRef) {
   Dense d = random_dense(rng, 300, 784, 0.1, false);
   Csr c = build(d, csr_nnz_f32, csr_from_dense_f32);
   CsrF32 w = c.view(300, 784);
-  const int64_t batch = 60;
-  Vec x = random_vec(rng, batch * 784), dy = random_vec(rng, batch * 300);
-  Vec y1(batch * 300), y2(batch * 300), dx1(batch * 784), dx2(batch * 784);
+  const int64_t n = 60;  // feature-major: x (784, 60), y and dy (300, 60)
+  Vec x = random_vec(rng, 784 * n), dy = random_vec(rng, 300 * n);
+  Vec y1(300 * n), y2(300 * n), dx1(784 * n), dx2(784 * n);
   Vec g1(c.values.size()), g2(c.values.size());
-  spmm_f32__ref(batch, y1.data(), 300, w, x.data(), 784, 0.0f);
-  spmm_f32(batch, y2.data(), 300, w, x.data(), 784, 0.0f);
-  spmm_t_f32__ref(batch, dx1.data(), 784, w, dy.data(), 300, 0.0f);
-  spmm_t_f32(batch, dx2.data(), 784, w, dy.data(), 300, 0.0f);
-  sddmm_f32__ref(batch, g1.data(), w, dy.data(), 300, x.data(), 784, 0.0f);
-  sddmm_f32(batch, g2.data(), w, dy.data(), 300, x.data(), 784, 0.0f);
+  spmm_f32__ref(n, y1.data(), n, w, x.data(), n, 0.0f);
+  spmm_f32(n, y2.data(), n, w, x.data(), n, 0.0f);
+  spmm_t_f32__ref(n, dx1.data(), n, w, dy.data(), n, 0.0f);
+  spmm_t_f32(n, dx2.data(), n, w, dy.data(), n, 0.0f);
+  sddmm_f32__ref(n, g1.data(), w, dy.data(), n, x.data(), n, 0.0f);
+  sddmm_f32(n, g2.data(), w, dy.data(), n, x.data(), n, 0.0f);
   auto close = [](const Vec& a, const Vec& b, const char* what) {
     for (size_t i = 0; i < a.size(); ++i)
       ASSERT_NEAR(a[i], b[i], 1e-5 * (1 + std::fabs(a[i]))) << what << " at " << i;

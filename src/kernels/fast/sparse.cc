@@ -1,17 +1,15 @@
 // Fast CSR kernels (contracts in sparse.h).
 //
-// Activations are batch-major, so a row of w meets a row of x through its
-// column indices: the products vectorise over the nonzeros of a row, gathering
-// x (and, for spmm_t, gathering and scattering dx) at col_idx. The gathers and
-// the scatter are local to this file, built on simd.h's vector type: AVX-512
-// gathers and scatters with masked tails; AVX2 gathers with scalar tails and
-// scatters in scalar code; elsewhere everything is the plain loop.
-// A scatter within one row is conflict-free because a row's col_idx are
-// distinct (sparse.h).
-//
-// Blocking: spmm and spmm_t walk blocks of kBlock batch rows, so the rows of x
-// (dx) being gathered stay in L1 while w streams past once per block; each
-// nonzero's index and value are loaded once per block, not once per row.
+// Activations are feature-major (x: (cols, n)), so each nonzero (r, c, v) of w
+// meets a contiguous row of x (dx): spmm broadcasts v against x's row c into
+// register accumulators for y's row r, spmm_t is one axpy of dy's row r into
+// dx's row c, sddmm one dot product of dy's row r with x's row c; all three
+// vectorise over n through simd.h, with masked (AVX-512) or scalar tails.
+// For n == 1 (one sample) there is nothing to vectorise over, so spmm and
+// spmm_t instead vectorise over a row's nonzeros: gathers of x at col_idx
+// (AVX-512 and AVX2) and, for spmm_t, scatters into dx (AVX-512; conflict-free
+// because a row's col_idx are distinct, sparse.h). These gathers are local to
+// this file, built on simd.h's vector type.
 #include "pare/kernels/fast/simd.h"
 #include "pare/kernels/sparse.h"
 
@@ -20,8 +18,6 @@ namespace pare::kernels {
 using namespace simd;
 
 namespace {
-
-constexpr int64_t kBlock = 4;
 
 #if defined(__AVX512F__)
 using vi32 = __m512i;
@@ -57,78 +53,26 @@ inline float apply_beta(float acc, float beta, float prev) {
   return beta == 0.0f ? acc : acc + beta * prev;
 }
 
-// y(b0 + j, r) for j < NB and every row r: dot products of w's rows with the
-// NB rows of x starting at x0.
-template <int NB>
-void spmm_block(float* y, int64_t ldy, const CsrF32& w, const float* x0, int64_t ldx,
-                float beta) {
+// dx(c) += dy(r, 0) w(r, c) for every nonzero, with n == 1 and dx contiguous.
+void spmv_t(float* dx, const CsrF32& w, const float* dy, int64_t lddy) {
   for (int64_t r = 0; r < w.rows; ++r) {
     int64_t k = w.row_ptr[r];
     const int64_t end = w.row_ptr[r + 1];
-    float s[NB] = {};
-#if defined(PARE_SIMD)
-    vf acc[NB];
-    for (int j = 0; j < NB; ++j) acc[j] = vzero();
-    for (; k + kLanes <= end; k += kLanes) {
-      vi32 vi = load_idx(w.col_idx + k);
-      vf vv = vload(w.values + k);
-      for (int j = 0; j < NB; ++j) acc[j] = vfmadd(vv, gather(x0 + j * ldx, vi), acc[j]);
-    }
-#if defined(__AVX512F__)
-    if (k < end) {
-      vi32 vi = load_idx_tail(w.col_idx + k, end - k);
-      vf vv = vload_tail(w.values + k, end - k);
-      for (int j = 0; j < NB; ++j)
-        acc[j] = vfmadd(vv, gather_tail(x0 + j * ldx, vi, end - k), acc[j]);
-      k = end;
-    }
-#endif
-    for (int j = 0; j < NB; ++j) s[j] = hsum(acc[j]);
-#endif
-    for (; k < end; ++k) {
-      const int32_t c = w.col_idx[k];
-      const float v = w.values[k];
-      for (int j = 0; j < NB; ++j) s[j] = fmadd(v, x0[j * ldx + c], s[j]);
-    }
-    for (int j = 0; j < NB; ++j) {
-      float& out = y[j * ldy + r];
-      out = apply_beta(s[j], beta, out);
-    }
-  }
-}
-
-// dx(b0 + j, :) += dy(b0 + j, :) w for j < NB.
-template <int NB>
-void spmm_t_block(float* dx0, int64_t lddx, const CsrF32& w, const float* dy0, int64_t lddy) {
-  for (int64_t r = 0; r < w.rows; ++r) {
-    int64_t k = w.row_ptr[r];
-    const int64_t end = w.row_ptr[r + 1];
-    float s[NB];
-    for (int j = 0; j < NB; ++j) s[j] = dy0[j * lddy + r];
+    const float s = dy[r * lddy];
 #if defined(PARE_SPARSE_SCATTER)
     for (; k + kLanes <= end; k += kLanes) {
       vi32 vi = load_idx(w.col_idx + k);
-      vf vv = vload(w.values + k);
-      for (int j = 0; j < NB; ++j) {
-        float* p = dx0 + j * lddx;
-        scatter(p, vi, vfmadd(vset1(s[j]), vv, gather(p, vi)));
-      }
+      scatter(dx, vi, vfmadd(vset1(s), vload(w.values + k), gather(dx, vi)));
     }
     if (k < end) {
-      vi32 vi = load_idx_tail(w.col_idx + k, end - k);
-      vf vv = vload_tail(w.values + k, end - k);
-      for (int j = 0; j < NB; ++j) {
-        float* p = dx0 + j * lddx;
-        scatter_tail(p, vi, vfmadd(vset1(s[j]), vv, gather_tail(p, vi, end - k)), end - k);
-      }
+      const int64_t t = end - k;
+      vi32 vi = load_idx_tail(w.col_idx + k, t);
+      scatter_tail(dx, vi, vfmadd(vset1(s), vload_tail(w.values + k, t), gather_tail(dx, vi, t)),
+                   t);
       k = end;
     }
 #endif
-    for (; k < end; ++k) {
-      const int32_t c = w.col_idx[k];
-      const float v = w.values[k];
-      for (int j = 0; j < NB; ++j) dx0[j * lddx + c] = fmadd(s[j], v, dx0[j * lddx + c]);
-    }
+    for (; k < end; ++k) dx[w.col_idx[k]] = fmadd(s, w.values[k], dx[w.col_idx[k]]);
   }
 }
 
@@ -176,67 +120,157 @@ void csr_to_dense_f32(float* w, int64_t ldw, const CsrF32& a) {
   }
 }
 
-void spmm_f32(int64_t batch, float* y, int64_t ldy, const CsrF32& w, const float* x,
-              int64_t ldx, float beta) {
-  int64_t b = 0;
-  for (; b + kBlock <= batch; b += kBlock)
-    spmm_block<kBlock>(y + b * ldy, ldy, w, x + b * ldx, ldx, beta);
-  for (; b < batch; ++b) spmm_block<1>(y + b * ldy, ldy, w, x + b * ldx, ldx, beta);
-}
+namespace {
 
-void spmm_t_f32(int64_t batch, float* dx, int64_t lddx, const CsrF32& w, const float* dy,
-                int64_t lddy, float beta) {
-  for (int64_t b = 0; b < batch; ++b) {
-    float* row = dx + b * lddx;
-    if (beta == 0.0f)
-      for (int64_t c = 0; c < w.cols; ++c) row[c] = 0.0f;
-    else if (beta != 1.0f)
-      for (int64_t c = 0; c < w.cols; ++c) row[c] *= beta;
+// y(r, j0 .. j0 + NV * kLanes) for every row r (NV vectors of accumulators).
+#if defined(PARE_SIMD)
+template <int NV>
+void spmm_cols(int64_t j0, float* y, int64_t ldy, const CsrF32& w, const float* x, int64_t ldx,
+               float beta) {
+  for (int64_t r = 0; r < w.rows; ++r) {
+    vf acc[NV];
+    for (int i = 0; i < NV; ++i) acc[i] = vzero();
+    for (int64_t k = w.row_ptr[r]; k < w.row_ptr[r + 1]; ++k) {
+      const vf v = vset1(w.values[k]);
+      const float* xr = x + w.col_idx[k] * ldx + j0;
+      for (int i = 0; i < NV; ++i) acc[i] = vfmadd(v, vload(xr + i * kLanes), acc[i]);
+    }
+    float* yr = y + r * ldy + j0;
+    for (int i = 0; i < NV; ++i) {
+      if (beta != 0.0f) acc[i] = vfmadd(vset1(beta), vload(yr + i * kLanes), acc[i]);
+      vstore(yr + i * kLanes, acc[i]);
+    }
   }
-  int64_t b = 0;
-  for (; b + kBlock <= batch; b += kBlock)
-    spmm_t_block<kBlock>(dx + b * lddx, lddx, w, dy + b * lddy, lddy);
-  for (; b < batch; ++b) spmm_t_block<1>(dx + b * lddx, lddx, w, dy + b * lddy, lddy);
+}
+#endif
+
+// Columns [j0, n) one at a time (the tail, and everything without PARE_SIMD).
+void spmm_cols_scalar(int64_t j0, int64_t n, float* y, int64_t ldy, const CsrF32& w,
+                      const float* x, int64_t ldx, float beta) {
+  for (int64_t r = 0; r < w.rows; ++r)
+    for (int64_t j = j0; j < n; ++j) {
+      float acc = 0.0f;
+      for (int64_t k = w.row_ptr[r]; k < w.row_ptr[r + 1]; ++k)
+        acc = fmadd(w.values[k], x[w.col_idx[k] * ldx + j], acc);
+      float& out = y[r * ldy + j];
+      out = apply_beta(acc, beta, out);
+    }
 }
 
-void sddmm_f32(int64_t batch, float* g, const CsrF32& w, const float* dy, int64_t lddy,
-               const float* x, int64_t ldx, float beta) {
+// y(r, 0) for every r with n == 1 and x contiguous: a gathered dot product per row.
+void spmv(float* y, int64_t ldy, const CsrF32& w, const float* x, float beta) {
   for (int64_t r = 0; r < w.rows; ++r) {
     int64_t k = w.row_ptr[r];
     const int64_t end = w.row_ptr[r + 1];
+    float s = 0.0f;
 #if defined(PARE_SIMD)
-    for (; k + kLanes <= end; k += kLanes) {
-      vi32 vi = load_idx(w.col_idx + k);
-      vf a0 = vzero(), a1 = vzero();
-      int64_t b = 0;
-      for (; b + 2 <= batch; b += 2) {
-        a0 = vfmadd(vset1(dy[b * lddy + r]), gather(x + b * ldx, vi), a0);
-        a1 = vfmadd(vset1(dy[(b + 1) * lddy + r]), gather(x + (b + 1) * ldx, vi), a1);
-      }
-      if (b < batch) a0 = vfmadd(vset1(dy[b * lddy + r]), gather(x + b * ldx, vi), a0);
-      vf acc = vadd(a0, a1);
-      if (beta != 0.0f) acc = vfmadd(vset1(beta), vload(g + k), acc);
-      vstore(g + k, acc);
-    }
+    vf acc = vzero();
+    for (; k + kLanes <= end; k += kLanes)
+      acc = vfmadd(vload(w.values + k), gather(x, load_idx(w.col_idx + k)), acc);
 #if defined(__AVX512F__)
     if (k < end) {
-      const int64_t n = end - k;
-      vi32 vi = load_idx_tail(w.col_idx + k, n);
-      vf acc = vzero();
-      for (int64_t b = 0; b < batch; ++b)
-        acc = vfmadd(vset1(dy[b * lddy + r]), gather_tail(x + b * ldx, vi, n), acc);
-      if (beta != 0.0f) acc = vfmadd(vset1(beta), vload_tail(g + k, n), acc);
-      vstore_tail(g + k, acc, n);
+      acc = vfmadd(vload_tail(w.values + k, end - k),
+                   gather_tail(x, load_idx_tail(w.col_idx + k, end - k), end - k), acc);
       k = end;
     }
 #endif
+    s = hsum(acc);
 #endif
-    for (; k < end; ++k) {
-      const float* xc = x + w.col_idx[k];
-      float acc = 0.0f;
-      for (int64_t b = 0; b < batch; ++b) acc = fmadd(dy[b * lddy + r], xc[b * ldx], acc);
-      g[k] = apply_beta(acc, beta, g[k]);
+    for (; k < end; ++k) s = fmadd(w.values[k], x[w.col_idx[k]], s);
+    y[r * ldy] = apply_beta(s, beta, y[r * ldy]);
+  }
+}
+
+// y(0, :n) += a * x(0, :n)
+inline void axpy_row(int64_t n, float* y, const float* x, float a) {
+  int64_t j = 0;
+#if defined(PARE_SIMD)
+  const vf av = vset1(a);
+  for (; j + kLanes <= n; j += kLanes) vstore(y + j, vfmadd(av, vload(x + j), vload(y + j)));
+#if defined(__AVX512F__)
+  if (j < n) {
+    vstore_tail(y + j, vfmadd(av, vload_tail(x + j, n - j), vload_tail(y + j, n - j)), n - j);
+    return;
+  }
+#endif
+#endif
+  for (; j < n; ++j) y[j] = fmadd(a, x[j], y[j]);
+}
+
+inline float dot_row(int64_t n, const float* a, const float* b) {
+  int64_t j = 0;
+  float s = 0.0f;
+#if defined(PARE_SIMD)
+  if (n >= kLanes) {
+    vf a0 = vzero(), a1 = vzero();
+    for (; j + 2 * kLanes <= n; j += 2 * kLanes) {
+      a0 = vfmadd(vload(a + j), vload(b + j), a0);
+      a1 = vfmadd(vload(a + j + kLanes), vload(b + j + kLanes), a1);
     }
+    for (; j + kLanes <= n; j += kLanes) a0 = vfmadd(vload(a + j), vload(b + j), a0);
+#if defined(__AVX512F__)
+    if (j < n) {
+      a1 = vfmadd(vload_tail(a + j, n - j), vload_tail(b + j, n - j), a1);
+      j = n;
+    }
+#endif
+    s = hsum(vadd(a0, a1));
+  }
+#endif
+  for (; j < n; ++j) s = fmadd(a[j], b[j], s);
+  return s;
+}
+
+}  // namespace
+
+void spmm_f32(int64_t n, float* y, int64_t ldy, const CsrF32& w, const float* x, int64_t ldx,
+              float beta) {
+  if (n == 1 && ldx == 1) return spmv(y, ldy, w, x, beta);
+  int64_t j = 0;
+#if defined(PARE_SIMD)
+  for (; j + 4 * kLanes <= n; j += 4 * kLanes) spmm_cols<4>(j, y, ldy, w, x, ldx, beta);
+  for (; j + kLanes <= n; j += kLanes) spmm_cols<1>(j, y, ldy, w, x, ldx, beta);
+#if defined(__AVX512F__)
+  if (j < n) {
+    const int64_t t = n - j;
+    for (int64_t r = 0; r < w.rows; ++r) {
+      vf acc = vzero();
+      for (int64_t k = w.row_ptr[r]; k < w.row_ptr[r + 1]; ++k)
+        acc = vfmadd(vset1(w.values[k]), vload_tail(x + w.col_idx[k] * ldx + j, t), acc);
+      float* yr = y + r * ldy + j;
+      if (beta != 0.0f) acc = vfmadd(vset1(beta), vload_tail(yr, t), acc);
+      vstore_tail(yr, acc, t);
+    }
+    j = n;
+  }
+#endif
+#endif
+  spmm_cols_scalar(j, n, y, ldy, w, x, ldx, beta);
+}
+
+void spmm_t_f32(int64_t n, float* dx, int64_t lddx, const CsrF32& w, const float* dy,
+                int64_t lddy, float beta) {
+  for (int64_t c = 0; c < w.cols; ++c) {
+    float* row = dx + c * lddx;
+    if (beta == 0.0f)
+      for (int64_t j = 0; j < n; ++j) row[j] = 0.0f;
+    else if (beta != 1.0f)
+      for (int64_t j = 0; j < n; ++j) row[j] *= beta;
+  }
+  if (n == 1 && lddx == 1) return spmv_t(dx, w, dy, lddy);
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const float* dyr = dy + r * lddy;
+    for (int64_t k = w.row_ptr[r]; k < w.row_ptr[r + 1]; ++k)
+      axpy_row(n, dx + w.col_idx[k] * lddx, dyr, w.values[k]);
+  }
+}
+
+void sddmm_f32(int64_t n, float* g, const CsrF32& w, const float* dy, int64_t lddy,
+               const float* x, int64_t ldx, float beta) {
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const float* dyr = dy + r * lddy;
+    for (int64_t k = w.row_ptr[r]; k < w.row_ptr[r + 1]; ++k)
+      g[k] = apply_beta(dot_row(n, dyr, x + w.col_idx[k] * ldx), beta, g[k]);
   }
 }
 

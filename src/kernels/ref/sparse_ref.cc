@@ -43,39 +43,39 @@ void csr_to_dense_f32__ref(float* w, int64_t ldw, const CsrF32& a) {
   }
 }
 
-void spmm_f32__ref(int64_t batch, float* y, int64_t ldy, const CsrF32& w, const float* x,
+void spmm_f32__ref(int64_t n, float* y, int64_t ldy, const CsrF32& w, const float* x,
                    int64_t ldx, float beta) {
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t r = 0; r < w.rows; ++r) {
+  for (int64_t r = 0; r < w.rows; ++r)
+    for (int64_t j = 0; j < n; ++j) {
       double acc = 0;
       for (int64_t k = w.row_ptr[r]; k < w.row_ptr[r + 1]; ++k)
-        acc += static_cast<double>(w.values[k]) * x[b * ldx + w.col_idx[k]];
-      float& out = y[b * ldy + r];
+        acc += static_cast<double>(w.values[k]) * x[w.col_idx[k] * ldx + j];
+      float& out = y[r * ldy + j];
       out = with_beta(acc, beta, out);
     }
 }
 
-void spmm_t_f32__ref(int64_t batch, float* dx, int64_t lddx, const CsrF32& w, const float* dy,
+void spmm_t_f32__ref(int64_t n, float* dx, int64_t lddx, const CsrF32& w, const float* dy,
                      int64_t lddy, float beta) {
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t c = 0; c < w.cols; ++c) {
+  for (int64_t c = 0; c < w.cols; ++c)
+    for (int64_t j = 0; j < n; ++j) {
       // Column c of w, found by a search of each row (slow, obviously right).
       double acc = 0;
       for (int64_t r = 0; r < w.rows; ++r)
         for (int64_t k = w.row_ptr[r]; k < w.row_ptr[r + 1]; ++k)
-          if (w.col_idx[k] == c) acc += static_cast<double>(dy[b * lddy + r]) * w.values[k];
-      float& out = dx[b * lddx + c];
+          if (w.col_idx[k] == c) acc += static_cast<double>(w.values[k]) * dy[r * lddy + j];
+      float& out = dx[c * lddx + j];
       out = with_beta(acc, beta, out);
     }
 }
 
-void sddmm_f32__ref(int64_t batch, float* g, const CsrF32& w, const float* dy, int64_t lddy,
+void sddmm_f32__ref(int64_t n, float* g, const CsrF32& w, const float* dy, int64_t lddy,
                     const float* x, int64_t ldx, float beta) {
   for (int64_t r = 0; r < w.rows; ++r)
     for (int64_t k = w.row_ptr[r]; k < w.row_ptr[r + 1]; ++k) {
       double acc = 0;
-      for (int64_t b = 0; b < batch; ++b)
-        acc += static_cast<double>(dy[b * lddy + r]) * x[b * ldx + w.col_idx[k]];
+      for (int64_t j = 0; j < n; ++j)
+        acc += static_cast<double>(dy[r * lddy + j]) * x[w.col_idx[k] * ldx + j];
       g[k] = with_beta(acc, beta, g[k]);
     }
 }
