@@ -149,12 +149,7 @@ double rate_of(const TicketConfig& c, const nn::Parameter& p, size_t i, size_t n
 void prune_round(const TicketConfig& c, nn::Model& trained) {
   prune::ensure_masks(trained);
   const auto ps = prune::prunable(trained);
-  prune::Scores scores;
-  for (nn::Parameter* p : ps) {
-    Tensor s = Tensor::empty(p->value().shape());
-    for (int64_t j = 0; j < s.numel(); ++j) s.f32()[j] = std::fabs(p->value().f32()[j]);
-    scores.push_back(std::move(s));
-  }
+  const prune::Scores scores = prune::criterion("magnitude").score(trained, {});
   if (c.global) {
     const auto alive = prune::sparsity(trained).kept;
     prune::keep_top_global(trained, scores, alive - std::llround(c.rate * static_cast<double>(alive)));

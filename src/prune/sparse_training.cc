@@ -112,16 +112,6 @@ Scores random_scores(const std::vector<nn::Parameter*>& params, const Rng& root)
   return s;
 }
 
-Scores magnitude_scores(const std::vector<nn::Parameter*>& params) {
-  Scores s;
-  for (nn::Parameter* p : params) {
-    Tensor t = Tensor::empty(p->value().shape());
-    for (int64_t j = 0; j < t.numel(); ++j) t.f32()[j] = std::fabs(p->value().f32()[j]);
-    s.push_back(std::move(t));
-  }
-  return s;
-}
-
 int64_t count_for(double density, int64_t n) {
   return std::clamp<int64_t>(static_cast<int64_t>(std::llround(density * static_cast<double>(n))), 0, n);
 }
@@ -177,7 +167,8 @@ void SparseTrainer::gradual(int64_t step, nn::Model& model) {
   const double s = gradual_sparsity(cfg_.sparsity, step, begin_step_, end_step_);
   if (cfg_.distribution == "global") {
     const SparsityReport r = sparsity(model);
-    keep_top_global(model, magnitude_scores(params), std::min(r.kept, count_for(1.0 - s, r.total)));
+    keep_top_global(model, criterion("magnitude").score(model, {}),
+                    std::min(r.kept, count_for(1.0 - s, r.total)));
     return;
   }
   // Each layer follows the cubic schedule towards its own final density.
@@ -187,7 +178,7 @@ void SparseTrainer::gradual(int64_t step, nn::Model& model) {
     const double layer_s = gradual_sparsity(1.0 - dens[i], step, begin_step_, end_step_);
     keep.push_back(std::min(alive(*params[i]), count_for(1.0 - layer_s, params[i]->numel())));
   }
-  keep_top_per_layer(model, magnitude_scores(params), keep);
+  keep_top_per_layer(model, criterion("magnitude").score(model, {}), keep);
 }
 
 void SparseTrainer::rewire(int64_t step, nn::Model& model) {

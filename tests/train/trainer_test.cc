@@ -58,16 +58,29 @@ TEST_F(TrainerTest, LossDecreasesAndAccuracyBeatsChance) {
   EXPECT_DOUBLE_EQ(evaluate(*model, test_, 1000).accuracy, r.final_test.accuracy);
 }
 
-TEST_F(TrainerTest, LearnsGameOfLifeBoardsBetterThanChance) {
+// One Game of Life step on 8x8 boards: data, the life net and a short recipe.
+struct SmallLife {
+  data::Dataset train, test;
+  std::unique_ptr<nn::Model> model;
+  TrainConfig cfg;
+};
+SmallLife small_life(const TrainConfig& base) {
   data::LifeConfig lc{.size = 8, .steps = 1};
   Rng rng(3);
-  data::Dataset train = data::life_boards(256, lc, rng);
-  data::Dataset test = data::life_boards(64, lc, rng);
-  auto model = nn::Model::build(nn::preset("life", {.board = 8}), 1);
-  TrainConfig cfg = small_config(3);
-  cfg.batch = 8;
-  cfg.optimizer.lr = 0.02f;
-  TrainResult r = fit(*model, train, test, cfg);
+  SmallLife l;
+  l.train = data::life_boards(256, lc, rng);
+  l.test = data::life_boards(64, lc, rng);
+  l.model = nn::Model::build(nn::preset("life", {.board = 8}), 1);
+  l.cfg = base;
+  l.cfg.batch = 8;
+  l.cfg.optimizer.lr = 0.02f;
+  return l;
+}
+
+TEST_F(TrainerTest, LearnsGameOfLifeBoardsBetterThanChance) {
+  SmallLife l = small_life(small_config(3));
+  auto& model = l.model;
+  TrainResult r = fit(*model, l.train, l.test, l.cfg);
   EXPECT_LT(r.epochs.back().train_loss, r.epochs.front().train_loss);
   EXPECT_GT(r.final_test.accuracy, 0.5);
   EXPECT_GE(r.final_test.accuracy, r.final_test.exact);
@@ -345,16 +358,9 @@ TEST_F(TrainerTest, StopsAtTargetExactOnWholeSamplesNotCells) {
   EXPECT_LT(r.epochs.size(), 50u);
   EXPECT_GE(r.final_test.exact, 0.8);
 
-  data::LifeConfig lc{.size = 8, .steps = 1};
-  Rng rng(3);
-  data::Dataset train = data::life_boards(256, lc, rng);
-  data::Dataset test = data::life_boards(64, lc, rng);
-  auto life = nn::Model::build(nn::preset("life", {.board = 8}), 1);
-  TrainConfig lcfg = small_config(3);
-  lcfg.batch = 8;
-  lcfg.optimizer.lr = 0.02f;
-  lcfg.target_exact = 0.5;
-  TrainResult lr = fit(*life, train, test, lcfg);
+  SmallLife l = small_life(small_config(3));
+  l.cfg.target_exact = 0.5;
+  TrainResult lr = fit(*l.model, l.train, l.test, l.cfg);
   ASSERT_GT(lr.final_test.accuracy, 0.5);
   ASSERT_LT(lr.final_test.exact, 0.5);
   EXPECT_EQ(lr.stopped_because, "epochs");
