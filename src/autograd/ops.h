@@ -6,8 +6,11 @@
 // Legend: B batch, C/OC channels, H/W spatial, K classes, in/out features.
 #pragma once
 
+#include <memory>
+
 #include "pare/autograd/var.h"
 #include "pare/base/rng.h"
+#include "pare/tensor/sparse.h"
 
 namespace pare::autograd {
 
@@ -26,6 +29,16 @@ Var dropout(const Var& x, float p, Rng& rng, bool training);
 Var linear(const Var& x, const Var& w, const Var& b);
 // c: (M, N) = a: (M, K) b: (K, N)
 Var matmul(const Var& a, const Var& b);
+
+// ---- sparse_linear.cc ----
+// linear(x, w, b) with w's entries outside `pattern` taken as zero, computed
+// on the pattern's nonzeros only: the forward and input-gradient products are
+// CSR products (tensor/sparse.h) and the weight gradient is computed only at
+// the pattern's positions (SDDMM) and added to w's gradient there; its other
+// entries are not touched. w's values outside the pattern are never read.
+// The pattern (rows, cols) must equal w's shape (out, in).
+Var sparse_linear(const Var& x, const Var& w, const Var& b,
+                  std::shared_ptr<const CsrPattern> pattern);
 
 // ---- conv.cc ----
 struct Conv2dOptions {

@@ -105,6 +105,9 @@ void add_recipe_options(CLI::App* t, train::TrainConfig& cfg) {
   t->add_option("--target-accuracy", cfg.target_accuracy, "stop once test accuracy reaches this fraction");
   t->add_option("--max-steps", cfg.max_steps, "stop after this many steps (0: no limit)");
   t->add_option("--parallel", cfg.parallel, "how a step uses the threads: auto | data (split the batch) | ops (split each op)")->capture_default_str();
+  t->add_option("--sparse", cfg.sparse_kernels,
+                "masked linear layers: auto (sparse kernels below the crossover density measured on this machine) | on | off (dense on the masked weights)")
+      ->capture_default_str();
 }
 
 std::string non_default_settings(const CLI::App* cmd, const std::vector<std::string>& ignore) {

@@ -155,6 +155,11 @@ struct AdamParams {
 // mask: (n,) of 0/1 or null; masked-out entries keep w, m, v at exactly 0.
 PARE_KERNEL_PAIR(void, adam_f32, int64_t n, float* w, float* m, float* v, const float* g,
                  const float* mask, const AdamParams& p)
+// The same step on the entries idx[0 .. n) of w, m, v and g only (the
+// positions a sparse layer keeps; idx distinct): the update of a pruned
+// weight in O(nnz) instead of O(numel). Other entries are not touched.
+PARE_KERNEL_PAIR(void, adam_at_f32, int64_t n, const int32_t* idx, float* w, float* m, float* v,
+                 const float* g, const AdamParams& p)
 struct SgdParams {
   float lr = 0.01f, momentum = 0.0f, dampening = 0.0f, weight_decay = 0.0f;
   bool nesterov = false;
@@ -163,6 +168,9 @@ struct SgdParams {
 // PyTorch's SGD step; buf: (n,) momentum buffer (unused when momentum == 0).
 PARE_KERNEL_PAIR(void, sgd_f32, int64_t n, float* w, float* buf, const float* g,
                  const float* mask, const SgdParams& p)
+// sgd_f32 on the entries idx[0 .. n) only (buf unused when momentum == 0).
+PARE_KERNEL_PAIR(void, sgd_at_f32, int64_t n, const int32_t* idx, float* w, float* buf,
+                 const float* g, const SgdParams& p)
 
 #undef PARE_KERNEL_PAIR
 

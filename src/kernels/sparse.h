@@ -1,6 +1,6 @@
 // Sparse (CSR) kernels for pruned weights: the layout, its builder, and the
-// three products a sparse linear layer trains with (issue #5, first increment;
-// not yet called by autograd/nn).
+// three products a sparse linear layer trains with (tensor/sparse.h threads
+// them; autograd/sparse_linear.cc uses them).
 //
 // Same contract as kernels.h: plain functions on pointers and sizes, no
 // allocation, no threads; sizes, outputs, inputs, params; `<name>__ref` is the
@@ -13,6 +13,9 @@
 //   col_idx: (nnz,) int32, strictly increasing within each row
 //   values:  (nnz,) f32
 // An entry is stored iff mask(i, j) > 0 (a stored value may itself be 0).
+// A view of rows [r0, r1) of a matrix may point row_ptr at row r0 (so
+// row_ptr[0] != 0): entries keep their positions in col_idx/values, and sddmm
+// writes g at those same positions (tensor/sparse.h splits work this way).
 //
 // Activations are FEATURE-major here: x: (in, n), y: (out, n), row-major, n
 // the batch (or, for a convolution, the im2col columns), i.e. the transpose of
@@ -41,7 +44,7 @@ struct CsrF32 {
   const int32_t* row_ptr = nullptr;  // (rows + 1,)
   const int32_t* col_idx = nullptr;  // (nnz,)
   const float* values = nullptr;     // (nnz,)
-  int64_t nnz() const { return rows > 0 ? row_ptr[rows] : 0; }
+  int64_t nnz() const { return rows > 0 ? row_ptr[rows] - row_ptr[0] : 0; }
 };
 
 #define PARE_KERNEL_PAIR(ret, name, ...) \

@@ -34,6 +34,7 @@ Linear::Linear(int64_t in, int64_t out, bool bias, const std::string& name) : in
   if (bias) this->bias = make_param(name + ".bias", {out}, false);
 }
 Var Linear::forward(const Var& x, ForwardContext& ctx) {
+  if (weight.sparse) return autograd::sparse_linear(x, ctx.var(weight), ctx.var(bias), weight.sparse);
   return autograd::linear(x, ctx.var(weight), ctx.var(bias));
 }
 void Linear::collect_parameters(std::vector<Parameter*>& out) {

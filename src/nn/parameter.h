@@ -8,10 +8,12 @@
 // every weight at once.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "pare/autograd/var.h"
+#include "pare/tensor/sparse.h"
 
 namespace pare::nn {
 
@@ -20,6 +22,11 @@ struct Parameter {
   autograd::Var var;  // value and gradient
   Tensor mask;        // optional, same shape, 0/1; masked entries stay exactly 0
   Tensor initial;     // value at initialisation (for rewinding); set by ParameterStore
+  // Set by nn::SparseDispatch (sparse_dispatch.h) when this weight's layer runs
+  // sparse: the CSR pattern of `mask`, used by the layer's forward and by the
+  // optimizers (which then update only these positions). Must be rebuilt
+  // whenever the mask changes; null: the layer runs dense.
+  std::shared_ptr<const CsrPattern> sparse;
   bool is_weight = true;  // false for biases (pruning leaves them alone)
   int index = -1;         // position in its ParameterStore
 

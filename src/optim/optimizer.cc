@@ -34,6 +34,13 @@ class Sgd : public Optimizer {
       float* b = buf_.empty() ? nullptr : buf_[i].f32();
       const float* g = p.grad().f32();
       const float* m = p.mask.defined() ? p.mask.f32() : nullptr;
+      if (p.sparse) {  // only the pattern's entries; the rest are 0 and stay 0
+        const int32_t* idx = p.sparse->pos.data();
+        for_chunks(p.sparse->nnz(), [&](int64_t s, int64_t e) {
+          kernels::sgd_at_f32(e - s, idx + s, w, b, g, sp);
+        });
+        continue;
+      }
       for_chunks(p.numel(), [&](int64_t s, int64_t e) {
         kernels::sgd_f32(e - s, w + s, b ? b + s : nullptr, g + s, m ? m + s : nullptr, sp);
       });
@@ -75,6 +82,13 @@ class Adam : public Optimizer {
       float* v = v_[i].f32();
       const float* g = p.grad().f32();
       const float* mask = p.mask.defined() ? p.mask.f32() : nullptr;
+      if (p.sparse) {  // only the pattern's entries; the rest are 0 and stay 0
+        const int32_t* idx = p.sparse->pos.data();
+        for_chunks(p.sparse->nnz(), [&](int64_t s, int64_t e) {
+          kernels::adam_at_f32(e - s, idx + s, w, m, v, g, ap);
+        });
+        continue;
+      }
       for_chunks(p.numel(), [&](int64_t s, int64_t e) {
         kernels::adam_f32(e - s, w + s, m + s, v + s, g + s, mask ? mask + s : nullptr, ap);
       });
@@ -146,6 +160,23 @@ void validate(const ScheduleConfig& s) {
   if (s.name == "cosine" && s.total_steps != 0 && s.total_steps <= s.warmup_steps)
     fail("the cosine schedule needs more steps (", s.total_steps, ") than --warmup (",
          s.warmup_steps, ")");
+}
+
+void Optimizer::apply_masks() {
+  // State tensors are named "<parameter>.<what>" (state()); match by prefix.
+  auto state_tensors = state();
+  for (nn::Parameter* p : params_) {
+    if (!p->mask.defined()) continue;
+    p->apply_mask();
+    const std::string prefix = p->name + ".";
+    for (auto& [name, t] : state_tensors)
+      if (name.compare(0, prefix.size(), prefix) == 0 && t->numel() == p->numel()) {
+        float* v = t->f32();
+        const float* m = p->mask.f32();
+        for (int64_t i = 0; i < t->numel(); ++i)
+          if (m[i] == 0.0f) v[i] = 0.0f;
+      }
+  }
 }
 
 float scheduled_lr(const ScheduleConfig& s, float base_lr, int64_t step) {

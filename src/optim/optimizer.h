@@ -1,6 +1,7 @@
 // Update rules: SGD (momentum, Nesterov, weight decay), Adam and AdamW, and
 // learning-rate schedules. Masks are respected: a masked-out weight and its
-// optimizer state stay at exactly zero.
+// optimizer state stay at exactly zero. A parameter running sparse
+// (Parameter::sparse) is updated only at its pattern's entries, O(nnz).
 //
 // Every optimizer is reachable by name (make_optimizer) for the CLI, and
 // exposes its state as named tensors plus a step count for checkpoints.
@@ -33,6 +34,11 @@ class Optimizer {
   virtual void step(float lr) = 0;
   // Named state tensors (for checkpoints); load_state copies into them.
   virtual std::vector<std::pair<std::string, Tensor*>> state() = 0;
+  // Zeroes each masked parameter's value and state outside its mask. A
+  // parameter with a sparse pattern (Parameter::sparse) is updated at the
+  // pattern's entries only, so after its mask changes this must run once
+  // before the next step (the dense masked update does it every step).
+  void apply_masks();
   int64_t steps() const { return steps_; }
   void set_steps(int64_t s) { steps_ = s; }
 

@@ -35,6 +35,7 @@ void TrainConfig::validate() const {
   if (snapshot_step < 0) fail("snapshot step must be >= 0, got ", snapshot_step);
   if (snapshot_step > 0 && out_dir.empty()) fail("a weight snapshot needs --out (the run directory)");
   sparse.validate();
+  nn::parse_sparse_mode(sparse_kernels);
   optim::validate(optimizer);
   optim::validate(schedule);
 }
@@ -149,14 +150,15 @@ class FlopCounter {
   explicit FlopCounter(const nn::Model& model) : layers_(model.weight_macs()) {
     refresh();
   }
-  // Re-reads the masks (after pruning changed them).
+  // Re-reads the masks (after pruning changed them) and which layers run sparse.
   void refresh() {
-    sparse_macs_ = dense_macs_ = 0;
+    sparse_macs_ = dense_macs_ = executed_macs_ = 0;
     for (const auto& [p, macs] : layers_) {
       const double density =
           p->numel() ? static_cast<double>(prune::alive(*p)) / static_cast<double>(p->numel()) : 0;
       sparse_macs_ += density * static_cast<double>(macs);
       dense_macs_ += static_cast<double>(macs);
+      executed_macs_ += (p->sparse ? density : 1.0) * static_cast<double>(macs);
     }
   }
   // One step over `samples` samples: forward, input gradient and weight
@@ -169,10 +171,14 @@ class FlopCounter {
   double dense_step_flops(int64_t samples) const {
     return 2.0 * static_cast<double>(samples) * 3.0 * dense_macs_;
   }
+  // As the kernels ran it: layers without a sparse pattern at their dense cost.
+  double executed_step_flops(int64_t samples) const {
+    return 2.0 * static_cast<double>(samples) * 3.0 * executed_macs_;
+  }
 
  private:
   std::vector<std::pair<const nn::Parameter*, int64_t>> layers_;
-  double sparse_macs_ = 0, dense_macs_ = 0;
+  double sparse_macs_ = 0, dense_macs_ = 0, executed_macs_ = 0;
 };
 
 }  // namespace
@@ -202,7 +208,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   StepRunner runner(model, choose_parallel_mode(cfg.parallel, model, cfg.batch, num_threads()));
   TrainResult result;
   int64_t epoch0 = 0, batch0 = 0, step = 0;
-  double loss_sum = 0, epoch_seconds = 0, flops = 0, dense_flops = 0;
+  double loss_sum = 0, epoch_seconds = 0, flops = 0, dense_flops = 0, executed_flops = 0;
   prune::SparseTrainer sparse(cfg.sparse, cfg.epochs * batches, cfg.seed);
   double best_test_loss = INFINITY;
   int64_t epochs_without_improvement = 0;
@@ -228,6 +234,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     epochs_without_improvement = meta.value("epochs_without_improvement", int64_t{0});
     flops = meta.value("flops", 0.0);
     dense_flops = meta.value("dense_flops", 0.0);
+    executed_flops = meta.value("executed_flops", 0.0);
     for (auto& l : meta.at("log")) log.lines().push_back(l.get<std::string>());
     result.resumed = true;
     result.resumed_at_step = step;
@@ -277,6 +284,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
               {"epochs_without_improvement", epochs_without_improvement},
               {"flops", flops},
               {"dense_flops", dense_flops},
+              {"executed_flops", executed_flops},
               {"seed", cfg.seed},
               {"threads", num_threads()},
               {"log", log.lines()}};
@@ -286,6 +294,42 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     write_archive(ckpt_path, a);
   };
 
+  // Sparse kernels for the masked layers: chosen now and whenever the masks
+  // change; the choice is dropped when fit returns (a pattern would go stale
+  // once the caller changes a mask).
+  const nn::SparseMode sparse_mode = nn::parse_sparse_mode(cfg.sparse_kernels);
+  struct ClearSparse {
+    nn::Model& model;
+    ~ClearSparse() { nn::clear_sparse(model); }
+  } clear_sparse_at_exit{model};
+  std::string dispatch_kinds;  // the last logged choice, "sparse,masked-dense,..."
+  auto dispatch = [&] {
+    const auto layers = nn::dispatch_sparse(model, sparse_mode, cfg.batch, /*training=*/true);
+    // A weight that now updates only at its pattern must carry no optimizer
+    // state outside it (a weight regrown later starts from zero state).
+    opt->apply_masks();
+    std::string kinds;
+    json entries = json::array();
+    for (const auto& d : layers) {
+      kinds += d.kind + ",";
+      entries.push_back({{"name", d.name},
+                         {"shape", {d.rows, d.cols}},
+                         {"density", d.density},
+                         {"crossover", d.crossover >= 0 ? json(d.crossover) : json(nullptr)},
+                         {"kind", d.kind}});
+    }
+    // Logged when a masked layer exists (else there is nothing to choose) and
+    // the choice differs from the last one logged.
+    bool masked = false;
+    for (const auto& d : layers) masked = masked || d.kind != "dense";
+    if (masked && kinds != dispatch_kinds)
+      log.add({{"event", "sparse_dispatch"},
+               {"step", step},
+               {"mode", nn::sparse_mode_name(sparse_mode)},
+               {"layers", entries}});
+    dispatch_kinds = kinds;
+  };
+  dispatch();
   const Rng dropout_root = Rng(cfg.seed).fork(0xD0D0);
   FlopCounter counter(model);
   Tensor x, y;
@@ -304,12 +348,23 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     int64_t next_batch = first;  // where this epoch continues if it stops early
     for (int64_t b = first; b < batches; ++b) {
       if (!batcher.next(x, y)) break;
+      // RigL's grow steps need every weight's gradient: the layers run dense.
+      const bool dense_gradient = sparse.needs_dense_gradient(step);
+      const bool suspend_sparse = dense_gradient && nn::any_sparse(model);
+      if (suspend_sparse) {
+        nn::clear_sparse(model);
+        counter.refresh();
+      }
       const double l = runner.run(x, y, dropout_root.fork(static_cast<uint64_t>(step)));
-      flops += counter.step_flops(x.dim(0), sparse.needs_dense_gradient(step));
+      flops += counter.step_flops(x.dim(0), dense_gradient);
       dense_flops += counter.dense_step_flops(x.dim(0));
+      executed_flops += counter.executed_step_flops(x.dim(0));
       // Masks change between backward (which left every weight's gradient in
       // the store) and the update, so the optimizer sees the new mask at once.
-      if (sparse.update(step, model)) counter.refresh();
+      if (sparse.update(step, model) || suspend_sparse) {
+        dispatch();
+        counter.refresh();
+      }
       opt->step(optim::scheduled_lr(cfg.schedule, cfg.optimizer.lr, step));
       ++step;
       if (cfg.snapshot_step > 0 && step == cfg.snapshot_step)
@@ -387,6 +442,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   result.steps = step;
   result.flops = flops;
   result.dense_flops = dense_flops;
+  result.executed_flops = executed_flops;
   result.sparsity = prune::sparsity(model).sparsity();
   if (result.final_test.samples == 0 && !result.epochs.empty())
     result.final_test = result.epochs.back().test;
@@ -404,6 +460,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
              {"cpu_seconds", result.cpu_seconds},
              {"flops", result.flops},
              {"dense_flops", result.dense_flops},
+             {"executed_flops", result.executed_flops},
              {"sparsity", result.sparsity},
              {"peak_rss_bytes", peak_rss_bytes()},
              {"model_file", cfg.out_dir + "/model.bin"}});

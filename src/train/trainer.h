@@ -16,6 +16,7 @@
 
 #include "pare/data/dataset.h"
 #include "pare/nn/module.h"
+#include "pare/nn/sparse_dispatch.h"
 #include "pare/optim/optimizer.h"
 #include "pare/prune/sparse_training.h"
 
@@ -37,6 +38,11 @@ struct TrainConfig {
   int64_t max_steps = 0;        // stop after this many steps in total (0: no limit)
   std::string parallel = "auto";  // how a step uses the threads: auto | data | ops (step.h)
   prune::SparseTrainingConfig sparse;  // pruning during training: gmp | set | rigl (off by default)
+  // --sparse: how masked Linear layers run (nn/sparse_dispatch.h): "auto"
+  // (sparse below the measured crossover density), "on" (every masked layer
+  // sparse) or "off" (dense GEMM on the masked weights). Chosen at the start
+  // and again whenever the masks change; logged as "sparse_dispatch" events.
+  std::string sparse_kernels = "auto";
   // When > 0, the weights after this many steps are saved to
   // out_dir/weights_step<k>.bin (the rewind point of IMP with late rewinding).
   int64_t snapshot_step = 0;
@@ -71,6 +77,9 @@ struct TrainResult {
   // 2 per MAC) over all steps: as executed at each step's layer densities
   // (what a sparse kernel needs), and what the dense network would need.
   double flops = 0, dense_flops = 0;
+  // The same FLOPs as the kernels really executed them: a masked layer that
+  // ran dense (masked-dense, or RigL's dense-gradient steps) counts as dense.
+  double executed_flops = 0;
   double sparsity = 0;         // of the prunable weights at the end
   bool resumed = false;        // started from a checkpoint
   int64_t resumed_at_step = 0;

@@ -176,4 +176,31 @@ void sgd_f32(int64_t n, float* w, float* buf, const float* g, const float* mask,
          : sgd_loop<false, false>(n, w, buf, g, mask, p);
 }
 
+void adam_at_f32(int64_t n, const int32_t* idx, float* w, float* m, float* v, const float* g,
+                 const AdamParams& p) {
+  const AdamConsts k(p);
+  if (p.decoupled)
+    for (int64_t e = 0; e < n; ++e) {
+      const int32_t i = idx[e];
+      adam_scalar<true>(k, w[i], m[i], v[i], g[i]);
+    }
+  else
+    for (int64_t e = 0; e < n; ++e) {
+      const int32_t i = idx[e];
+      adam_scalar<false>(k, w[i], m[i], v[i], g[i]);
+    }
+}
+
+void sgd_at_f32(int64_t n, const int32_t* idx, float* w, float* buf, const float* g,
+                const SgdParams& p) {
+  // One entry at a time through the dense loop's scalar path.
+  for (int64_t e = 0; e < n; ++e) {
+    const int32_t i = idx[e];
+    if (p.momentum != 0.0f)
+      sgd_loop<true, false>(1, w + i, buf + i, g + i, nullptr, p);
+    else
+      sgd_loop<false, false>(1, w + i, nullptr, g + i, nullptr, p);
+  }
+}
+
 }  // namespace pare::kernels

@@ -290,4 +290,21 @@ void sgd_f32__ref(int64_t n, float* w, float* buf, const float* g, const float* 
   }
 }
 
+// The indexed steps are defined as the dense ones applied to one entry at a time.
+void adam_at_f32__ref(int64_t n, const int32_t* idx, float* w, float* m, float* v, const float* g,
+                      const AdamParams& p) {
+  for (int64_t k = 0; k < n; ++k) {
+    const int32_t i = idx[k];
+    adam_f32__ref(1, w + i, m + i, v + i, g + i, nullptr, p);
+  }
+}
+
+void sgd_at_f32__ref(int64_t n, const int32_t* idx, float* w, float* buf, const float* g,
+                     const SgdParams& p) {
+  for (int64_t k = 0; k < n; ++k) {
+    const int32_t i = idx[k];
+    sgd_f32__ref(1, w + i, buf ? buf + i : nullptr, g + i, nullptr, p);
+  }
+}
+
 }  // namespace pare::kernels

@@ -1,0 +1,227 @@
+// Measured choice between dense and sparse layers (see sparse_dispatch.h).
+#include "pare/nn/sparse_dispatch.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "pare/base/clock.h"
+#include "pare/base/file.h"
+#include "pare/base/thread_pool.h"
+
+namespace pare::nn {
+
+using autograd::Var;
+using json = nlohmann::json;
+
+SparseMode parse_sparse_mode(const std::string& name) {
+  if (name == "off") return SparseMode::off;
+  if (name == "on") return SparseMode::on;
+  if (name == "auto") return SparseMode::automatic;
+  fail("--sparse must be auto, on or off, got \"", name, "\"");
+}
+
+const char* sparse_mode_name(SparseMode mode) {
+  switch (mode) {
+    case SparseMode::off: return "off";
+    case SparseMode::on: return "on";
+    case SparseMode::automatic: return "auto";
+  }
+  return "?";
+}
+
+namespace {
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+  return "unknown cpu";
+}
+
+const char* isa() {
+#if defined(__AVX512F__)
+  return "avx512";
+#elif defined(__AVX2__)
+  return "avx2";
+#else
+  return "scalar";
+#endif
+}
+
+// Median wall time of fn() over repetitions worth about `budget` seconds
+// (at least 3, at most 25), after one warm-up call.
+template <typename Fn>
+double median_seconds(Fn&& fn, double budget) {
+  fn();
+  Stopwatch first;
+  fn();
+  const double once = std::max(first.seconds(), 1e-7);
+  const int reps = static_cast<int>(std::clamp(budget / once, 3.0, 25.0));
+  std::vector<double> t;
+  t.reserve(static_cast<size_t>(reps));
+  for (int r = 0; r < reps; ++r) {
+    Stopwatch s;
+    fn();
+    t.push_back(s.seconds());
+  }
+  std::nth_element(t.begin(), t.begin() + reps / 2, t.end());
+  return t[static_cast<size_t>(reps / 2)];
+}
+
+double measure_crossover(int64_t rows, int64_t cols, int64_t batch, bool training) {
+  Rng rng(0x5BA45E);
+  Tensor x = Tensor::empty({batch, cols});
+  Tensor w = Tensor::empty({rows, cols});
+  Tensor b = Tensor::empty({rows});
+  for (float& v : x.span_f32()) v = rng.uniform(-1.0f, 1.0f);
+  for (float& v : w.span_f32()) v = rng.uniform(-0.1f, 0.1f);
+  for (float& v : b.span_f32()) v = rng.uniform(-0.1f, 0.1f);
+  Tensor seed = Tensor::full({batch, rows}, 1.0f / static_cast<float>(batch * rows));
+  auto run = [&](const std::shared_ptr<const CsrPattern>& pattern) {
+    Var xv(x, training), wv(w, training), bv(b, training);
+    Var y = pattern ? autograd::sparse_linear(xv, wv, bv, pattern) : autograd::linear(xv, wv, bv);
+    if (training) y.backward(seed);
+  };
+  auto pattern_at = [&](double density) {
+    Tensor mask = Tensor::empty({rows, cols});
+    for (float& m : mask.span_f32()) m = rng.uniform() < density ? 1.0f : 0.0f;
+    return std::make_shared<const CsrPattern>(CsrPattern::from_mask(rows, cols, mask.f32()));
+  };
+  const double budget = 0.05;
+  const double dense = median_seconds([&] { run(nullptr); }, budget);
+  const double d1 = 0.05, d2 = 0.3;
+  const auto p1 = pattern_at(d1), p2 = pattern_at(d2);
+  const double s1 = median_seconds([&] { run(p1); }, budget);
+  const double s2 = median_seconds([&] { run(p2); }, budget);
+  // Sparse time is close to linear in the density: s(d) = s1 + slope (d - d1).
+  const double slope = (s2 - s1) / (p2->density() - p1->density());
+  double crossover;
+  if (slope > 0)
+    crossover = p1->density() + (dense - s1) / slope;
+  else  // noise swamped the difference: fall back to a proportional guess
+    crossover = s1 < dense ? d2 : p1->density() * dense / s1;
+  return std::clamp(crossover, 0.0, 1.0);
+}
+
+std::mutex cache_mutex;
+std::map<std::string, double>& memory_cache() {
+  static std::map<std::string, double> cache;
+  return cache;
+}
+
+}  // namespace
+
+std::string sparse_crossover_cache_path() {
+  if (const char* d = std::getenv("PARE_CACHE_DIR"); d && *d)
+    return std::string(d) + "/sparse_crossover.json";
+  if (const char* d = std::getenv("XDG_CACHE_HOME"); d && *d)
+    return std::string(d) + "/pare/sparse_crossover.json";
+  if (const char* d = std::getenv("HOME"); d && *d)
+    return std::string(d) + "/.cache/pare/sparse_crossover.json";
+  return "";
+}
+
+double sparse_crossover(int64_t rows, int64_t cols, int64_t batch, bool training) {
+  if (const char* v = std::getenv("PARE_SPARSE_CROSSOVER"); v && *v) {
+    char* end = nullptr;
+    const double d = std::strtod(v, &end);
+    if (end == v || *end != '\0' || !(d >= 0 && d <= 1))
+      fail("PARE_SPARSE_CROSSOVER=", v, ": must be a density in [0, 1]");
+    return d;
+  }
+  std::ostringstream key;
+  key << cpu_model() << " | " << isa() << " | threads " << num_threads() << " | " << rows << "x"
+      << cols << " batch " << batch << (training ? " train" : " infer");
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  auto& cache = memory_cache();
+  if (auto it = cache.find(key.str()); it != cache.end()) return it->second;
+  const std::string path = sparse_crossover_cache_path();
+  json file = json::object();
+  if (!path.empty() && file_exists(path)) {
+    try {
+      file = json::parse(read_file(path));
+      if (!file.is_object()) file = json::object();
+    } catch (const std::exception&) {
+      file = json::object();  // a damaged cache is measured again, not fatal
+    }
+    if (auto it = file.find(key.str()); it != file.end() && it->is_number()) {
+      const double d = it->get<double>();
+      if (d >= 0 && d <= 1) return cache[key.str()] = d;
+    }
+  }
+  const double d = measure_crossover(rows, cols, batch, training);
+  cache[key.str()] = d;
+  if (!path.empty()) {
+    try {
+      file[key.str()] = d;
+      make_dirs(path.substr(0, path.rfind('/')));
+      write_file_atomic(path, file.dump(1));
+    } catch (const std::exception&) {
+      // An unwritable cache only means measuring again next time.
+    }
+  }
+  return d;
+}
+
+std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_t batch,
+                                           bool training) {
+  std::vector<LayerDispatch> out;
+  for (Parameter* p : model.parameters()) {
+    if (!p->is_weight || p->value().ndim() != 2) continue;
+    LayerDispatch d;
+    d.name = p->name;
+    d.rows = p->value().dim(0);
+    d.cols = p->value().dim(1);
+    p->sparse.reset();
+    if (!p->mask.defined()) {
+      d.kind = "dense";
+      out.push_back(d);
+      continue;
+    }
+    auto pattern =
+        std::make_shared<const CsrPattern>(CsrPattern::from_mask(d.rows, d.cols, p->mask.f32()));
+    d.density = pattern->density();
+    bool sparse = mode == SparseMode::on;
+    if (mode == SparseMode::automatic) {
+      d.crossover = sparse_crossover(d.rows, d.cols, batch, training);
+      sparse = d.density < d.crossover;
+    }
+    if (sparse) p->sparse = std::move(pattern);
+    d.kind = sparse ? "sparse" : "masked-dense";
+    out.push_back(d);
+  }
+  return out;
+}
+
+void clear_sparse(Model& model) {
+  for (Parameter* p : model.parameters()) p->sparse.reset();
+}
+
+bool any_sparse(const Model& model) {
+  for (const Parameter* p : model.parameters())
+    if (p->sparse) return true;
+  return false;
+}
+
+std::string describe(const std::vector<LayerDispatch>& layers) {
+  std::ostringstream os;
+  os.precision(3);
+  for (const LayerDispatch& d : layers) {
+    os << d.name << " " << d.rows << "x" << d.cols << " density " << d.density;
+    if (d.crossover >= 0) os << " crossover " << d.crossover;
+    os << " -> " << d.kind << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace pare::nn

@@ -1,0 +1,61 @@
+// Which layers run their pruned weights sparse (issue #5).
+//
+// A masked Linear weight can run as a dense GEMM on the masked weight
+// ("masked-dense": zeros multiplied like any other value) or as CSR products
+// on its nonzeros ("sparse", autograd::sparse_linear). Which is faster depends
+// on the density, the shape, the batch and the machine, so `auto` measures it:
+// for each (rows, cols, batch, threads, training or inference) it times the
+// dense op and the sparse op at two densities on this machine, once, and
+// takes the density where the two cost the same (the crossover); a layer runs
+// sparse when its density is below it. Crossovers are cached in memory and in
+// a file (sparse_crossover_cache_path()), keyed by the CPU model, so later
+// runs on the same machine neither measure again nor choose differently.
+// PARE_SPARSE_CROSSOVER=<density> replaces every measurement (tests, or a
+// user who knows better).
+//
+// Choices are applied by setting Parameter::sparse (the pattern of the mask);
+// they must be made again whenever a mask changes.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "pare/nn/module.h"
+
+namespace pare::nn {
+
+enum class SparseMode { off, on, automatic };
+// "off" | "on" | "auto"; raises Error naming --sparse otherwise.
+SparseMode parse_sparse_mode(const std::string& name);
+const char* sparse_mode_name(SparseMode mode);
+
+struct LayerDispatch {
+  std::string name;        // the weight parameter ("fc1.weight")
+  int64_t rows = 0, cols = 0;
+  double density = 1;      // alive fraction of the weight
+  double crossover = -1;   // auto: density below which sparse is faster (-1: not measured)
+  std::string kind;        // "dense" (no mask) | "masked-dense" | "sparse"
+};
+
+// Chooses for every prunable 2-D weight (Linear layers) and sets or clears
+// its Parameter::sparse. `batch`: samples per forward pass; `training`: the
+// choice covers forward and both backward products (else forward only).
+// Weights without a mask run dense in every mode.
+std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_t batch,
+                                           bool training);
+// Clears every Parameter::sparse (all layers dense).
+void clear_sparse(Model& model);
+// True when some layer runs sparse.
+bool any_sparse(const Model& model);
+
+// The measured crossover density for a (rows, cols) weight at `batch` on the
+// current thread count (cached; see above).
+double sparse_crossover(int64_t rows, int64_t cols, int64_t batch, bool training);
+// Where crossovers are cached: $PARE_CACHE_DIR, else $XDG_CACHE_HOME/pare,
+// else $HOME/.cache/pare; "" when none is set (memory only).
+std::string sparse_crossover_cache_path();
+
+// One line per layer: "fc1.weight 300x784 density 0.107 crossover 0.31 -> sparse".
+std::string describe(const std::vector<LayerDispatch>& layers);
+
+}  // namespace pare::nn
