@@ -45,25 +45,38 @@ inline void adam_scalar(const AdamConsts& k, float& w, float& m, float& v, float
   w = fmadd(-k.step, m / denom, w);
 }
 
+#if defined(PARE_SIMD)
+// AdamConsts broadcast to vectors, and adam_scalar on vectors op by op.
+struct AdamVecConsts {
+  vf b1, c1, b2, c2, wd, decay, step, inv_sqrt_bc2, eps;
+  explicit AdamVecConsts(const AdamConsts& k)
+      : b1(vset1(k.b1)), c1(vset1(k.c1)), b2(vset1(k.b2)), c2(vset1(k.c2)), wd(vset1(k.wd)),
+        decay(vset1(k.decay)), step(vset1(k.step)), inv_sqrt_bc2(vset1(k.inv_sqrt_bc2)),
+        eps(vset1(k.eps)) {}
+};
+template <bool Decoupled>
+inline void adam_vector(const AdamVecConsts& k, vf& wv, vf& mv, vf& vv, vf gv) {
+  vf grad = gv;
+  if constexpr (Decoupled)
+    wv = vfnmadd(k.decay, wv, wv);
+  else
+    grad = vfmadd(k.wd, wv, gv);
+  mv = vfmadd(k.b1, mv, vmul(k.c1, grad));
+  vv = vfmadd(k.b2, vv, vmul(vmul(k.c2, grad), grad));
+  const vf denom = vfmadd(vsqrt(vv), k.inv_sqrt_bc2, k.eps);
+  wv = vfnmadd(k.step, vdiv(mv, denom), wv);
+}
+#endif
+
 template <bool Decoupled, bool Masked>
 void adam_loop(int64_t n, float* w, float* m, float* v, const float* g, const float* mask,
                const AdamConsts& k) {
   int64_t i = 0;
 #if defined(PARE_SIMD)
-  const vf b1 = vset1(k.b1), c1 = vset1(k.c1), b2 = vset1(k.b2), c2 = vset1(k.c2), wd = vset1(k.wd),
-           decay = vset1(k.decay), step = vset1(k.step), inv_sqrt_bc2 = vset1(k.inv_sqrt_bc2),
-           eps = vset1(k.eps);
+  const AdamVecConsts kv(k);
   // In-register step on vectors; `keep` (Masked only) zeroes the masked-out lanes.
   auto body = [&](vf& wv, vf& mv, vf& vv, vf gv, vf maskv) {
-    vf grad = gv;
-    if constexpr (Decoupled)
-      wv = vfnmadd(decay, wv, wv);
-    else
-      grad = vfmadd(wd, wv, gv);
-    mv = vfmadd(b1, mv, vmul(c1, grad));
-    vv = vfmadd(b2, vv, vmul(vmul(c2, grad), grad));
-    const vf denom = vfmadd(vsqrt(vv), inv_sqrt_bc2, eps);
-    wv = vfnmadd(step, vdiv(mv, denom), wv);
+    adam_vector<Decoupled>(kv, wv, mv, vv, gv);
     if constexpr (Masked) {
       const vmask keep = vneq(maskv, vzero());
       wv = vselect(keep, wv, vzero());
@@ -176,19 +189,36 @@ void sgd_f32(int64_t n, float* w, float* buf, const float* g, const float* mask,
          : sgd_loop<false, false>(n, w, buf, g, mask, p);
 }
 
+namespace {
+// 16 entries at a time through gathers and scatters (AVX-512; the indices
+// are distinct, so the scatters do not collide), the rest one by one.
+template <bool Decoupled>
+void adam_at_loop(int64_t n, const int32_t* idx, float* w, float* m, float* v, const float* g,
+                  const AdamConsts& k) {
+  int64_t e = 0;
+#if defined(__AVX512F__)
+  const AdamVecConsts kv(k);
+  for (; e + kLanes <= n; e += kLanes) {
+    const __m512i at = _mm512_loadu_si512(idx + e);
+    vf wv = _mm512_i32gather_ps(at, w, 4), mv = _mm512_i32gather_ps(at, m, 4),
+       vv = _mm512_i32gather_ps(at, v, 4);
+    adam_vector<Decoupled>(kv, wv, mv, vv, _mm512_i32gather_ps(at, g, 4));
+    _mm512_i32scatter_ps(w, at, wv, 4);
+    _mm512_i32scatter_ps(m, at, mv, 4);
+    _mm512_i32scatter_ps(v, at, vv, 4);
+  }
+#endif
+  for (; e < n; ++e) {
+    const int32_t i = idx[e];
+    adam_scalar<Decoupled>(k, w[i], m[i], v[i], g[i]);
+  }
+}
+}  // namespace
+
 void adam_at_f32(int64_t n, const int32_t* idx, float* w, float* m, float* v, const float* g,
                  const AdamParams& p) {
   const AdamConsts k(p);
-  if (p.decoupled)
-    for (int64_t e = 0; e < n; ++e) {
-      const int32_t i = idx[e];
-      adam_scalar<true>(k, w[i], m[i], v[i], g[i]);
-    }
-  else
-    for (int64_t e = 0; e < n; ++e) {
-      const int32_t i = idx[e];
-      adam_scalar<false>(k, w[i], m[i], v[i], g[i]);
-    }
+  p.decoupled ? adam_at_loop<true>(n, idx, w, m, v, g, k) : adam_at_loop<false>(n, idx, w, m, v, g, k);
 }
 
 void sgd_at_f32(int64_t n, const int32_t* idx, float* w, float* buf, const float* g,

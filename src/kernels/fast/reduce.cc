@@ -78,8 +78,42 @@ double sum_f32(int64_t n, const float* x) {
 
 // y: (b, a, p) = x: (a, b, p). Runs of p floats move as blocks; p == 1 is a
 // plain matrix transpose, done in 16x16 tiles so both sides stay in cache.
+#if defined(__AVX2__)
+namespace {
+// y (8, 8) with row stride ldy = the transpose of x (8, 8) with row stride ldx,
+// in registers: unpack pairs of rows, shuffle pairs of pairs, swap 128-bit halves.
+inline void transpose8x8(const float* x, int64_t ldx, float* y, int64_t ldy) {
+  __m256 r[8], t[8], s[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(x + i * ldx);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    s[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(y + i * ldy, _mm256_permute2f128_ps(s[i], s[i + 4], 0x20));
+    _mm256_storeu_ps(y + (i + 4) * ldy, _mm256_permute2f128_ps(s[i], s[i + 4], 0x31));
+  }
+}
+}  // namespace
+#endif
+
 void swap_outer_f32(int64_t a, int64_t b, int64_t p, float* y, const float* x) {
   if (p == 1) {
+#if defined(__AVX2__)
+    // Whole 8x8 blocks in registers; the ragged right and bottom edges below.
+    const int64_t a8 = a / 8 * 8, b8 = b / 8 * 8;
+    for (int64_t i0 = 0; i0 < a8; i0 += 8)
+      for (int64_t j0 = 0; j0 < b8; j0 += 8) transpose8x8(x + i0 * b + j0, b, y + j0 * a + i0, a);
+    for (int64_t i = 0; i < a; ++i)
+      for (int64_t j = i < a8 ? b8 : 0; j < b; ++j) y[j * a + i] = x[i * b + j];
+    return;
+#endif
     constexpr int64_t kTile = 16;
     for (int64_t i0 = 0; i0 < a; i0 += kTile)
       for (int64_t j0 = 0; j0 < b; j0 += kTile) {

@@ -144,6 +144,36 @@ void spmm_cols(int64_t j0, float* y, int64_t ldy, const CsrF32& w, const float* 
 }
 #endif
 
+#if defined(__AVX512F__)
+// The last n - j0 < 4 * kLanes columns in one pass over the rows: NV vectors
+// of accumulators, the last one `t` lanes wide (1..16). One pass instead of
+// one per vector reads the CSR once and broadcasts each value once (n = 60,
+// LeNet's batch: 1 pass instead of 4).
+template <int NV>
+void spmm_cols_tail(int64_t j0, int64_t t, float* y, int64_t ldy, const CsrF32& w,
+                    const float* x, int64_t ldx, float beta) {
+  const __mmask16 mt = tail_mask(t);
+  for (int64_t r = 0; r < w.rows; ++r) {
+    vf acc[NV];
+    for (int i = 0; i < NV; ++i) acc[i] = vzero();
+    for (int64_t k = w.row_ptr[r]; k < w.row_ptr[r + 1]; ++k) {
+      const vf v = vset1(w.values[k]);
+      const float* xr = x + w.col_idx[k] * ldx + j0;
+      for (int i = 0; i < NV - 1; ++i) acc[i] = vfmadd(v, vload(xr + i * kLanes), acc[i]);
+      acc[NV - 1] = vfmadd(v, _mm512_maskz_loadu_ps(mt, xr + (NV - 1) * kLanes), acc[NV - 1]);
+    }
+    float* yr = y + r * ldy + j0;
+    for (int i = 0; i < NV - 1; ++i) {
+      if (beta != 0.0f) acc[i] = vfmadd(vset1(beta), vload(yr + i * kLanes), acc[i]);
+      vstore(yr + i * kLanes, acc[i]);
+    }
+    float* last = yr + (NV - 1) * kLanes;
+    if (beta != 0.0f) acc[NV - 1] = vfmadd(vset1(beta), _mm512_maskz_loadu_ps(mt, last), acc[NV - 1]);
+    _mm512_mask_storeu_ps(last, mt, acc[NV - 1]);
+  }
+}
+#endif
+
 // Columns [j0, n) one at a time (the tail, and everything without PARE_SIMD).
 void spmm_cols_scalar(int64_t j0, int64_t n, float* y, int64_t ldy, const CsrF32& w,
                       const float* x, int64_t ldx, float beta) {
@@ -229,20 +259,20 @@ void spmm_f32(int64_t n, float* y, int64_t ldy, const CsrF32& w, const float* x,
   int64_t j = 0;
 #if defined(PARE_SIMD)
   for (; j + 4 * kLanes <= n; j += 4 * kLanes) spmm_cols<4>(j, y, ldy, w, x, ldx, beta);
-  for (; j + kLanes <= n; j += kLanes) spmm_cols<1>(j, y, ldy, w, x, ldx, beta);
 #if defined(__AVX512F__)
   if (j < n) {
-    const int64_t t = n - j;
-    for (int64_t r = 0; r < w.rows; ++r) {
-      vf acc = vzero();
-      for (int64_t k = w.row_ptr[r]; k < w.row_ptr[r + 1]; ++k)
-        acc = vfmadd(vset1(w.values[k]), vload_tail(x + w.col_idx[k] * ldx + j, t), acc);
-      float* yr = y + r * ldy + j;
-      if (beta != 0.0f) acc = vfmadd(vset1(beta), vload_tail(yr, t), acc);
-      vstore_tail(yr, acc, t);
+    const int64_t rest = n - j;
+    const int64_t t = rest - (rest - 1) / kLanes * kLanes;  // lanes of the last vector, 1..16
+    switch ((rest + kLanes - 1) / kLanes) {
+      case 1: spmm_cols_tail<1>(j, t, y, ldy, w, x, ldx, beta); break;
+      case 2: spmm_cols_tail<2>(j, t, y, ldy, w, x, ldx, beta); break;
+      case 3: spmm_cols_tail<3>(j, t, y, ldy, w, x, ldx, beta); break;
+      default: spmm_cols_tail<4>(j, t, y, ldy, w, x, ldx, beta); break;
     }
     j = n;
   }
+#else
+  for (; j + kLanes <= n; j += kLanes) spmm_cols<1>(j, y, ldy, w, x, ldx, beta);
 #endif
 #endif
   spmm_cols_scalar(j, n, y, ldy, w, x, ldx, beta);
@@ -265,8 +295,74 @@ void spmm_t_f32(int64_t n, float* dx, int64_t lddx, const CsrF32& w, const float
   }
 }
 
+#if defined(__AVX512F__)
+namespace {
+
+// Lane q of the result = the sum of the lanes of v[q]: 16 horizontal sums in
+// 15 adds and 30 shuffles (a transpose-and-add tree) instead of 16 separate
+// reductions.
+inline vf reduce16(const vf* v) {
+  vf t[8], u[4], w[2];
+  for (int i = 0; i < 8; ++i)  // per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3]
+    t[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+                         _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  for (int i = 0; i < 4; ++i)  // per 128-bit lane: one partial sum of each of 4 vectors
+    u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  for (int i = 0; i < 2; ++i)  // add pairs of 128-bit lanes
+    w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// sddmm for n <= NV * 16: dy's row stays in NV registers (the last one t
+// lanes wide) while the row's nonzeros stream x's rows past it; the dot
+// products are reduced 16 at a time (reduce16).
+template <int NV>
+void sddmm_small(int64_t t, float* g, const CsrF32& w, const float* dy, int64_t lddy,
+                 const float* x, int64_t ldx, float beta) {
+  const __mmask16 mt = tail_mask(t);
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const float* dyr = dy + r * lddy;
+    vf d[NV];
+    for (int i = 0; i < NV - 1; ++i) d[i] = vload(dyr + i * kLanes);
+    d[NV - 1] = _mm512_maskz_loadu_ps(mt, dyr + (NV - 1) * kLanes);
+    auto dot = [&](int64_t k) {
+      const float* xr = x + w.col_idx[k] * ldx;
+      vf acc = _mm512_mul_ps(d[NV - 1], _mm512_maskz_loadu_ps(mt, xr + (NV - 1) * kLanes));
+      for (int i = 0; i < NV - 1; ++i) acc = vfmadd(d[i], vload(xr + i * kLanes), acc);
+      return acc;
+    };
+    int64_t k = w.row_ptr[r];
+    const int64_t end = w.row_ptr[r + 1];
+    for (; k + kLanes <= end; k += kLanes) {
+      vf s[kLanes];
+      for (int q = 0; q < kLanes; ++q) s[q] = dot(k + q);
+      vf sums = reduce16(s);
+      if (beta != 0.0f) sums = vfmadd(vset1(beta), vload(g + k), sums);
+      vstore(g + k, sums);
+    }
+    for (; k < end; ++k) g[k] = apply_beta(hsum(dot(k)), beta, g[k]);
+  }
+}
+
+}  // namespace
+#endif
+
 void sddmm_f32(int64_t n, float* g, const CsrF32& w, const float* dy, int64_t lddy,
                const float* x, int64_t ldx, float beta) {
+#if defined(__AVX512F__)
+  if (n >= 1 && n <= 4 * kLanes) {
+    const int64_t t = n - (n - 1) / kLanes * kLanes;
+    switch ((n + kLanes - 1) / kLanes) {
+      case 1: return sddmm_small<1>(t, g, w, dy, lddy, x, ldx, beta);
+      case 2: return sddmm_small<2>(t, g, w, dy, lddy, x, ldx, beta);
+      case 3: return sddmm_small<3>(t, g, w, dy, lddy, x, ldx, beta);
+      default: return sddmm_small<4>(t, g, w, dy, lddy, x, ldx, beta);
+    }
+  }
+#endif
   for (int64_t r = 0; r < w.rows; ++r) {
     const float* dyr = dy + r * lddy;
     for (int64_t k = w.row_ptr[r]; k < w.row_ptr[r + 1]; ++k)
