@@ -110,6 +110,12 @@ int main(int argc, char** argv) {
   add_data_options(e, eval_data);
   e->add_option("--threads", eval_threads, "worker threads")->capture_default_str();
   e->add_flag("--json", eval_json, "print JSON");
+  std::string eval_sparse = "auto";
+  int64_t eval_batch = 1000;
+  e->add_option("--sparse", eval_sparse,
+                "masked linear layers: auto (sparse kernels below the measured crossover density) | on | off")
+      ->capture_default_str();
+  e->add_option("--batch", eval_batch, "samples per forward pass")->capture_default_str();
 
   cli::PruneCommands prune_commands(app);
   cli::LifeCommand life_command(app);
@@ -137,21 +143,32 @@ int main(int argc, char** argv) {
       data::TrainTest d = load_data(eval_data, 0, nullptr);
       cli::standardize_for(*model, d);
       const data::Dataset& set = d.test.size() > 0 ? d.test : d.train;
+      if (eval_batch < 1) fail("--batch must be at least 1, got ", eval_batch);
+      // A pruned model runs its masked layers sparse (nn/sparse_dispatch.h).
+      const auto dispatch = nn::dispatch_sparse(*model, nn::parse_sparse_mode(eval_sparse),
+                                                eval_batch, /*training=*/false);
       Stopwatch sw;
-      train::EvalResult r = train::evaluate(*model, set, 1000);
+      train::EvalResult r = train::evaluate(*model, set, eval_batch);
+      const double seconds = sw.seconds();
       const prune::SparsityReport sp = prune::sparsity(*model);
       if (eval_json) {
+        json kinds = json::object();
+        for (const auto& d : dispatch) kinds[d.name] = d.kind;
         std::cout << json{{"model", model->spec().name}, {"samples", r.samples}, {"loss", r.loss},
-                          {"accuracy", r.accuracy}, {"exact", r.exact}, {"seconds", sw.seconds()},
+                          {"accuracy", r.accuracy}, {"exact", r.exact}, {"seconds", seconds},
                           {"parameters", model->num_parameters()}, {"sparsity", sp.sparsity()},
-                          {"layers", cli::sparsity_json(sp)}}
+                          {"layers", cli::sparsity_json(sp)}, {"kernels", kinds}}
                          .dump()
                   << std::endl;
       } else {
         std::cout << model->spec().name << " on " << r.samples << " samples: accuracy "
-                  << fmt("%.2f%%", 100 * r.accuracy) << ", loss " << fmt("%.4f", r.loss) << "\n"
+                  << fmt("%.2f%%", 100 * r.accuracy) << ", loss " << fmt("%.4f", r.loss) << " ("
+                  << fmt("%.3f", seconds) << " s)\n"
                   << model->num_parameters() << " parameters; weights kept per layer:\n";
         cli::print_sparsity(sp);
+        bool masked = false;
+        for (const auto& d : dispatch) masked = masked || d.kind != "dense";
+        if (masked) std::cout << "kernels (--sparse " << eval_sparse << "):\n" << nn::describe(dispatch);
       }
       return 0;
     }

@@ -92,6 +92,7 @@ json record_json(const RunRecord& r) {
           {"best_accuracy", r.best_accuracy},
           {"flops", r.flops},
           {"dense_flops", r.dense_flops},
+          {"executed_flops", r.executed_flops},
           {"seconds", r.seconds},
           {"cumulative_flops", r.cumulative_flops},
           {"cumulative_seconds", r.cumulative_seconds},
@@ -113,6 +114,8 @@ RunRecord parse_record(const std::string& path) {
     r.best_accuracy = j.at("best_accuracy").get<double>();
     r.flops = j.at("flops").get<double>();
     r.dense_flops = j.at("dense_flops").get<double>();
+    // Results written before the sparse kernels ran every layer dense.
+    r.executed_flops = j.value("executed_flops", r.dense_flops);
     r.seconds = j.at("seconds").get<double>();
     r.steps = j.at("steps").get<int64_t>();
   } catch (const json::exception& e) {
@@ -279,6 +282,7 @@ std::vector<RunRecord> run_ticket(const TicketConfig& cfg, const data::Dataset& 
       rec.test_loss = tr.final_test.loss;
       rec.flops = tr.flops;
       rec.dense_flops = tr.dense_flops;
+      rec.executed_flops = tr.executed_flops;
       rec.steps = tr.steps;
       const train::RunLogSummary log = train::summarize_run_log(dir + "/log.jsonl");
       rec.seconds = log.train_seconds;

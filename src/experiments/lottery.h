@@ -53,6 +53,9 @@ struct RunRecord {
   std::vector<std::pair<std::string, double>> layer_density;
   double test_accuracy = 0, test_loss = 0, best_accuracy = 0;
   double flops = 0, dense_flops = 0, seconds = 0;  // this run's training
+  // FLOPs as the kernels ran them (masked-dense layers at their dense cost;
+  // TrainResult::executed_flops): what `seconds` paid for.
+  double executed_flops = 0;
   double cumulative_flops = 0, cumulative_seconds = 0;  // ticket: rounds 0..r summed
   int64_t steps = 0;
   bool skipped = false;  // found finished on disk

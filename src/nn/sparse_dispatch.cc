@@ -104,12 +104,23 @@ double measure_crossover(int64_t rows, int64_t cols, int64_t batch, bool trainin
   const double s1 = median_seconds([&] { run(p1); }, budget);
   const double s2 = median_seconds([&] { run(p2); }, budget);
   // Sparse time is close to linear in the density: s(d) = s1 + slope (d - d1).
-  const double slope = (s2 - s1) / (p2->density() - p1->density());
-  double crossover;
-  if (slope > 0)
-    crossover = p1->density() + (dense - s1) / slope;
-  else  // noise swamped the difference: fall back to a proportional guess
-    crossover = s1 < dense ? d2 : p1->density() * dense / s1;
+  auto solve = [&](double da, double sa, double db, double sb) {
+    const double slope = (sb - sa) / (db - da);
+    if (slope > 0) return da + (dense - sa) / slope;
+    return sa < dense ? db : da * dense / sa;  // noise swamped the difference
+  };
+  double crossover = solve(p1->density(), s1, p2->density(), s2);
+  if (crossover > d2) {
+    // Beyond the measured range a straight line is a guess (index loads and
+    // gathers cost more per nonzero as the rows fill up): measure there too
+    // and interpolate between the two upper points.
+    const double d3 = std::min(crossover, 1.0);
+    const auto p3 = pattern_at(d3);
+    const double s3 = median_seconds([&] { run(p3); }, budget);
+    if (p3->density() > p2->density())
+      crossover = s3 < dense ? std::max(p3->density(), solve(p2->density(), s2, p3->density(), s3))
+                             : solve(p2->density(), s2, p3->density(), s3);
+  }
   return std::clamp(crossover, 0.0, 1.0);
 }
 

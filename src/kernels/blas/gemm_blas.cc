@@ -23,7 +23,29 @@ void hold_blas_to_one_thread() {
 void gemm_f32__blas(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const float* a,
                     int64_t lda, const float* b, int64_t ldb, GemmParams p) {
   if (m <= 0) return;
-  if (n > 0) {
+  if (n > 0 && (m == 1 || n == 1)) {
+    // A matrix-vector product: sgemm would pack the whole matrix first (10 ms
+    // instead of 1.7 for one sample through a 4096x4096 layer); sgemv streams it.
+    hold_blas_to_one_thread();
+    const auto bi = [](int64_t v) { return static_cast<blasint>(v); };
+    if (m == 1) {  // c (1, n) = a (1, k) op(b): op(b) is (k, n)
+      const blasint inc_a = p.trans_a ? bi(lda) : 1;
+      if (p.trans_b)  // b: (n, k)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, bi(n), bi(k), p.alpha, b, bi(ldb), a, inc_a,
+                    p.beta, c, 1);
+      else  // b: (k, n)
+        cblas_sgemv(CblasRowMajor, CblasTrans, bi(k), bi(n), p.alpha, b, bi(ldb), a, inc_a,
+                    p.beta, c, 1);
+    } else {  // c (m, 1) = op(a) (m, k) b (k, 1)
+      const blasint inc_b = p.trans_b ? 1 : bi(ldb);
+      if (p.trans_a)  // a: (k, m)
+        cblas_sgemv(CblasRowMajor, CblasTrans, bi(k), bi(m), p.alpha, a, bi(lda), b, inc_b,
+                    p.beta, c, bi(ldc));
+      else  // a: (m, k)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, bi(m), bi(k), p.alpha, a, bi(lda), b, inc_b,
+                    p.beta, c, bi(ldc));
+    }
+  } else if (n > 0) {
     hold_blas_to_one_thread();
     cblas_sgemm(CblasRowMajor, p.trans_a ? CblasTrans : CblasNoTrans,
                 p.trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),

@@ -1,0 +1,388 @@
+// nn/sparse_dispatch.h: parsing --sparse, the per-layer choice (off / on /
+// auto against the crossover; unmasked weights stay dense), the measured
+// crossover with its file cache under $PARE_CACHE_DIR, the
+// PARE_SPARSE_CROSSOVER override, and a masked model's forward pass with the
+// dispatch on against off.
+//
+// ctest sets PARE_SPARSE_CROSSOVER=0.3 for every test; the tests here set or
+// unset it themselves (restored afterwards), so they also hold when the binary
+// is run by hand. Crossovers are cached in memory for the life of the process
+// under a key holding the shape, so each measuring test uses shapes of its own.
+#include "pare/nn/sparse_dispatch.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nn/nn_test_util.h"
+#include "pare/base/file.h"
+#include "pare/base/thread_pool.h"
+#include "pare/nn/spec.h"
+#include "testing/temp_dir.h"
+
+namespace pare::nn {
+namespace {
+
+using autograd::Var;
+using json = nlohmann::json;
+using testing::expect_error;
+using testing::random_tensor;
+
+// Sets (or, with nullopt, unsets) an environment variable for one scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, std::optional<std::string> value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value)
+      ::setenv(name, value->c_str(), 1);
+    else
+      ::unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      ::setenv(name_, old_->c_str(), 1);
+    else
+      ::unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+// The weights (2-D, prunable) of a model, in order.
+std::vector<Parameter*> weights(const Model& m) {
+  std::vector<Parameter*> out;
+  for (Parameter* p : m.parameters())
+    if (p->is_weight && p->value().ndim() == 2) out.push_back(p);
+  return out;
+}
+
+// A random 0/1 mask of about `density` on p, and p's value masked.
+void random_mask(Parameter& p, double density, uint64_t seed) {
+  Rng r(seed);
+  p.mask = Tensor::empty(p.value().shape());
+  for (float& m : p.mask.span_f32()) m = r.uniform() < density ? 1.0f : 0.0f;
+  p.apply_mask();
+}
+
+int64_t alive(const Parameter& p) {
+  int64_t n = 0;
+  for (float m : p.mask.span_f32()) n += m != 0.0f;
+  return n;
+}
+
+class SparseDispatchTest : public pare::testing::TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    set_num_threads(2);
+  }
+};
+
+TEST(SparseMode, ParsesTheThreeNamesAndRejectsOthers) {
+  EXPECT_EQ(parse_sparse_mode("off"), SparseMode::off);
+  EXPECT_EQ(parse_sparse_mode("on"), SparseMode::on);
+  EXPECT_EQ(parse_sparse_mode("auto"), SparseMode::automatic);
+  for (SparseMode m : {SparseMode::off, SparseMode::on, SparseMode::automatic})
+    EXPECT_EQ(parse_sparse_mode(sparse_mode_name(m)), m);
+  for (const char* bad : {"", "ON", "sparse", "automatic", "yes"})
+    expect_error([&] { parse_sparse_mode(bad); }, {"--sparse", "auto", "on", "off"});
+}
+
+TEST_F(SparseDispatchTest, ChoosesPerLayerAndSetsTheParameterPattern) {
+  ScopedEnv crossover("PARE_SPARSE_CROSSOVER", "0.3");
+  auto model = Model::build(preset("lenet300"), 1);
+  auto w = weights(*model);
+  ASSERT_EQ(w.size(), 3u);
+  random_mask(*w[0], 0.1, 1);  // below the crossover
+  random_mask(*w[1], 0.5, 2);  // above it
+  // w[2]: no mask
+
+  auto on = dispatch_sparse(*model, SparseMode::on, 16, true);
+  ASSERT_EQ(on.size(), 3u);
+  EXPECT_EQ(on[0].kind, "sparse");
+  EXPECT_EQ(on[1].kind, "sparse");
+  EXPECT_EQ(on[2].kind, "dense");
+  EXPECT_EQ(on[0].name, w[0]->name);
+  EXPECT_EQ(on[0].rows, 300);
+  EXPECT_EQ(on[0].cols, 784);
+  EXPECT_DOUBLE_EQ(on[0].density, static_cast<double>(alive(*w[0])) / (300.0 * 784.0));
+  EXPECT_NEAR(on[0].density, 0.1, 0.01);
+  EXPECT_EQ(on[0].crossover, -1) << "on does not measure";
+  EXPECT_TRUE(any_sparse(*model));
+  for (int i : {0, 1}) {
+    // The pattern is the mask's: pos lists exactly the alive entries, in order.
+    ASSERT_TRUE(w[i]->sparse) << w[i]->name;
+    const CsrPattern& p = *w[i]->sparse;
+    EXPECT_EQ(p.rows, w[i]->value().dim(0));
+    EXPECT_EQ(p.cols, w[i]->value().dim(1));
+    ASSERT_EQ(p.nnz(), alive(*w[i]));
+    const float* m = w[i]->mask.f32();
+    int64_t k = 0;
+    for (int64_t j = 0; j < w[i]->numel(); ++j)
+      if (m[j] != 0.0f) {
+        ASSERT_EQ(p.pos[static_cast<size_t>(k++)], j) << w[i]->name;
+      }
+  }
+  EXPECT_FALSE(w[2]->sparse);
+  for (Parameter* p : model->parameters())
+    if (!p->is_weight) {
+      EXPECT_FALSE(p->sparse) << p->name;
+    }
+
+  // auto: sparse below the crossover only, which is recorded.
+  auto au = dispatch_sparse(*model, SparseMode::automatic, 16, true);
+  EXPECT_EQ(au[0].kind, "sparse");
+  EXPECT_EQ(au[1].kind, "masked-dense");
+  EXPECT_EQ(au[2].kind, "dense");
+  EXPECT_DOUBLE_EQ(au[0].crossover, 0.3);
+  EXPECT_DOUBLE_EQ(au[1].crossover, 0.3);
+  EXPECT_EQ(au[2].crossover, -1);
+  EXPECT_TRUE(w[0]->sparse);
+  EXPECT_FALSE(w[1]->sparse) << "a stale pattern from `on` was left";
+  EXPECT_FALSE(w[2]->sparse);
+  const std::string text = describe(au);
+  EXPECT_NE(text.find(w[0]->name + " 300x784"), std::string::npos) << text;
+  EXPECT_NE(text.find("-> sparse"), std::string::npos) << text;
+  EXPECT_NE(text.find("-> masked-dense"), std::string::npos) << text;
+
+  // off: every masked layer runs masked-dense, every pattern is cleared.
+  auto off = dispatch_sparse(*model, SparseMode::off, 16, true);
+  EXPECT_EQ(off[0].kind, "masked-dense");
+  EXPECT_EQ(off[1].kind, "masked-dense");
+  EXPECT_EQ(off[2].kind, "dense");
+  EXPECT_FALSE(any_sparse(*model));
+
+  // A new mask is picked up by the next dispatch; clear_sparse drops all.
+  random_mask(*w[1], 0.05, 3);
+  au = dispatch_sparse(*model, SparseMode::automatic, 16, true);
+  EXPECT_EQ(au[1].kind, "sparse");
+  ASSERT_TRUE(w[1]->sparse);
+  EXPECT_EQ(w[1]->sparse->nnz(), alive(*w[1]));
+  clear_sparse(*model);
+  EXPECT_FALSE(any_sparse(*model));
+}
+
+TEST_F(SparseDispatchTest, ConvolutionWeightsAreNotDispatched) {
+  ScopedEnv crossover("PARE_SPARSE_CROSSOVER", "0.3");
+  auto model = Model::build(preset("lenet5"), 1);
+  for (Parameter* p : model->parameters())
+    if (p->is_weight) p->mask = Tensor::full(p->value().shape(), 1.0f);
+  auto layers = dispatch_sparse(*model, SparseMode::on, 4, false);
+  ASSERT_EQ(layers.size(), 3u) << "the three linear layers only";
+  for (const auto& d : layers) EXPECT_EQ(d.kind, "sparse") << d.name;
+  for (Parameter* p : model->parameters())
+    if (p->value().ndim() == 4) {
+      EXPECT_FALSE(p->sparse) << p->name;
+    }
+}
+
+// The masked model's output with dispatch on equals dispatch off, over
+// densities that include a fully dense mask and a fully pruned layer.
+TEST_F(SparseDispatchTest, MaskedModelForwardMatchesDenseDispatch) {
+  ScopedEnv crossover("PARE_SPARSE_CROSSOVER", "0.3");
+  const double densities[][3] = {{0.1, 0.3, 1.0}, {0.02, 0.5, 0.0}, {1.0, 1.0, 1.0}};
+  for (const auto& dens : densities) {
+    auto model = Model::build(preset("lenet300"), 7);
+    auto w = weights(*model);
+    for (int i = 0; i < 3; ++i) random_mask(*w[i], dens[i], 10 + i);
+    const Tensor x = random_tensor({13, 784}, 5);
+    ForwardContext ctx{.training = false};
+    dispatch_sparse(*model, SparseMode::off, 13, false);
+    ASSERT_FALSE(any_sparse(*model));
+    const Tensor dense = model->forward(Var(x), ctx).value().clone();
+    const auto layers = dispatch_sparse(*model, SparseMode::on, 13, false);
+    for (const auto& d : layers) ASSERT_EQ(d.kind, "sparse") << d.name;
+    const Tensor sparse = model->forward(Var(x), ctx).value().clone();
+    ASSERT_EQ(sparse.shape(), dense.shape());
+    // Relative to the output's scale (its largest magnitude): the two sum the
+    // same products in different orders, so an output near 0 by cancellation
+    // carries an error relative to the terms, not to itself.
+    double scale = 0, worst = 0;
+    for (int64_t i = 0; i < dense.numel(); ++i)
+      scale = std::max(scale, std::fabs(static_cast<double>(dense.f32()[i])));
+    for (int64_t i = 0; i < dense.numel(); ++i)
+      worst = std::max(worst, std::fabs(static_cast<double>(sparse.f32()[i]) - dense.f32()[i]) /
+                                  std::max(scale, 1e-30));
+    EXPECT_LE(worst, 1e-5) << "densities " << dens[0] << " " << dens[1] << " " << dens[2];
+    std::printf("densities %g %g %g: max |sparse - dense| / max |dense| = %.3g\n", dens[0], dens[1],
+                dens[2], worst);
+    if (dens[2] == 0.0) {
+      // The last layer is fully pruned: the output is its bias, in both.
+      ASSERT_FALSE(model->parameters().back()->is_weight);
+      const Tensor& bias = model->parameters().back()->value();
+      for (int64_t r = 0; r < 13; ++r)
+        for (int64_t c = 0; c < 10; ++c) EXPECT_EQ(sparse.f32()[r * 10 + c], bias.f32()[c]);
+    } else {
+      EXPECT_GT(scale, 1e-3) << "the outputs are not all zero";
+    }
+    clear_sparse(*model);
+  }
+}
+
+TEST_F(SparseDispatchTest, OverrideMustBeADensity) {
+  {
+    ScopedEnv crossover("PARE_SPARSE_CROSSOVER", "0.42");
+    EXPECT_DOUBLE_EQ(sparse_crossover(3, 5, 1, true), 0.42);
+    auto model = Model::build(preset("lenet300"), 1);
+    auto w = weights(*model);
+    random_mask(*w[0], 0.4, 1);   // below 0.42
+    random_mask(*w[1], 0.45, 2);  // above
+    auto au = dispatch_sparse(*model, SparseMode::automatic, 8, true);
+    EXPECT_EQ(au[0].kind, "sparse");
+    EXPECT_EQ(au[1].kind, "masked-dense");
+    clear_sparse(*model);
+  }
+  for (const char* bad : {"abc", "1.5", "-0.1", "0.3x", "nan", " "}) {
+    ScopedEnv crossover("PARE_SPARSE_CROSSOVER", bad);
+    expect_error([] { sparse_crossover(3, 5, 1, true); }, {"PARE_SPARSE_CROSSOVER", bad});
+    // dispatch in auto mode reports it too (on/off never read it).
+    auto model = Model::build(preset("lenet300"), 1);
+    random_mask(*weights(*model)[0], 0.1, 1);
+    expect_error([&] { dispatch_sparse(*model, SparseMode::automatic, 8, true); },
+                 {"PARE_SPARSE_CROSSOVER"});
+    EXPECT_NO_THROW(dispatch_sparse(*model, SparseMode::on, 8, true));
+    clear_sparse(*model);
+  }
+}
+
+TEST_F(SparseDispatchTest, CachePathFollowsTheEnvironment) {
+  {
+    ScopedEnv a("PARE_CACHE_DIR", "/tmp/pc"), b("XDG_CACHE_HOME", "/tmp/xdg"), c("HOME", "/tmp/h");
+    EXPECT_EQ(sparse_crossover_cache_path(), "/tmp/pc/sparse_crossover.json");
+  }
+  {
+    ScopedEnv a("PARE_CACHE_DIR", std::nullopt), b("XDG_CACHE_HOME", "/tmp/xdg"),
+        c("HOME", "/tmp/h");
+    EXPECT_EQ(sparse_crossover_cache_path(), "/tmp/xdg/pare/sparse_crossover.json");
+  }
+  {
+    ScopedEnv a("PARE_CACHE_DIR", ""), b("XDG_CACHE_HOME", std::nullopt), c("HOME", "/tmp/h");
+    EXPECT_EQ(sparse_crossover_cache_path(), "/tmp/h/.cache/pare/sparse_crossover.json");
+  }
+  {
+    ScopedEnv a("PARE_CACHE_DIR", std::nullopt), b("XDG_CACHE_HOME", std::nullopt),
+        c("HOME", std::nullopt);
+    EXPECT_EQ(sparse_crossover_cache_path(), "");
+  }
+}
+
+// The key the cache file holds for `shape` ("...| 24x40 batch 4 infer"), found
+// in `file` by its suffix.
+std::string key_ending(const json& file, const std::string& suffix) {
+  for (auto it = file.begin(); it != file.end(); ++it) {
+    const std::string& k = it.key();
+    if (k.size() >= suffix.size() &&
+        k.compare(k.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return k;
+  }
+  return "";
+}
+
+std::string replace_suffix(const std::string& key, const std::string& from, const std::string& to) {
+  return key.substr(0, key.size() - from.size()) + to;
+}
+
+TEST_F(SparseDispatchTest, MeasuresOnceWritesTheCacheFileAndReusesIt) {
+  ScopedEnv crossover("PARE_SPARSE_CROSSOVER", std::nullopt);
+  ScopedEnv cache_dir("PARE_CACHE_DIR", path("cache"));
+  const std::string file_path = path("cache") + "/sparse_crossover.json";
+  ASSERT_EQ(sparse_crossover_cache_path(), file_path);
+  ASSERT_FALSE(file_exists(file_path));
+
+  const double d = sparse_crossover(24, 40, 4, false);
+  EXPECT_GE(d, 0.0);
+  EXPECT_LE(d, 1.0);
+  ASSERT_TRUE(file_exists(file_path)) << "the measurement was not cached in a file";
+  json file = json::parse(read_file(file_path));
+  ASSERT_TRUE(file.is_object());
+  const std::string key = key_ending(file, "| 24x40 batch 4 infer");
+  ASSERT_FALSE(key.empty()) << file.dump();
+  EXPECT_NE(key.find("threads 2"), std::string::npos) << key;
+  EXPECT_DOUBLE_EQ(file[key].get<double>(), d);
+  // The same question again: the same answer (memory), without measuring.
+  EXPECT_DOUBLE_EQ(sparse_crossover(24, 40, 4, false), d);
+
+  // A value planted in the file for a shape not yet asked about is used as is
+  // (so it was read, not measured), and training is a key of its own.
+  const std::string planted = replace_suffix(key, "24x40 batch 4 infer", "25x41 batch 4 infer");
+  file[planted] = 0.123;
+  file[replace_suffix(key, "24x40 batch 4 infer", "24x40 batch 4 train")] = 0.987;
+  write_file_atomic(file_path, file.dump());
+  EXPECT_DOUBLE_EQ(sparse_crossover(25, 41, 4, false), 0.123);
+  EXPECT_DOUBLE_EQ(sparse_crossover(24, 40, 4, true), 0.987);
+  // The planted entry survives later writes of other shapes.
+  const double e = sparse_crossover(26, 42, 4, false);
+  EXPECT_GE(e, 0.0);
+  EXPECT_LE(e, 1.0);
+  file = json::parse(read_file(file_path));
+  EXPECT_DOUBLE_EQ(file.value(planted, -1.0), 0.123);
+  EXPECT_FALSE(key_ending(file, "| 26x42 batch 4 infer").empty()) << file.dump();
+}
+
+TEST_F(SparseDispatchTest, OutOfRangeCachedValueIsMeasuredAgain) {
+  ScopedEnv crossover("PARE_SPARSE_CROSSOVER", std::nullopt);
+  ScopedEnv cache_dir("PARE_CACHE_DIR", path("cache"));
+  const std::string file_path = path("cache") + "/sparse_crossover.json";
+  sparse_crossover(27, 43, 2, false);  // learn the key's form
+  json file = json::parse(read_file(file_path));
+  const std::string key = key_ending(file, "| 27x43 batch 2 infer");
+  ASSERT_FALSE(key.empty()) << file.dump();
+  file[replace_suffix(key, "27x43 batch 2 infer", "28x44 batch 2 infer")] = 7.0;
+  file[replace_suffix(key, "27x43 batch 2 infer", "29x45 batch 2 infer")] = "0.5";
+  write_file_atomic(file_path, file.dump());
+  const double a = sparse_crossover(28, 44, 2, false);
+  const double b = sparse_crossover(29, 45, 2, false);
+  EXPECT_TRUE(a >= 0 && a <= 1) << a;
+  EXPECT_TRUE(b >= 0 && b <= 1) << b;
+  // Both were measured and the file now holds numbers in range for them.
+  file = json::parse(read_file(file_path));
+  EXPECT_DOUBLE_EQ(file[key_ending(file, "| 28x44 batch 2 infer")].get<double>(), a);
+  EXPECT_DOUBLE_EQ(file[key_ending(file, "| 29x45 batch 2 infer")].get<double>(), b);
+}
+
+TEST_F(SparseDispatchTest, DamagedCacheFileIsToleratedAndReplaced) {
+  ScopedEnv crossover("PARE_SPARSE_CROSSOVER", std::nullopt);
+  ScopedEnv cache_dir("PARE_CACHE_DIR", path("cache"));
+  const std::string file_path = path("cache") + "/sparse_crossover.json";
+  for (const char* damage : {"{\"truncated", "[1, 2, 3]", ""}) {
+    make_dirs(path("cache"));
+    write_file_atomic(file_path, damage);
+    static int64_t rows = 30;  // a fresh shape each time (the memory cache)
+    ++rows;
+    double d = -1;
+    EXPECT_NO_THROW(d = sparse_crossover(rows, 17, 3, false)) << "damage: " << damage;
+    EXPECT_TRUE(d >= 0 && d <= 1) << d;
+    // Rewritten as a valid cache holding the new measurement.
+    json file;
+    ASSERT_NO_THROW(file = json::parse(read_file(file_path))) << "damage: " << damage;
+    ASSERT_TRUE(file.is_object());
+    const std::string key = key_ending(file, "| " + std::to_string(rows) + "x17 batch 3 infer");
+    ASSERT_FALSE(key.empty()) << file.dump();
+    EXPECT_DOUBLE_EQ(file[key].get<double>(), d);
+  }
+}
+
+TEST_F(SparseDispatchTest, UnwritableCacheOnlyCostsAMeasurement) {
+  ScopedEnv crossover("PARE_SPARSE_CROSSOVER", std::nullopt);
+  // A regular file where the cache directory should be.
+  write("not_a_dir", "x");
+  ScopedEnv cache_dir("PARE_CACHE_DIR", path("not_a_dir"));
+  double d = -1;
+  EXPECT_NO_THROW(d = sparse_crossover(23, 39, 5, true));
+  EXPECT_TRUE(d >= 0 && d <= 1) << d;
+  EXPECT_EQ(read_file(path("not_a_dir")), "x");
+}
+
+}  // namespace
+}  // namespace pare::nn
