@@ -32,6 +32,12 @@
 // padding skip the lowering: the forward and dx are one GEMM per image
 // straight between the input and output buffers (no copies), and only dw,
 // which sums over images, swaps x and dy to (C, N) and (OC, N).
+//
+// sparse_conv2d: a pruned filter bank as a CSR (OC, K) matrix, on the batched
+// lowering (cols: (K, N)): yt = W cols by spmm, dw only at the pattern by
+// SDDMM of dyt against cols, dcols = W^T dyt by spmm on the pattern's
+// transpose. The columns are the batch's N = B*P patches, so every product
+// vectorises over long contiguous rows.
 #include <vector>
 
 #include "pare/autograd/ops.h"
@@ -208,31 +214,33 @@ Var with_relu_mark(Var out, bool relu) {
   return out;
 }
 
-void check_conv_shapes(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
-  if (x.value().ndim() != 4) fail("conv2d: input must be (B, C, H, W), got ", x.shape().str());
+// Raises Error naming `op` (conv2d or sparse_conv2d) when the shapes do not fit.
+void check_conv_shapes(const char* op, const Var& x, const Var& w, const Var& b,
+                       const Conv2dOptions& opt) {
+  if (x.value().ndim() != 4) fail(op, ": input must be (B, C, H, W), got ", x.shape().str());
   if (w.value().ndim() != 4)
-    fail("conv2d: weight must be (OC, C, KH, KW), got ", w.shape().str());
+    fail(op, ": weight must be (OC, C, KH, KW), got ", w.shape().str());
   if (x.dim(1) != w.dim(1))
-    fail("conv2d: input ", x.shape().str(), " has ", x.dim(1), " channels but weight ",
+    fail(op, ": input ", x.shape().str(), " has ", x.dim(1), " channels but weight ",
          w.shape().str(), " expects ", w.dim(1));
   if (b.defined() && (b.value().ndim() != 1 || b.dim(0) != w.dim(0)))
-    fail("conv2d: bias ", b.shape().str(), " does not fit weight ", w.shape().str(),
+    fail(op, ": bias ", b.shape().str(), " does not fit weight ", w.shape().str(),
          " (expected (", w.dim(0), "))");
-  if (opt.stride < 1) fail("conv2d: stride must be >= 1, got ", opt.stride);
-  if (opt.pad < 0) fail("conv2d: padding must be >= 0, got ", opt.pad);
+  if (opt.stride < 1) fail(op, ": stride must be >= 1, got ", opt.stride);
+  if (opt.pad < 0) fail(op, ": padding must be >= 0, got ", opt.pad);
   const int64_t h = x.dim(2), wd = x.dim(3);
   if (opt.circular && (opt.pad >= h || opt.pad >= wd))
-    fail("conv2d: circular padding ", opt.pad, " must be smaller than the input ",
+    fail(op, ": circular padding ", opt.pad, " must be smaller than the input ",
          x.shape().str(), " (it wraps around once)");
   if (w.dim(2) > h + 2 * opt.pad || w.dim(3) > wd + 2 * opt.pad)
-    fail("conv2d: kernel ", w.dim(2), "x", w.dim(3), " does not fit input ", x.shape().str(),
+    fail(op, ": kernel ", w.dim(2), "x", w.dim(3), " does not fit input ", x.shape().str(),
          " with padding ", opt.pad);
 }
 
 }  // namespace
 
 Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
-  check_conv_shapes(x, w, b, opt);
+  check_conv_shapes("conv2d", x, w, b, opt);
   kernels::Conv2dGeometry g;
   g.c = x.dim(1), g.h = x.dim(2), g.w = x.dim(3);
   g.kh = w.dim(2), g.kw = w.dim(3);
@@ -335,6 +343,74 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
       Tensor dcols = cols.defined() ? cols : Tensor::empty({k, n});
       ops::gemm(k, n, oc, dcols.f32(), n, w.value.f32(), k, dyt.f32(), n, {.trans_a = true});
       float* dx = x.ensure_grad().f32();
+      const float* dc = dcols.f32();
+      ops::parallel_range(batch, static_cast<double>(k * p), [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) kernels::col2im_f32(g, dx + i * plane_in, dc, n, i * p);
+      });
+    }
+  });
+  return with_relu_mark(std::move(out), opt.relu);
+}
+
+Var sparse_conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt,
+                  std::shared_ptr<const CsrPattern> pattern) {
+  check_conv_shapes("sparse_conv2d", x, w, b, opt);
+  kernels::Conv2dGeometry g;
+  g.c = x.dim(1), g.h = x.dim(2), g.w = x.dim(3);
+  g.kh = w.dim(2), g.kw = w.dim(3);
+  g.stride = opt.stride, g.pad = opt.pad, g.circular = opt.circular;
+  const int64_t batch = x.dim(0), oc = w.dim(0), oh = g.out_h(), ow = g.out_w();
+  const int64_t p = oh * ow, k = g.c * g.kh * g.kw, n = batch * p, plane_in = g.c * g.h * g.w;
+  PARE_CHECK(pattern, "sparse_conv2d: no pattern");
+  if (pattern->rows != oc || pattern->cols != k)
+    fail("sparse_conv2d: pattern (", pattern->rows, ", ", pattern->cols, ") does not match weight ",
+         w.shape().str(), " viewed as (", oc, ", ", k, ")");
+  Tensor values = Tensor::empty({pattern->nnz()});
+  pattern->gather(w.value().f32(), values.f32(), nullptr);
+  // cols: (K, N), image i at columns [i*P, (i+1)*P).
+  Tensor cols = Tensor::empty({k, n});
+  {
+    const float* xp = x.value().f32();
+    float* cp = cols.f32();
+    ops::parallel_range(batch, static_cast<double>(k * p), [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) kernels::im2col_f32(g, cp, n, i * p, xp + i * plane_in);
+    });
+  }
+  Tensor y = empty_apart({batch, oc, oh, ow}, x.value().f32());
+  {
+    Tensor yt = Tensor::empty({oc, n});
+    ops::spmm(n, yt.f32(), n, pattern->view(values.f32()), cols.f32(), n, 0.0f);
+    kernels::swap_outer_f32(oc, batch, p, y.f32(), yt.f32());
+  }
+  if (b.defined()) kernels::add_channels_f32(batch, oc, p, y.f32(), b.value().f32());
+  if (opt.relu) kernels::relu_f32(y.numel(), y.f32(), y.f32());
+  Var out = Var::make(y, "sparse_conv2d", {x, w, b},
+                      [g, cols, pattern, batch, oc, k, p, n, plane_in, relu = opt.relu](Node& self) {
+    Node& x = *self.inputs[0];
+    Node& w = *self.inputs[1];
+    Node* b = self.inputs[2].get();
+    const CsrPattern& pat = *pattern;
+    Tensor masked;
+    const float* dy = conv_output_grad(self, relu, masked);
+    if (b && b->requires_grad) kernels::sum_channels_f32(batch, oc, p, b->ensure_grad().f32(), dy);
+    if (x.requires_grad) x.ensure_grad();
+    if (w.requires_grad) w.ensure_grad();
+    if ((!w.requires_grad && !x.requires_grad) || pat.nnz() == 0) return;
+    Tensor dyt = Tensor::empty({oc, n});
+    kernels::swap_outer_f32(batch, oc, p, dyt.f32(), dy);
+    if (w.requires_grad) {  // dw at the pattern: (dyt cols^T) at (r, c), added at pos
+      Tensor gk = Tensor::empty({pat.nnz()});
+      ops::sddmm(n, gk.f32(), pat.view(nullptr), dyt.f32(), n, cols.f32(), n, 0.0f);
+      float* dw = w.grad.f32();
+      const float* gv = gk.f32();
+      for (int64_t e = 0; e < pat.nnz(); ++e) dw[pat.pos[static_cast<size_t>(e)]] += gv[e];
+    }
+    if (x.requires_grad) {  // dcols: (K, N) = W^T dyt, scattered back per image
+      Tensor t_values = Tensor::empty({pat.nnz()});
+      pat.gather(w.value.f32(), nullptr, t_values.f32());
+      Tensor dcols = Tensor::empty({k, n});
+      ops::spmm(n, dcols.f32(), n, pat.view_t(t_values.f32()), dyt.f32(), n, 0.0f);
+      float* dx = x.grad.f32();
       const float* dc = dcols.f32();
       ops::parallel_range(batch, static_cast<double>(k * p), [&](int64_t lo, int64_t hi) {
         for (int64_t i = lo; i < hi; ++i) kernels::col2im_f32(g, dx + i * plane_in, dc, n, i * p);

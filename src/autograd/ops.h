@@ -50,6 +50,12 @@ struct Conv2dOptions {
 // y: (B, OC, OH, OW) from x: (B, C, H, W), w: (OC, C, KH, KW), b: (OC,) or undefined.
 Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt);
 
+// conv2d with w's entries outside `pattern` taken as zero, computed on the
+// nonzeros only (like sparse_linear): the pattern is w viewed as a
+// (OC, C*KH*KW) matrix.
+Var sparse_conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt,
+                  std::shared_ptr<const CsrPattern> pattern);
+
 // ---- pool.cc ----
 // Window k, stride s (default k), no padding; x: (B, C, H, W).
 Var max_pool2d(const Var& x, int64_t k, int64_t stride = 0);

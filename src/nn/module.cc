@@ -59,6 +59,8 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel,
   if (bias) this->bias = make_param(name + ".bias", {out_channels}, false);
 }
 Var Conv2d::forward(const Var& x, ForwardContext& ctx) {
+  if (weight.sparse)
+    return autograd::sparse_conv2d(x, ctx.var(weight), ctx.var(bias), opt_, weight.sparse);
   return autograd::conv2d(x, ctx.var(weight), ctx.var(bias), opt_);
 }
 void Conv2d::collect_parameters(std::vector<Parameter*>& out) {

@@ -186,13 +186,22 @@ double sparse_crossover(int64_t rows, int64_t cols, int64_t batch, bool training
 
 std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_t batch,
                                            bool training) {
+  std::map<const Parameter*, int64_t> macs_of;
+  for (const auto& [p, macs] : model.weight_macs()) macs_of[p] = macs;
   std::vector<LayerDispatch> out;
   for (Parameter* p : model.parameters()) {
-    if (!p->is_weight || p->value().ndim() != 2) continue;
+    const auto found = macs_of.find(p);
+    if (found == macs_of.end()) continue;  // not a layer's weight (biases)
+    const int64_t macs = found->second;
+    const int ndim = p->value().ndim();
+    if (ndim != 2 && ndim != 4) continue;  // linear (out, in) and conv2d (OC, C, KH, KW)
     LayerDispatch d;
     d.name = p->name;
     d.rows = p->value().dim(0);
-    d.cols = p->value().dim(1);
+    d.cols = d.rows > 0 ? p->numel() / d.rows : 0;
+    // The products' column count: the batch for a linear layer, the batch's
+    // patches (B * OH * OW) for a convolution, whose weight meets each patch.
+    const int64_t columns = batch * (p->numel() > 0 ? macs / p->numel() : 1);
     p->sparse.reset();
     if (!p->mask.defined()) {
       d.kind = "dense";
@@ -204,7 +213,7 @@ std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_
     d.density = pattern->density();
     bool sparse = mode == SparseMode::on;
     if (mode == SparseMode::automatic) {
-      d.crossover = sparse_crossover(d.rows, d.cols, batch, training);
+      d.crossover = sparse_crossover(d.rows, d.cols, columns, training);
       sparse = d.density < d.crossover;
     }
     if (sparse) p->sparse = std::move(pattern);

@@ -1,8 +1,10 @@
 // Which layers run their pruned weights sparse (issue #5).
 //
-// A masked Linear weight can run as a dense GEMM on the masked weight
+// A masked Linear or Conv2d weight can run as a dense GEMM on the masked weight
 // ("masked-dense": zeros multiplied like any other value) or as CSR products
-// on its nonzeros ("sparse", autograd::sparse_linear). Which is faster depends
+// on its nonzeros ("sparse", autograd::sparse_linear / sparse_conv2d). A
+// convolution's crossover is measured on the linear products of the same
+// matrix sizes (its filter matrix against the batch's B*OH*OW patches). Which is faster depends
 // on the density, the shape, the batch and the machine, so `auto` measures it:
 // for each (rows, cols, batch, threads, training or inference) it times the
 // dense op and the sparse op at two densities on this machine, once, and
@@ -37,8 +39,9 @@ struct LayerDispatch {
   std::string kind;        // "dense" (no mask) | "masked-dense" | "sparse"
 };
 
-// Chooses for every prunable 2-D weight (Linear layers) and sets or clears
-// its Parameter::sparse. `batch`: samples per forward pass; `training`: the
+// Chooses for every Linear and Conv2d weight (a convolution's filter bank
+// viewed as an (OC, C*KH*KW) matrix) and sets or clears its
+// Parameter::sparse. `batch`: samples per forward pass; `training`: the
 // choice covers forward and both backward products (else forward only).
 // Weights without a mask run dense in every mode.
 std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_t batch,

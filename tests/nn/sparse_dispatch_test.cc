@@ -173,18 +173,32 @@ TEST_F(SparseDispatchTest, ChoosesPerLayerAndSetsTheParameterPattern) {
   EXPECT_FALSE(any_sparse(*model));
 }
 
-TEST_F(SparseDispatchTest, ConvolutionWeightsAreNotDispatched) {
+// Convolutions are dispatched too: the filter bank as an (OC, C*KH*KW)
+// matrix, and LeNet-5's output with every layer sparse equals the dense one.
+TEST_F(SparseDispatchTest, ConvolutionWeightsRunSparseAsFilterMatrices) {
   ScopedEnv crossover("PARE_SPARSE_CROSSOVER", "0.3");
   auto model = Model::build(preset("lenet5"), 1);
+  int seed = 20;
   for (Parameter* p : model->parameters())
-    if (p->is_weight) p->mask = Tensor::full(p->value().shape(), 1.0f);
-  auto layers = dispatch_sparse(*model, SparseMode::on, 4, false);
-  ASSERT_EQ(layers.size(), 3u) << "the three linear layers only";
+    if (p->is_weight) random_mask(*p, 0.4, seed++);
+  const Tensor x = random_tensor({3, 1, 28, 28}, 6);
+  ForwardContext ctx{.training = false};
+  dispatch_sparse(*model, SparseMode::off, 3, false);
+  const Tensor dense = model->forward(Var(x), ctx).value().clone();
+  auto layers = dispatch_sparse(*model, SparseMode::on, 3, false);
+  ASSERT_EQ(layers.size(), 5u) << "two convolutions and three linear layers";
   for (const auto& d : layers) EXPECT_EQ(d.kind, "sparse") << d.name;
   for (Parameter* p : model->parameters())
     if (p->value().ndim() == 4) {
-      EXPECT_FALSE(p->sparse) << p->name;
+      ASSERT_TRUE(p->sparse) << p->name;
+      EXPECT_EQ(p->sparse->rows, p->value().dim(0)) << p->name;
+      EXPECT_EQ(p->sparse->cols, p->numel() / p->value().dim(0)) << p->name;
     }
+  const Tensor sparse = model->forward(Var(x), ctx).value().clone();
+  float scale = 0;
+  for (int64_t i = 0; i < dense.numel(); ++i) scale = std::max(scale, std::fabs(dense.f32()[i]));
+  for (int64_t i = 0; i < dense.numel(); ++i)
+    EXPECT_NEAR(sparse.f32()[i], dense.f32()[i], 1e-5f * scale) << i;
 }
 
 // The masked model's output with dispatch on equals dispatch off, over
