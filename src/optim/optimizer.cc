@@ -17,6 +17,16 @@ void for_chunks(int64_t n, Fn&& fn) {
   ops::parallel_range(n, 8.0, [&](int64_t b, int64_t e) { fn(b, e); });
 }
 
+// Whether a parameter running sparse is updated at its pattern's entries
+// (gathers and scatters, O(nnz)) rather than by the dense masked pass
+// (contiguous, O(numel)); both give the same bits. A gathered entry costs
+// about five contiguous ones (AVX-512, LeNet-300-100's first layer: at 50%
+// density the gathered update took 22% of a step), so the dense pass wins
+// above a fifth of the entries.
+bool update_at_pattern(const nn::Parameter& p) {
+  return p.sparse && p.sparse->nnz() * 5 < p.numel();
+}
+
 class Sgd : public Optimizer {
  public:
   Sgd(const OptimizerConfig& cfg, std::vector<nn::Parameter*> params)
@@ -34,7 +44,7 @@ class Sgd : public Optimizer {
       float* b = buf_.empty() ? nullptr : buf_[i].f32();
       const float* g = p.grad().f32();
       const float* m = p.mask.defined() ? p.mask.f32() : nullptr;
-      if (p.sparse) {  // only the pattern's entries; the rest are 0 and stay 0
+      if (update_at_pattern(p)) {  // only the pattern's entries; the rest are 0 and stay 0
         const int32_t* idx = p.sparse->pos.data();
         for_chunks(p.sparse->nnz(), [&](int64_t s, int64_t e) {
           kernels::sgd_at_f32(e - s, idx + s, w, b, g, sp);
@@ -82,7 +92,7 @@ class Adam : public Optimizer {
       float* v = v_[i].f32();
       const float* g = p.grad().f32();
       const float* mask = p.mask.defined() ? p.mask.f32() : nullptr;
-      if (p.sparse) {  // only the pattern's entries; the rest are 0 and stay 0
+      if (update_at_pattern(p)) {  // only the pattern's entries; the rest are 0 and stay 0
         const int32_t* idx = p.sparse->pos.data();
         for_chunks(p.sparse->nnz(), [&](int64_t s, int64_t e) {
           kernels::adam_at_f32(e - s, idx + s, w, m, v, g, ap);
