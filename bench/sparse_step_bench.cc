@@ -76,15 +76,18 @@ void prepare(Setting& s, nn::SparseMode mode, bool masked) {
   cfg.name = "adam";
   cfg.lr = kLr;
   s.opt = optim::make_optimizer(cfg, s.model->parameters());
+  s.runner = std::make_unique<train::StepRunner>(
+      *s.model, train::choose_parallel_mode("auto", *s.model, kBatch, num_threads()));
   if (masked) {
-    const auto layers = nn::dispatch_sparse(*s.model, mode, kBatch, /*training=*/true);
+    // As train::fit does: sparse layers train packed when the step splits ops.
+    const auto layers =
+        nn::dispatch_sparse(*s.model, mode, kBatch, /*training=*/true,
+                            /*packed=*/s.runner->mode() == train::ParallelMode::ops);
     for (const auto& d : layers) s.kinds += (s.kinds.empty() ? "" : ",") + d.kind;
   } else {
     s.kinds = "dense";
   }
   s.opt->apply_masks();
-  s.runner = std::make_unique<train::StepRunner>(
-      *s.model, train::choose_parallel_mode("auto", *s.model, kBatch, num_threads()));
 }
 
 void step(Setting& s, const Tensor& x, const Tensor& y, uint64_t i, bool keep) {

@@ -214,33 +214,32 @@ Var with_relu_mark(Var out, bool relu) {
   return out;
 }
 
-// Raises Error naming `op` (conv2d or sparse_conv2d) when the shapes do not fit.
-void check_conv_shapes(const char* op, const Var& x, const Var& w, const Var& b,
+// Raises Error naming `op` when the shapes do not fit; ws: the weight's shape.
+void check_conv_shapes(const char* op, const Var& x, const Shape& ws, const Var& b,
                        const Conv2dOptions& opt) {
   if (x.value().ndim() != 4) fail(op, ": input must be (B, C, H, W), got ", x.shape().str());
-  if (w.value().ndim() != 4)
-    fail(op, ": weight must be (OC, C, KH, KW), got ", w.shape().str());
-  if (x.dim(1) != w.dim(1))
-    fail(op, ": input ", x.shape().str(), " has ", x.dim(1), " channels but weight ",
-         w.shape().str(), " expects ", w.dim(1));
-  if (b.defined() && (b.value().ndim() != 1 || b.dim(0) != w.dim(0)))
-    fail(op, ": bias ", b.shape().str(), " does not fit weight ", w.shape().str(),
-         " (expected (", w.dim(0), "))");
+  if (ws.ndim() != 4) fail(op, ": weight must be (OC, C, KH, KW), got ", ws.str());
+  if (x.dim(1) != ws[1])
+    fail(op, ": input ", x.shape().str(), " has ", x.dim(1), " channels but weight ", ws.str(),
+         " expects ", ws[1]);
+  if (b.defined() && (b.value().ndim() != 1 || b.dim(0) != ws[0]))
+    fail(op, ": bias ", b.shape().str(), " does not fit weight ", ws.str(), " (expected (",
+         ws[0], "))");
   if (opt.stride < 1) fail(op, ": stride must be >= 1, got ", opt.stride);
   if (opt.pad < 0) fail(op, ": padding must be >= 0, got ", opt.pad);
   const int64_t h = x.dim(2), wd = x.dim(3);
   if (opt.circular && (opt.pad >= h || opt.pad >= wd))
     fail(op, ": circular padding ", opt.pad, " must be smaller than the input ",
          x.shape().str(), " (it wraps around once)");
-  if (w.dim(2) > h + 2 * opt.pad || w.dim(3) > wd + 2 * opt.pad)
-    fail(op, ": kernel ", w.dim(2), "x", w.dim(3), " does not fit input ", x.shape().str(),
+  if (ws[2] > h + 2 * opt.pad || ws[3] > wd + 2 * opt.pad)
+    fail(op, ": kernel ", ws[2], "x", ws[3], " does not fit input ", x.shape().str(),
          " with padding ", opt.pad);
 }
 
 }  // namespace
 
 Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
-  check_conv_shapes("conv2d", x, w, b, opt);
+  check_conv_shapes("conv2d", x, w.shape(), b, opt);
   kernels::Conv2dGeometry g;
   g.c = x.dim(1), g.h = x.dim(2), g.w = x.dim(3);
   g.kh = w.dim(2), g.kw = w.dim(3);
@@ -352,21 +351,32 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt) {
   return with_relu_mark(std::move(out), opt.relu);
 }
 
-Var sparse_conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt,
-                  std::shared_ptr<const CsrPattern> pattern) {
-  check_conv_shapes("sparse_conv2d", x, w, b, opt);
+namespace {
+
+// w: the dense (OC, C, KH, KW) weight, or with `packed` its (nnz,) values
+// (ws: the weight's shape either way).
+Var sparse_conv2d_on(const char* op, const Var& x, const Var& w, const Shape& ws, const Var& b,
+                     const Conv2dOptions& opt, std::shared_ptr<const CsrPattern> pattern,
+                     bool packed) {
+  check_conv_shapes(op, x, ws, b, opt);
   kernels::Conv2dGeometry g;
   g.c = x.dim(1), g.h = x.dim(2), g.w = x.dim(3);
-  g.kh = w.dim(2), g.kw = w.dim(3);
+  g.kh = ws[2], g.kw = ws[3];
   g.stride = opt.stride, g.pad = opt.pad, g.circular = opt.circular;
-  const int64_t batch = x.dim(0), oc = w.dim(0), oh = g.out_h(), ow = g.out_w();
+  const int64_t batch = x.dim(0), oc = ws[0], oh = g.out_h(), ow = g.out_w();
   const int64_t p = oh * ow, k = g.c * g.kh * g.kw, n = batch * p, plane_in = g.c * g.h * g.w;
-  PARE_CHECK(pattern, "sparse_conv2d: no pattern");
+  PARE_CHECK(pattern, op, ": no pattern");
   if (pattern->rows != oc || pattern->cols != k)
-    fail("sparse_conv2d: pattern (", pattern->rows, ", ", pattern->cols, ") does not match weight ",
-         w.shape().str(), " viewed as (", oc, ", ", k, ")");
-  Tensor values = Tensor::empty({pattern->nnz()});
-  pattern->gather(w.value().f32(), values.f32(), nullptr);
+    fail(op, ": pattern (", pattern->rows, ", ", pattern->cols, ") does not match weight ",
+         ws.str(), " viewed as (", oc, ", ", k, ")");
+  if (packed ? (w.value().ndim() != 1 || w.dim(0) != pattern->nnz()) : !(w.shape() == ws))
+    fail(op, ": ", packed ? "values " : "weight ", w.shape().str(), " do not fit the pattern of ",
+         ws.str(), " (", pattern->nnz(), " entries)");
+  Tensor values = w.value();
+  if (!packed) {
+    values = Tensor::empty({pattern->nnz()});
+    pattern->gather(w.value().f32(), values.f32(), nullptr);
+  }
   // cols: (K, N), image i at columns [i*P, (i+1)*P).
   Tensor cols = Tensor::empty({k, n});
   {
@@ -384,8 +394,9 @@ Var sparse_conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions&
   }
   if (b.defined()) kernels::add_channels_f32(batch, oc, p, y.f32(), b.value().f32());
   if (opt.relu) kernels::relu_f32(y.numel(), y.f32(), y.f32());
-  Var out = Var::make(y, "sparse_conv2d", {x, w, b},
-                      [g, cols, pattern, batch, oc, k, p, n, plane_in, relu = opt.relu](Node& self) {
+  Var out = Var::make(y, op, {x, w, b},
+                      [g, cols, pattern, batch, oc, k, p, n, plane_in, packed,
+                       relu = opt.relu](Node& self) {
     Node& x = *self.inputs[0];
     Node& w = *self.inputs[1];
     Node* b = self.inputs[2].get();
@@ -398,16 +409,21 @@ Var sparse_conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions&
     if ((!w.requires_grad && !x.requires_grad) || pat.nnz() == 0) return;
     Tensor dyt = Tensor::empty({oc, n});
     kernels::swap_outer_f32(batch, oc, p, dyt.f32(), dy);
-    if (w.requires_grad) {  // dw at the pattern: (dyt cols^T) at (r, c), added at pos
-      Tensor gk = Tensor::empty({pat.nnz()});
-      ops::sddmm(n, gk.f32(), pat.view(nullptr), dyt.f32(), n, cols.f32(), n, 0.0f);
-      float* dw = w.grad.f32();
-      const float* gv = gk.f32();
-      for (int64_t e = 0; e < pat.nnz(); ++e) dw[pat.pos[static_cast<size_t>(e)]] += gv[e];
+    if (w.requires_grad) {  // dw at the pattern: (dyt cols^T) at (r, c)
+      if (packed) {
+        ops::sddmm(n, w.grad.f32(), pat.view(nullptr), dyt.f32(), n, cols.f32(), n, 1.0f);
+      } else {
+        Tensor gk = Tensor::empty({pat.nnz()});
+        ops::sddmm(n, gk.f32(), pat.view(nullptr), dyt.f32(), n, cols.f32(), n, 0.0f);
+        pat.scatter_add(gk.f32(), w.grad.f32());
+      }
     }
     if (x.requires_grad) {  // dcols: (K, N) = W^T dyt, scattered back per image
       Tensor t_values = Tensor::empty({pat.nnz()});
-      pat.gather(w.value.f32(), nullptr, t_values.f32());
+      if (packed)
+        pat.gather_t(w.value.f32(), t_values.f32());
+      else
+        pat.gather(w.value.f32(), nullptr, t_values.f32());
       Tensor dcols = Tensor::empty({k, n});
       ops::spmm(n, dcols.f32(), n, pat.view_t(t_values.f32()), dyt.f32(), n, 0.0f);
       float* dx = x.grad.f32();
@@ -418,6 +434,20 @@ Var sparse_conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions&
     }
   });
   return with_relu_mark(std::move(out), opt.relu);
+}
+
+}  // namespace
+
+Var sparse_conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt,
+                  std::shared_ptr<const CsrPattern> pattern) {
+  return sparse_conv2d_on("sparse_conv2d", x, w, w.shape(), b, opt, std::move(pattern),
+                          /*packed=*/false);
+}
+
+Var sparse_conv2d_packed(const Var& x, const Var& values, const Shape& w_shape, const Var& b,
+                         const Conv2dOptions& opt, std::shared_ptr<const CsrPattern> pattern) {
+  return sparse_conv2d_on("sparse_conv2d_packed", x, values, w_shape, b, opt, std::move(pattern),
+                          /*packed=*/true);
 }
 
 }  // namespace pare::autograd

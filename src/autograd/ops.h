@@ -39,6 +39,11 @@ Var matmul(const Var& a, const Var& b);
 // The pattern (rows, cols) must equal w's shape (out, in).
 Var sparse_linear(const Var& x, const Var& w, const Var& b,
                   std::shared_ptr<const CsrPattern> pattern);
+// The same with the weight packed: `values` (nnz,) holds w's entries at the
+// pattern, in pattern order (pos), and receives their gradient as (nnz,).
+// What a sparse layer trains on: no gather per call and no dense gradient.
+Var sparse_linear_packed(const Var& x, const Var& values, const Var& b,
+                         std::shared_ptr<const CsrPattern> pattern);
 
 // ---- conv.cc ----
 struct Conv2dOptions {
@@ -55,6 +60,10 @@ Var conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt);
 // (OC, C*KH*KW) matrix.
 Var sparse_conv2d(const Var& x, const Var& w, const Var& b, const Conv2dOptions& opt,
                   std::shared_ptr<const CsrPattern> pattern);
+// The same with the filter bank packed (values (nnz,), as sparse_linear_packed);
+// w_shape: the weight's (OC, C, KH, KW).
+Var sparse_conv2d_packed(const Var& x, const Var& values, const Shape& w_shape, const Var& b,
+                         const Conv2dOptions& opt, std::shared_ptr<const CsrPattern> pattern);
 
 // ---- pool.cc ----
 // Window k, stride s (default k), no padding; x: (B, C, H, W).

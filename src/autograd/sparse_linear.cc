@@ -8,7 +8,13 @@
 //
 //   forward          yt (out, B) = W xt (in, B);   y = yt^T + b
 //   input gradient   dxt (in, B) = W^T dyt          (the pattern's transpose)
-//   weight gradient  g (nnz,) = (dyt xt^T) at the pattern;  dw[pos] += g
+//   weight gradient  g (nnz,) = (dyt xt^T) at the pattern
+//
+// Two storages of W's values: the dense (out, in) weight, gathered at the
+// pattern per call and its gradient added back at the pattern (sparse_linear),
+// or packed (nnz,) in pattern order, which the products read directly and
+// whose gradient receives g as is (sparse_linear_packed: what training uses;
+// no gather, no scatter, and the optimizer then updates nnz contiguous values).
 #include "pare/autograd/ops.h"
 #include "pare/kernels/kernels.h"
 #include "pare/tensor/ops.h"
@@ -26,23 +32,29 @@ Tensor feature_major(const Tensor& x) {
   return t;
 }
 
-}  // namespace
-
-Var sparse_linear(const Var& x, const Var& w, const Var& b,
-                  std::shared_ptr<const CsrPattern> pattern) {
-  if (x.value().ndim() != 2 || w.value().ndim() != 2 || x.dim(1) != w.dim(1))
-    fail("sparse_linear: input ", x.shape().str(), " does not fit weight ", w.shape().str(),
-         " (expected input (B, ", w.value().ndim() == 2 ? w.dim(1) : -1, "))");
-  if (b.defined() && (b.value().ndim() != 1 || b.dim(0) != w.dim(0)))
-    fail("sparse_linear: bias ", b.shape().str(), " does not fit weight ", w.shape().str());
-  PARE_CHECK(pattern, "sparse_linear: no pattern");
-  if (pattern->rows != w.dim(0) || pattern->cols != w.dim(1))
-    fail("sparse_linear: pattern (", pattern->rows, ", ", pattern->cols,
-         ") does not match weight ", w.shape().str());
-  const int64_t batch = x.dim(0), in = x.dim(1), out = w.dim(0);
+// w: the dense (out, in) weight, or with `packed` its (nnz,) values.
+Var sparse_linear_on(const char* op, const Var& x, const Var& w, const Var& b,
+                     std::shared_ptr<const CsrPattern> pattern, bool packed) {
+  PARE_CHECK(pattern, op, ": no pattern");
   const CsrPattern& p = *pattern;
-  Tensor values = Tensor::empty({p.nnz()});
-  p.gather(w.value().f32(), values.f32(), nullptr);
+  if (packed) {
+    if (w.value().ndim() != 1 || w.dim(0) != p.nnz())
+      fail(op, ": values ", w.shape().str(), " do not fit a pattern with ", p.nnz(),
+           " entries");
+  } else if (w.value().ndim() != 2 || p.rows != w.dim(0) || p.cols != w.dim(1)) {
+    fail(op, ": pattern (", p.rows, ", ", p.cols, ") does not match weight ", w.shape().str());
+  }
+  if (x.value().ndim() != 2 || x.dim(1) != p.cols)
+    fail(op, ": input ", x.shape().str(), " does not fit a (", p.rows, ", ", p.cols,
+         ") weight (expected input (B, ", p.cols, "))");
+  if (b.defined() && (b.value().ndim() != 1 || b.dim(0) != p.rows))
+    fail(op, ": bias ", b.shape().str(), " does not fit a (", p.rows, ", ", p.cols, ") weight");
+  const int64_t batch = x.dim(0), in = p.cols, out = p.rows;
+  Tensor values = w.value();
+  if (!packed) {
+    values = Tensor::empty({p.nnz()});
+    p.gather(w.value().f32(), values.f32(), nullptr);
+  }
   Tensor xt = feature_major(x.value());
   Tensor y = Tensor::empty({batch, out});
   if (batch == 1) {
@@ -53,8 +65,7 @@ Var sparse_linear(const Var& x, const Var& w, const Var& b,
     kernels::swap_outer_f32(out, batch, 1, y.f32(), yt.f32());
   }
   if (b.defined()) kernels::add_rows_f32(batch, out, y.f32(), b.value().f32());
-  return Var::make(y, "sparse_linear", {x, w, b},
-                   [batch, in, out, pattern, xt](Node& self) {
+  return Var::make(y, op, {x, w, b}, [batch, in, out, pattern, xt, packed](Node& self) {
     const CsrPattern& p = *pattern;
     Node& x = *self.inputs[0];
     Node& w = *self.inputs[1];
@@ -62,7 +73,10 @@ Var sparse_linear(const Var& x, const Var& w, const Var& b,
     Tensor dyt = feature_major(self.grad);
     if (x.requires_grad && p.nnz() > 0) {
       Tensor t_values = Tensor::empty({p.nnz()});
-      p.gather(w.value.f32(), nullptr, t_values.f32());
+      if (packed)
+        p.gather_t(w.value.f32(), t_values.f32());
+      else
+        p.gather(w.value.f32(), nullptr, t_values.f32());
       float* dx = x.ensure_grad().f32();
       if (batch == 1) {
         ops::spmm(1, dx, 1, p.view_t(t_values.f32()), dyt.f32(), 1, 1.0f);
@@ -77,18 +91,33 @@ Var sparse_linear(const Var& x, const Var& w, const Var& b,
       x.ensure_grad();  // a fully pruned weight passes no gradient back
     }
     if (w.requires_grad && p.nnz() > 0) {
-      Tensor g = Tensor::empty({p.nnz()});
-      ops::sddmm(batch, g.f32(), p.view(nullptr), dyt.f32(), batch, xt.f32(), batch, 0.0f);
-      float* dw = w.ensure_grad().f32();
-      const float* gk = g.f32();
-      const int32_t* pos = p.pos.data();
-      for (int64_t k = 0; k < p.nnz(); ++k) dw[pos[k]] += gk[k];
+      if (packed) {  // straight into the values' gradient
+        ops::sddmm(batch, w.ensure_grad().f32(), p.view(nullptr), dyt.f32(), batch, xt.f32(),
+                   batch, 1.0f);
+      } else {
+        Tensor g = Tensor::empty({p.nnz()});
+        ops::sddmm(batch, g.f32(), p.view(nullptr), dyt.f32(), batch, xt.f32(), batch, 0.0f);
+        p.scatter_add(g.f32(), w.ensure_grad().f32());
+      }
     } else if (w.requires_grad) {
       w.ensure_grad();
     }
     if (self.inputs.size() > 2 && self.inputs[2] && self.inputs[2]->requires_grad)
       kernels::sum_rows_f32(batch, out, self.inputs[2]->ensure_grad().f32(), dy);
   });
+}
+
+}  // namespace
+
+Var sparse_linear(const Var& x, const Var& w, const Var& b,
+                  std::shared_ptr<const CsrPattern> pattern) {
+  return sparse_linear_on("sparse_linear", x, w, b, std::move(pattern), /*packed=*/false);
+}
+
+Var sparse_linear_packed(const Var& x, const Var& values, const Var& b,
+                         std::shared_ptr<const CsrPattern> pattern) {
+  return sparse_linear_on("sparse_linear_packed", x, values, b, std::move(pattern),
+                          /*packed=*/true);
 }
 
 }  // namespace pare::autograd

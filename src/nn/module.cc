@@ -34,6 +34,10 @@ Linear::Linear(int64_t in, int64_t out, bool bias, const std::string& name) : in
   if (bias) this->bias = make_param(name + ".bias", {out}, false);
 }
 Var Linear::forward(const Var& x, ForwardContext& ctx) {
+  if (weight.packed.defined()) {
+    PARE_CHECK(!ctx.leaves, weight.name, ": packed sparse weights do not run data-parallel");
+    return autograd::sparse_linear_packed(x, weight.packed, ctx.var(bias), weight.sparse);
+  }
   if (weight.sparse) return autograd::sparse_linear(x, ctx.var(weight), ctx.var(bias), weight.sparse);
   return autograd::linear(x, ctx.var(weight), ctx.var(bias));
 }
@@ -59,6 +63,11 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel,
   if (bias) this->bias = make_param(name + ".bias", {out_channels}, false);
 }
 Var Conv2d::forward(const Var& x, ForwardContext& ctx) {
+  if (weight.packed.defined()) {
+    PARE_CHECK(!ctx.leaves, weight.name, ": packed sparse weights do not run data-parallel");
+    return autograd::sparse_conv2d_packed(x, weight.packed, weight.value().shape(),
+                                          ctx.var(bias), opt_, weight.sparse);
+  }
   if (weight.sparse)
     return autograd::sparse_conv2d(x, ctx.var(weight), ctx.var(bias), opt_, weight.sparse);
   return autograd::conv2d(x, ctx.var(weight), ctx.var(bias), opt_);

@@ -35,6 +35,12 @@ void ParameterStore::pack(std::vector<Parameter*> params) {
   initial_.copy_from(values_);
 }
 
+void ParameterStore::zero_grad() {
+  grads_.zero();
+  for (Parameter* p : params_)
+    if (p->packed.defined()) p->packed.grad().zero();
+}
+
 void ParameterStore::rewind() {
   values_.copy_from(initial_);
   for (Parameter* p : params_) p->apply_mask();

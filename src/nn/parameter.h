@@ -27,6 +27,12 @@ struct Parameter {
   // optimizers (which then update only these positions). Must be rebuilt
   // whenever the mask changes; null: the layer runs dense.
   std::shared_ptr<const CsrPattern> sparse;
+  // Set with `sparse` when the layer trains on packed storage: the weight's
+  // entries at the pattern, in pattern order, as a leaf of their own (value
+  // and gradient (nnz,)), which the layer, the optimizers and the gradient
+  // zeroing use instead of the dense value. While set, the dense value at
+  // those entries is stale until nn::sync_sparse_to_dense writes it back.
+  autograd::Var packed;
   bool is_weight = true;  // false for biases (pruning leaves them alone)
   int index = -1;         // position in its ParameterStore
 
@@ -54,7 +60,8 @@ class ParameterStore {
   Tensor& values() { return values_; }
   Tensor& grads() { return grads_; }
   int64_t numel() const { return values_.numel(); }
-  void zero_grad() { grads_.zero(); }
+  // Zeroes every gradient, packed ones (Parameter::packed) included.
+  void zero_grad();
   // Restores every parameter to its saved initial value (masks re-applied).
   void rewind();
 

@@ -87,9 +87,21 @@ double measure_crossover(int64_t rows, int64_t cols, int64_t batch, bool trainin
   for (float& v : w.span_f32()) v = rng.uniform(-0.1f, 0.1f);
   for (float& v : b.span_f32()) v = rng.uniform(-0.1f, 0.1f);
   Tensor seed = Tensor::full({batch, rows}, 1.0f / static_cast<float>(batch * rows));
+  // The sparse side runs packed, as training and `pare eval` do.
+  std::map<const CsrPattern*, Tensor> packed_values;
   auto run = [&](const std::shared_ptr<const CsrPattern>& pattern) {
-    Var xv(x, training), wv(w, training), bv(b, training);
-    Var y = pattern ? autograd::sparse_linear(xv, wv, bv, pattern) : autograd::linear(xv, wv, bv);
+    Var xv(x, training), bv(b, training);
+    Var y;
+    if (pattern) {
+      Tensor& values = packed_values[pattern.get()];
+      if (!values.defined()) {
+        values = Tensor::empty({pattern->nnz()});
+        pattern->gather(w.f32(), values.f32(), nullptr);
+      }
+      y = autograd::sparse_linear_packed(xv, Var(values, training), bv, pattern);
+    } else {
+      y = autograd::linear(xv, Var(w, training), bv);
+    }
     if (training) y.backward(seed);
   };
   auto pattern_at = [&](double density) {
@@ -185,7 +197,7 @@ double sparse_crossover(int64_t rows, int64_t cols, int64_t batch, bool training
 }
 
 std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_t batch,
-                                           bool training) {
+                                           bool training, bool packed) {
   std::map<const Parameter*, int64_t> macs_of;
   for (const auto& [p, macs] : model.weight_macs()) macs_of[p] = macs;
   std::vector<LayerDispatch> out;
@@ -203,6 +215,7 @@ std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_
     // patches (B * OH * OW) for a convolution, whose weight meets each patch.
     const int64_t columns = batch * (p->numel() > 0 ? macs / p->numel() : 1);
     p->sparse.reset();
+    p->packed = Var();
     if (!p->mask.defined()) {
       d.kind = "dense";
       out.push_back(d);
@@ -216,6 +229,12 @@ std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_
       d.crossover = sparse_crossover(d.rows, d.cols, columns, training);
       sparse = d.density < d.crossover;
     }
+    if (sparse && packed) {
+      Tensor values = Tensor::empty({pattern->nnz()});
+      pattern->gather(p->value().f32(), values.f32(), nullptr);
+      p->packed = Var(values, /*requires_grad=*/true);
+      p->packed.bind_grad(Tensor::zeros({pattern->nnz()}));
+    }
     if (sparse) p->sparse = std::move(pattern);
     d.kind = sparse ? "sparse" : "masked-dense";
     out.push_back(d);
@@ -223,8 +242,17 @@ std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_
   return out;
 }
 
+void sync_sparse_to_dense(Model& model) {
+  for (Parameter* p : model.parameters())
+    if (p->packed.defined()) p->sparse->scatter(p->packed.value().f32(), p->value().f32());
+}
+
 void clear_sparse(Model& model) {
-  for (Parameter* p : model.parameters()) p->sparse.reset();
+  sync_sparse_to_dense(model);
+  for (Parameter* p : model.parameters()) {
+    p->sparse.reset();
+    p->packed = Var();
+  }
 }
 
 bool any_sparse(const Model& model) {

@@ -44,9 +44,18 @@ struct LayerDispatch {
 // Parameter::sparse. `batch`: samples per forward pass; `training`: the
 // choice covers forward and both backward products (else forward only).
 // Weights without a mask run dense in every mode.
+// `packed`: the sparse layers get packed storage (Parameter::packed, gathered
+// from the dense values now); the model must then not run data-parallel
+// (ForwardContext::leaves). REQUIRES: the dense values are current (after
+// training packed weights, sync_sparse_to_dense first); earlier packed
+// values are dropped, not written back, so that a caller may change the
+// dense values and masks in between (pruning) without having them undone.
 std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_t batch,
-                                           bool training);
-// Clears every Parameter::sparse (all layers dense).
+                                           bool training, bool packed = false);
+// Writes packed values back into the dense weights (the packed storage stays).
+void sync_sparse_to_dense(Model& model);
+// sync_sparse_to_dense, then clears every Parameter::sparse and ::packed
+// (all layers dense).
 void clear_sparse(Model& model);
 // True when some layer runs sparse.
 bool any_sparse(const Model& model);

@@ -17,6 +17,14 @@ void for_chunks(int64_t n, Fn&& fn) {
   ops::parallel_range(n, 8.0, [&](int64_t b, int64_t e) { fn(b, e); });
 }
 
+// The same for packed values: contiguous and short (a pruned layer's nnz),
+// so splitting pays only for long arrays (measured: LeNet-300-100 at 95%
+// sparsity, 13k packed values, took 2.5 us on one thread and 9.5 us split).
+template <typename Fn>
+void for_packed_chunks(int64_t n, Fn&& fn) {
+  ops::parallel_range(n, 0.5, [&](int64_t b, int64_t e) { fn(b, e); });
+}
+
 // Whether a parameter running sparse is updated at its pattern's entries
 // (gathers and scatters, O(nnz)) rather than by the dense masked pass
 // (contiguous, O(numel)); both give the same bits. A gathered entry costs
@@ -44,6 +52,16 @@ class Sgd : public Optimizer {
       float* b = buf_.empty() ? nullptr : buf_[i].f32();
       const float* g = p.grad().f32();
       const float* m = p.mask.defined() ? p.mask.f32() : nullptr;
+      if (p.packed.defined()) {  // contiguous over the packed values and state
+        std::vector<Tensor>& st = packed_state(i);
+        float* wp = p.packed.value().f32();
+        float* bp = st.empty() ? nullptr : st[0].f32();
+        const float* gp = p.packed.grad().f32();
+        for_packed_chunks(p.packed.numel(), [&](int64_t s, int64_t e) {
+          kernels::sgd_f32(e - s, wp + s, bp ? bp + s : nullptr, gp + s, nullptr, sp);
+        });
+        continue;
+      }
       if (update_at_pattern(p)) {  // only the pattern's entries; the rest are 0 and stay 0
         const int32_t* idx = p.sparse->pos.data();
         for_chunks(p.sparse->nnz(), [&](int64_t s, int64_t e) {
@@ -57,7 +75,11 @@ class Sgd : public Optimizer {
     }
     ++steps_;
   }
-  std::vector<std::pair<std::string, Tensor*>> state() override {
+  std::vector<Tensor*> state_of(size_t i) override {
+    if (buf_.empty()) return {};
+    return {&buf_[i]};
+  }
+  std::vector<std::pair<std::string, Tensor*>> named_state() override {
     std::vector<std::pair<std::string, Tensor*>> out;
     for (size_t i = 0; i < buf_.size(); ++i)
       out.push_back({params_[i]->name + ".momentum", &buf_[i]});
@@ -92,6 +114,17 @@ class Adam : public Optimizer {
       float* v = v_[i].f32();
       const float* g = p.grad().f32();
       const float* mask = p.mask.defined() ? p.mask.f32() : nullptr;
+      if (p.packed.defined()) {  // contiguous over the packed values and state
+        std::vector<Tensor>& st = packed_state(i);
+        float* wp = p.packed.value().f32();
+        float* mp = st[0].f32();
+        float* vp = st[1].f32();
+        const float* gp = p.packed.grad().f32();
+        for_packed_chunks(p.packed.numel(), [&](int64_t s, int64_t e) {
+          kernels::adam_f32(e - s, wp + s, mp + s, vp + s, gp + s, nullptr, ap);
+        });
+        continue;
+      }
       if (update_at_pattern(p)) {  // only the pattern's entries; the rest are 0 and stay 0
         const int32_t* idx = p.sparse->pos.data();
         for_chunks(p.sparse->nnz(), [&](int64_t s, int64_t e) {
@@ -105,7 +138,8 @@ class Adam : public Optimizer {
     }
     ++steps_;
   }
-  std::vector<std::pair<std::string, Tensor*>> state() override {
+  std::vector<Tensor*> state_of(size_t i) override { return {&m_[i], &v_[i]}; }
+  std::vector<std::pair<std::string, Tensor*>> named_state() override {
     std::vector<std::pair<std::string, Tensor*>> out;
     for (size_t i = 0; i < m_.size(); ++i) {
       out.push_back({params_[i]->name + ".adam_m", &m_[i]});
@@ -172,20 +206,54 @@ void validate(const ScheduleConfig& s) {
          s.warmup_steps, ")");
 }
 
+std::vector<std::pair<std::string, Tensor*>> Optimizer::state() {
+  flush_packed_state();
+  return named_state();
+}
+
+std::vector<Tensor>& Optimizer::packed_state(size_t i) {
+  packed_.resize(params_.size());
+  PackedState& st = packed_[i];
+  const nn::Parameter& p = *params_[i];
+  PARE_CHECK(p.sparse, p.name, ": packed without a pattern");
+  if (st.pattern != p.sparse) {
+    if (st.pattern)  // an earlier pattern's state goes home first
+      for (size_t t = 0; t < st.tensors.size(); ++t)
+        st.pattern->scatter(st.tensors[t].f32(), state_of(i)[t]->f32());
+    st.pattern = p.sparse;
+    st.tensors.clear();
+    for (Tensor* dense : state_of(i)) {
+      Tensor packed = Tensor::empty({p.sparse->nnz()});
+      p.sparse->gather(dense->f32(), packed.f32(), nullptr);
+      st.tensors.push_back(packed);
+    }
+  }
+  return st.tensors;
+}
+
+void Optimizer::flush_packed_state() {
+  for (size_t i = 0; i < packed_.size(); ++i) {
+    PackedState& st = packed_[i];
+    if (!st.pattern) continue;
+    const std::vector<Tensor*> dense = state_of(i);
+    for (size_t t = 0; t < st.tensors.size(); ++t)
+      st.pattern->scatter(st.tensors[t].f32(), dense[t]->f32());
+    st = PackedState{};
+  }
+}
+
 void Optimizer::apply_masks() {
-  // State tensors are named "<parameter>.<what>" (state()); match by prefix.
-  auto state_tensors = state();
-  for (nn::Parameter* p : params_) {
+  flush_packed_state();
+  for (size_t i = 0; i < params_.size(); ++i) {
+    nn::Parameter* p = params_[i];
     if (!p->mask.defined()) continue;
     p->apply_mask();
-    const std::string prefix = p->name + ".";
-    for (auto& [name, t] : state_tensors)
-      if (name.compare(0, prefix.size(), prefix) == 0 && t->numel() == p->numel()) {
-        float* v = t->f32();
-        const float* m = p->mask.f32();
-        for (int64_t i = 0; i < t->numel(); ++i)
-          if (m[i] == 0.0f) v[i] = 0.0f;
-      }
+    for (Tensor* t : state_of(i)) {
+      float* v = t->f32();
+      const float* m = p->mask.f32();
+      for (int64_t j = 0; j < t->numel(); ++j)
+        if (m[j] == 0.0f) v[j] = 0.0f;
+    }
   }
 }
 

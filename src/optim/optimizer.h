@@ -32,8 +32,10 @@ class Optimizer {
   virtual ~Optimizer() = default;
   // Applies one update from the parameters' gradients at learning rate lr.
   virtual void step(float lr) = 0;
-  // Named state tensors (for checkpoints); load_state copies into them.
-  virtual std::vector<std::pair<std::string, Tensor*>> state() = 0;
+  // Named state tensors (for checkpoints), each of its parameter's dense
+  // shape and current (packed state is written back first); a checkpoint
+  // reader copies into them.
+  std::vector<std::pair<std::string, Tensor*>> state();
   // Zeroes each masked parameter's value and state outside its mask. A
   // parameter with a sparse pattern (Parameter::sparse) is updated at the
   // pattern's entries only, so after its mask changes this must run once
@@ -43,8 +45,26 @@ class Optimizer {
   void set_steps(int64_t s) { steps_ = s; }
 
  protected:
+  // The dense state tensors of parameter i (Adam: m, v; SGD: the momentum
+  // buffer, or none) and all of them by name.
+  virtual std::vector<Tensor*> state_of(size_t i) = 0;
+  virtual std::vector<std::pair<std::string, Tensor*>> named_state() = 0;
+  // For a parameter that trains packed (Parameter::packed): state_of(i)
+  // gathered at its pattern, in pattern order, kept while the pattern lasts
+  // so that the update runs over nnz contiguous values.
+  std::vector<Tensor>& packed_state(size_t i);
+  // Writes all packed state back into the dense state tensors and drops it.
+  void flush_packed_state();
+
   std::vector<nn::Parameter*> params_;
   int64_t steps_ = 0;
+
+ private:
+  struct PackedState {
+    std::shared_ptr<const CsrPattern> pattern;  // null: nothing packed
+    std::vector<Tensor> tensors;               // one per state_of(i)
+  };
+  std::vector<PackedState> packed_;
 };
 
 // Raises Error naming the flag for an unknown name or a bad value.

@@ -60,10 +60,11 @@ class SparseTrainer {
   // Whether the step needs the dense gradient of every weight (RigL's grow
   // steps); the FLOP count charges those steps as dense.
   bool needs_dense_gradient(int64_t step) const;
+  // Whether update(step, ...) will look at the weights (and maybe change masks).
+  bool due(int64_t step) const;
   const SparseTrainingConfig& config() const { return cfg_; }
 
  private:
-  bool due(int64_t step) const;
   void rewire(int64_t step, nn::Model& model);  // set / rigl
   void gradual(int64_t step, nn::Model& model);  // gmp
 

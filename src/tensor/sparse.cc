@@ -61,6 +61,24 @@ void CsrPattern::gather(const float* w, float* values, float* t_values) const {
     for (int64_t k = 0; k < n; ++k) t_values[k] = w[at[t_perm[static_cast<size_t>(k)]]];
 }
 
+void CsrPattern::gather_t(const float* values, float* t_values) const {
+  const int64_t n = nnz();
+  const int32_t* perm = t_perm.data();
+  for (int64_t k = 0; k < n; ++k) t_values[k] = values[perm[k]];
+}
+
+void CsrPattern::scatter(const float* values, float* w) const {
+  const int64_t n = nnz();
+  const int32_t* at = pos.data();
+  for (int64_t k = 0; k < n; ++k) w[at[k]] = values[k];
+}
+
+void CsrPattern::scatter_add(const float* values, float* w) const {
+  const int64_t n = nnz();
+  const int32_t* at = pos.data();
+  for (int64_t k = 0; k < n; ++k) w[at[k]] += values[k];
+}
+
 namespace ops {
 
 namespace {
@@ -74,7 +92,7 @@ void for_row_chunks(const kernels::CsrF32& w, int64_t n, Fn&& fn) {
   const int parts = num_threads();
   const double flops = 2.0 * static_cast<double>(nnz) * static_cast<double>(n) +
                        static_cast<double>(w.rows) * static_cast<double>(n);
-  if (parts < 2 || w.rows < 2 || flops < 4 * kParallelMinFlops) {
+  if (parts < 2 || w.rows < 2 || flops < 64 * kParallelMinFlops) {
     fn(w, int64_t{0});
     return;
   }

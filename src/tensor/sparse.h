@@ -42,6 +42,12 @@ struct CsrPattern {
   }
   // values[k] = w[pos[k]]; t_values[k] = w[pos[t_perm[k]]] (either may be null).
   void gather(const float* w, float* values, float* t_values) const;
+  // t_values[k] = values[t_perm[k]]: packed values in the transpose's order.
+  void gather_t(const float* values, float* t_values) const;
+  // w[pos[k]] = values[k] (the other entries of w untouched).
+  void scatter(const float* values, float* w) const;
+  // w[pos[k]] += values[k].
+  void scatter_add(const float* values, float* w) const;
 };
 
 namespace ops {

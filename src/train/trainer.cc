@@ -289,6 +289,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
               {"threads", num_threads()},
               {"log", log.lines()}};
     a.meta_json = meta.dump();
+    nn::sync_sparse_to_dense(model);
     put_params(a, model, /*with_initial=*/true);
     for (auto& [name, t] : opt->state()) a.tensors.emplace_back("opt/" + name, *t);
     write_archive(ckpt_path, a);
@@ -304,7 +305,10 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   } clear_sparse_at_exit{model};
   std::string dispatch_kinds;  // the last logged choice, "sparse,masked-dense,..."
   auto dispatch = [&] {
-    const auto layers = nn::dispatch_sparse(model, sparse_mode, cfg.batch, /*training=*/true);
+    // Sparse layers train on packed values (nn::Parameter::packed) unless the
+    // step runs data-parallel, whose per-shard leaves are dense.
+    const auto layers = nn::dispatch_sparse(model, sparse_mode, cfg.batch, /*training=*/true,
+                                            /*packed=*/runner.mode() == ParallelMode::ops);
     // A weight that now updates only at its pattern must carry no optimizer
     // state outside it (a weight regrown later starts from zero state).
     opt->apply_masks();
@@ -361,15 +365,20 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
       executed_flops += counter.executed_step_flops(x.dim(0));
       // Masks change between backward (which left every weight's gradient in
       // the store) and the update, so the optimizer sees the new mask at once.
+      // Pruning reads and writes the dense values.
+      const bool masks_may_change = cfg.sparse.enabled() && sparse.due(step);
+      if (masks_may_change) nn::sync_sparse_to_dense(model);
       if (sparse.update(step, model) || suspend_sparse) {
         dispatch();
         counter.refresh();
       }
       opt->step(optim::scheduled_lr(cfg.schedule, cfg.optimizer.lr, step));
       ++step;
-      if (cfg.snapshot_step > 0 && step == cfg.snapshot_step)
+      if (cfg.snapshot_step > 0 && step == cfg.snapshot_step) {
+        nn::sync_sparse_to_dense(model);
         save_model(model, cfg.out_dir + "/weights_step" + std::to_string(step) + ".bin",
                    json{{"step", step}}.dump());
+      }
       loss_sum += l;
       if (observer.on_step) observer.on_step(epoch + 1, b + 1, batches, l);
       if (cfg.max_steps > 0 && step >= cfg.max_steps) {
@@ -439,6 +448,8 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     epoch_seconds = 0;
     write_checkpoint(epoch + 1, 0);
   }
+  // The dense values are the model from here on (saved, returned).
+  nn::clear_sparse(model);
   result.steps = step;
   result.flops = flops;
   result.dense_flops = dense_flops;
