@@ -387,5 +387,124 @@ TEST(SparseLinear, ShapeMismatchesRaise) {
   EXPECT_EQ(sparse_linear(x, w, b, pattern).shape(), Shape({3, 4}));
 }
 
+// ---- sparse_linear_packed: the weight as its (nnz,) values in pattern order ----
+
+// values[k] = t[pattern.pos[k]].
+Tensor gather_at(const CsrPattern& p, const Tensor& t) {
+  Tensor v = Tensor::empty({p.nnz()});
+  p.gather(t.f32(), v.f32(), nullptr);
+  return v;
+}
+
+// The packed op against the dense-storage sparse op (the same kernels on the
+// same values: equal bits in y, dx, db, and the packed gradient equals the
+// dense-storage gradient gathered at pos) and against the masked dense linear
+// (within relative 1e-5 of the sum of |terms|, as above), over shapes and
+// densities 0..1, with the packed gradient unbound, bound to zeros (as
+// nn::dispatch_sparse does) or bound to a sentinel (it must accumulate).
+TEST(SparseLinearPacked, EqualsDenseStorageSparseAndMaskedDense) {
+  ThreadsFor two(2);
+  Rng rng(59);
+  const Dims dims[] = {{1, 1, 1}, {3, 17, 5}, {17, 3, 8}, {33, 65, 1}, {33, 65, 17}, {64, 64, 64},
+                       {300, 784, 60}};
+  int index = 0;
+  for (Dims d : dims)
+    for (double density : kDensity)
+      for (bool bias : {true, false}) {
+        const int bind = index++ % 3;  // 0: unbound, 1: zeros, 2: sentinel
+        std::ostringstream what;
+        what << "out " << d.out << " in " << d.in << " batch " << d.batch << " density "
+             << density << (bias ? " bias" : " no bias") << " bind " << bind;
+        SCOPED_TRACE(what.str());
+        const Tensor mask = random_mask(rng, d.out, d.in, density, false, false);
+        const Tensor w = random_normal({d.out, d.in}, rng);
+        const Tensor x = random_normal({d.batch, d.in}, rng);
+        const Tensor b = bias ? random_normal({d.out}, rng) : Tensor();
+        const Tensor r = random_normal({d.batch, d.out}, rng);
+        Tensor w_masked = w.clone();
+        for (int64_t i = 0; i < w.numel(); ++i)
+          if (!(mask.f32()[i] > 0)) w_masked.f32()[i] = 0.0f;
+        auto pattern =
+            std::make_shared<const CsrPattern>(CsrPattern::from_mask(d.out, d.in, mask.f32()));
+        const int64_t nnz = pattern->nnz();
+        if (density == 0.0) {
+          ASSERT_EQ(nnz, 0);
+        }
+        if (density == 1.0) {
+          ASSERT_EQ(nnz, d.out * d.in);
+        }
+
+        // Dense storage.
+        Var xs(x.clone(), true), ws(w_masked.clone(), true), bs;
+        if (bias) bs = Var(b.clone(), true);
+        Var ys = sparse_linear(xs, ws, bs, pattern);
+        ys.backward(r);
+        // Packed storage.
+        const Tensor values = gather_at(*pattern, w);
+        const Tensor sentinel = random_normal({nnz}, rng);
+        Var xp(x.clone(), true), vp(values.clone(), true), bp;
+        if (bind == 1) vp.bind_grad(Tensor::zeros({nnz}));
+        if (bind == 2) vp.bind_grad(sentinel.clone());
+        if (bias) bp = Var(b.clone(), true);
+        Var yp = sparse_linear_packed(xp, vp, bp, pattern);
+        ASSERT_EQ(yp.shape(), Shape({d.batch, d.out}));
+        yp.backward(r);
+        EXPECT_TRUE(same_bits(vp.value(), values)) << "the values were modified";
+        EXPECT_TRUE(same_bits(yp.value(), ys.value())) << "y";
+        EXPECT_TRUE(same_bits(xp.grad(), xs.grad())) << "dx";
+        if (bias) {
+          EXPECT_TRUE(same_bits(bp.grad(), bs.grad())) << "db";
+        }
+        ASSERT_TRUE(vp.grad().defined()) << "the values received no gradient";
+        ASSERT_EQ(vp.grad().shape(), Shape({nnz}));
+        const Tensor dw_at = gather_at(*pattern, ws.grad());
+        if (bind == 2) {
+          for (int64_t k = 0; k < nnz; ++k)
+            ASSERT_NEAR(vp.grad().f32()[k], sentinel.f32()[k] + dw_at.f32()[k],
+                        1e-6 * (std::fabs(sentinel.f32()[k]) + std::fabs(dw_at.f32()[k])))
+                << "packed gradient did not accumulate onto the bound one at " << k;
+        } else if (nnz > 0) {
+          EXPECT_TRUE(same_bits(vp.grad(), dw_at)) << "packed dw != dense-storage dw at pos";
+        }
+
+        // Masked dense, within the sum of |terms|.
+        Var xr(x.clone(), true), wr(w_masked.clone(), true), br;
+        if (bias) br = Var(b.clone(), true);
+        Var yr = linear(xr, wr, br);
+        yr.backward(r);
+        Var xa(abs_of(x), true), wa(abs_of(w_masked), true), ba;
+        if (bias) ba = Var(abs_of(b), true);
+        Var ya = linear(xa, wa, ba);
+        ya.backward(abs_of(r));
+        expect_close(yp.value(), yr.value(), ya.value(), "y vs masked dense");
+        expect_close(xp.grad(), xr.grad(), xa.grad(), "dx vs masked dense");
+        if (bias) expect_close(bp.grad(), br.grad(), ba.grad(), "db vs masked dense");
+        if (bind != 2 && nnz > 0)
+          expect_close(vp.grad(), gather_at(*pattern, wr.grad()), gather_at(*pattern, wa.grad()),
+                       "packed dw vs masked dense dw at pos");
+      }
+}
+
+TEST(SparseLinearPacked, ShapeMismatchesNameThePackedOp) {
+  Rng rng(60);
+  Tensor mask = random_mask(rng, 4, 6, 0.5, false, false);
+  auto pattern = std::make_shared<const CsrPattern>(CsrPattern::from_mask(4, 6, mask.f32()));
+  const int64_t nnz = pattern->nnz();
+  ASSERT_GT(nnz, 1);
+  Var x(random_normal({3, 6}, rng), true), v(random_normal({nnz}, rng), true),
+      b(random_normal({4}, rng), true);
+  auto expect_error = [](const std::function<void()>& fn) {
+    pare::testing::expect_error(fn, {"sparse_linear_packed"});
+  };
+  expect_error([&] { sparse_linear_packed(x, Var(random_normal({nnz - 1}, rng)), b, pattern); });
+  expect_error([&] { sparse_linear_packed(x, Var(random_normal({nnz + 1}, rng)), b, pattern); });
+  expect_error([&] { sparse_linear_packed(x, Var(random_normal({4, 6}, rng)), b, pattern); });  // dense w
+  expect_error([&] { sparse_linear_packed(x, Var(random_normal({1, nnz}, rng)), b, pattern); });
+  expect_error([&] { sparse_linear_packed(Var(random_normal({3, 5}, rng)), v, b, pattern); });
+  expect_error([&] { sparse_linear_packed(x, v, Var(random_normal({6}, rng)), pattern); });
+  expect_error([&] { sparse_linear_packed(x, v, b, nullptr); });
+  EXPECT_EQ(sparse_linear_packed(x, v, b, pattern).shape(), Shape({3, 4}));
+}
+
 }  // namespace
 }  // namespace pare::autograd

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -396,6 +397,158 @@ TEST_F(SparseDispatchTest, UnwritableCacheOnlyCostsAMeasurement) {
   EXPECT_NO_THROW(d = sparse_crossover(23, 39, 5, true));
   EXPECT_TRUE(d >= 0 && d <= 1) << d;
   EXPECT_EQ(read_file(path("not_a_dir")), "x");
+}
+
+// ---- packed storage (dispatch_sparse(..., packed = true)) ----
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.defined() && b.defined() && a.numel() == b.numel() &&
+         std::memcmp(a.f32(), b.f32(), a.nbytes()) == 0;
+}
+
+// p's dense value at its pattern's positions.
+Tensor dense_at_pattern(const Parameter& p) {
+  Tensor v = Tensor::empty({p.sparse->nnz()});
+  p.sparse->gather(p.value().f32(), v.f32(), nullptr);
+  return v;
+}
+
+// Packed storage on the sparse layers only (linear and conv), of the right
+// length, equal to the dense weight at pos, with a zero gradient; none for
+// masked-dense or unmasked weights, biases, or without `packed`; the packed
+// forward equals the dense-storage sparse forward bit for bit.
+TEST_F(SparseDispatchTest, PackedDispatchGathersTheDenseValuesAtThePattern) {
+  ScopedEnv crossover("PARE_SPARSE_CROSSOVER", "0.3");
+  for (const char* preset_name : {"lenet300", "lenet5"}) {
+    SCOPED_TRACE(preset_name);
+    auto model = Model::build(preset(preset_name), 3);
+    std::vector<Parameter*> w;
+    for (Parameter* p : model->parameters())
+      if (p->is_weight) w.push_back(p);
+    ASSERT_GE(w.size(), 3u);
+    for (size_t i = 0; i + 1 < w.size(); ++i) random_mask(*w[i], i == 1 ? 0.5 : 0.1, 30 + i);
+    // the last weight: no mask
+    const Shape in_shape = std::string(preset_name) == "lenet5" ? Shape{4, 1, 28, 28} : Shape{4, 784};
+    const Tensor x = random_tensor(in_shape, 9);
+    ForwardContext ctx{.training = false};
+
+    dispatch_sparse(*model, SparseMode::on, 4, true, /*packed=*/false);
+    for (Parameter* p : model->parameters()) EXPECT_FALSE(p->packed.defined()) << p->name;
+    const Tensor unpacked = model->forward(Var(x), ctx).value().clone();
+
+    auto layers = dispatch_sparse(*model, SparseMode::automatic, 4, true, /*packed=*/true);
+    for (size_t i = 0; i < w.size(); ++i) {
+      Parameter& p = *w[i];
+      const bool want_sparse = i + 1 < w.size() && i != 1;  // 0.5 is above the crossover
+      ASSERT_EQ(static_cast<bool>(p.sparse), want_sparse) << p.name << " " << layers[i].kind;
+      ASSERT_EQ(p.packed.defined(), want_sparse) << p.name;
+      if (!want_sparse) continue;
+      EXPECT_EQ(p.packed.value().shape(), Shape({alive(p)})) << p.name;
+      EXPECT_EQ(p.packed.numel(), p.sparse->nnz()) << p.name;
+      EXPECT_TRUE(p.packed.requires_grad()) << p.name;
+      EXPECT_TRUE(same_bits(p.packed.value(), dense_at_pattern(p))) << p.name;
+      ASSERT_TRUE(p.packed.grad().defined()) << p.name;
+      ASSERT_EQ(p.packed.grad().numel(), p.sparse->nnz()) << p.name;
+      for (float g : p.packed.grad().span_f32()) ASSERT_EQ(g, 0.0f) << p.name;
+      EXPECT_NE(p.packed.value().f32(), p.value().f32()) << p.name << ": packed aliases the dense weight";
+    }
+    for (Parameter* p : model->parameters())
+      if (!p->is_weight) {
+        EXPECT_FALSE(p->packed.defined()) << p->name;
+      }
+
+    dispatch_sparse(*model, SparseMode::on, 4, true, /*packed=*/true);
+    for (size_t i = 0; i + 1 < w.size(); ++i) ASSERT_TRUE(w[i]->packed.defined()) << w[i]->name;
+    const Tensor packed = model->forward(Var(x), ctx).value().clone();
+    EXPECT_TRUE(same_bits(packed, unpacked)) << "packed forward differs from dense-storage sparse";
+
+    dispatch_sparse(*model, SparseMode::off, 4, true, /*packed=*/true);
+    for (Parameter* p : model->parameters()) {
+      EXPECT_FALSE(p->packed.defined()) << p->name << ": off left packed storage";
+      EXPECT_FALSE(p->sparse) << p->name;
+    }
+  }
+}
+
+// sync_sparse_to_dense writes the packed values at pos (nothing else) and
+// keeps the packed storage; a second dispatch drops packed values WITHOUT
+// writing them back (sparse_dispatch.h's contract: pruning may change the
+// dense values in between); clear_sparse syncs, then drops everything.
+TEST_F(SparseDispatchTest, SyncWritesPackedValuesBackAndRedispatchDropsThem) {
+  ScopedEnv crossover("PARE_SPARSE_CROSSOVER", "0.3");
+  auto model = Model::build(preset("lenet300"), 4);
+  auto w = weights(*model);
+  random_mask(*w[0], 0.1, 41);
+  random_mask(*w[1], 0.2, 42);
+  dispatch_sparse(*model, SparseMode::on, 8, true, /*packed=*/true);
+  auto bump = [&](float by) {
+    for (int i : {0, 1})
+      for (float& v : w[i]->packed.value().span_f32()) v += by;
+  };
+  std::vector<Tensor> before;
+  for (int i : {0, 1}) before.push_back(w[i]->value().clone());
+
+  // Modified packed values leave the dense weights stale until synced.
+  bump(1.0f);
+  for (int i : {0, 1}) EXPECT_TRUE(same_bits(w[i]->value(), before[i])) << w[i]->name;
+  sync_sparse_to_dense(*model);
+  for (int i : {0, 1}) {
+    const Parameter& p = *w[i];
+    ASSERT_TRUE(p.packed.defined()) << p.name << ": sync dropped the packed storage";
+    ASSERT_TRUE(p.sparse) << p.name;
+    EXPECT_TRUE(same_bits(dense_at_pattern(p), p.packed.value())) << p.name;
+    int64_t changed = 0, outside = 0;
+    for (int64_t j = 0; j < p.numel(); ++j) {
+      const float a = p.value().f32()[j], b = before[static_cast<size_t>(i)].f32()[j];
+      if (p.mask.f32()[j] != 0.0f) {
+        changed += a == b + 1.0f;
+      } else {
+        outside += std::memcmp(&a, &b, 4) != 0;
+      }
+    }
+    EXPECT_EQ(changed, alive(p)) << p.name;
+    EXPECT_EQ(outside, 0) << p.name << ": sync wrote outside the pattern";
+  }
+  std::vector<Tensor> synced;
+  for (int i : {0, 1}) synced.push_back(w[i]->value().clone());
+
+  // Modified again, then dispatched again: the new values are dropped.
+  bump(5.0f);
+  dispatch_sparse(*model, SparseMode::on, 8, true, /*packed=*/true);
+  for (int i : {0, 1}) {
+    const Parameter& p = *w[i];
+    EXPECT_TRUE(same_bits(p.value(), synced[static_cast<size_t>(i)]))
+        << p.name << ": a second dispatch wrote the old packed values back";
+    ASSERT_TRUE(p.packed.defined()) << p.name;
+    EXPECT_TRUE(same_bits(p.packed.value(), dense_at_pattern(p)))
+        << p.name << ": the new packed values are not the dense ones";
+  }
+
+  // clear_sparse: syncs, then drops.
+  bump(2.0f);
+  std::vector<Tensor> last;
+  for (int i : {0, 1}) last.push_back(w[i]->packed.value().clone());
+  std::vector<std::shared_ptr<const CsrPattern>> patterns{w[0]->sparse, w[1]->sparse};
+  clear_sparse(*model);
+  EXPECT_FALSE(any_sparse(*model));
+  for (Parameter* p : model->parameters()) {
+    EXPECT_FALSE(p->packed.defined()) << p->name;
+    EXPECT_FALSE(p->sparse) << p->name;
+  }
+  for (int i : {0, 1}) {
+    Tensor at = Tensor::empty({patterns[static_cast<size_t>(i)]->nnz()});
+    patterns[static_cast<size_t>(i)]->gather(w[i]->value().f32(), at.f32(), nullptr);
+    EXPECT_TRUE(same_bits(at, last[static_cast<size_t>(i)])) << w[i]->name << ": clear did not sync";
+    for (int64_t j = 0; j < w[i]->numel(); ++j)
+      if (w[i]->mask.f32()[j] == 0.0f) {
+        ASSERT_EQ(w[i]->value().f32()[j], 0.0f) << w[i]->name << " pruned entry " << j;
+      }
+  }
+  // Syncing or clearing with nothing packed is a no-op.
+  const Tensor all = model->store().values().clone();
+  sync_sparse_to_dense(*model);
+  clear_sparse(*model);
+  EXPECT_TRUE(same_bits(model->store().values(), all));
 }
 
 }  // namespace

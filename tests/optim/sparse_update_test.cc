@@ -81,6 +81,35 @@ class Net {
   }
   Tensor& values() { return store_.values(); }
 
+  // Sets Parameter::sparse (a new pattern object) and Parameter::packed on
+  // both weights, the packed values gathered from the dense ones and their
+  // gradient bound to zeros (as nn::dispatch_sparse with packed = true).
+  void set_packed() {
+    set_sparse(true);
+    for (int i : {0, 1}) {
+      nn::Parameter& p = weight(i);
+      Tensor v = Tensor::empty({p.sparse->nnz()});
+      p.sparse->gather(p.value().f32(), v.f32(), nullptr);
+      p.packed = Var(v, true);
+      p.packed.bind_grad(Tensor::zeros({p.sparse->nnz()}));
+    }
+  }
+  // set_grads, and each packed gradient the dense one at the pattern.
+  void set_grads_packed(uint64_t step) {
+    set_grads(step);
+    for (int i : {0, 1}) {
+      nn::Parameter& p = weight(i);
+      if (p.packed.defined()) p.sparse->gather(p.grad().f32(), p.packed.grad().f32(), nullptr);
+    }
+  }
+  // Writes the packed values into the dense weights (nn::sync_sparse_to_dense).
+  void sync() {
+    for (int i : {0, 1}) {
+      nn::Parameter& p = weight(i);
+      if (p.packed.defined()) p.sparse->scatter(p.packed.value().f32(), p.value().f32());
+    }
+  }
+
  private:
   std::vector<std::unique_ptr<nn::Parameter>> params_;
   nn::ParameterStore store_;
@@ -292,6 +321,185 @@ TEST_F(SparseUpdateTest, ApplyMasksZeroesSgdMomentumOutsideTheMask) {
   for (int64_t i = 0; i < buf->numel(); ++i) kept += buf->f32()[i] != 0.0f;
   EXPECT_GT(kept, 0);
   EXPECT_TRUE(same_values(*state_tensor(*opt, "fc1.bias.momentum"), bias_buf));
+}
+
+// ---- packed storage (Parameter::packed): the update runs over the packed
+// values and packed optimizer state; the dense ones are stale until synced ----
+
+// Every optimizer on packed weights over many steps equals the dense masked
+// update element for element (values after sync, and state); state() in the
+// middle of the run returns the current state (flushed from the packed copy)
+// and the run then continues with the same bits as one that never asked.
+TEST_F(SparseUpdateTest, PackedStepsEqualTheDenseMaskedUpdateAndStateFlushes) {
+  for (const OptimizerConfig& cfg : kConfigs) {
+    const std::string where = describe(cfg);
+    Net packed(0.1, 5), plain(0.1, 5), dense(0.1, 5);
+    for (Net* n : {&packed, &plain, &dense})
+      for (int i : {0, 1}) n->weight(i).apply_mask();
+    packed.set_packed();
+    plain.set_packed();
+    auto opt_p = make_optimizer(cfg, packed.ptrs());
+    auto opt_q = make_optimizer(cfg, plain.ptrs());  // never asked for its state mid-run
+    auto opt_d = make_optimizer(cfg, dense.ptrs());
+    const Tensor before = dense.values().clone();
+    auto step_all = [&](int step) {
+      packed.set_grads_packed(step);
+      plain.set_grads_packed(step);
+      dense.set_grads(step);
+      opt_p->step(cfg.lr);
+      opt_q->step(cfg.lr);
+      opt_d->step(cfg.lr);
+    };
+    for (int step = 0; step < 25; ++step) step_all(step);
+    // Dense weights stay stale while packed: the first weight never moved.
+    EXPECT_EQ(0, std::memcmp(packed.weight(0).value().f32(), before.f32(),
+                             packed.weight(0).value().nbytes()))
+        << where << ": the dense weight was written while packed";
+    // Mid-run: state() returns the current state.
+    {
+      auto st_p = opt_p->state(), st_d = opt_d->state();
+      ASSERT_EQ(st_p.size(), st_d.size()) << where;
+      int64_t nonzero = 0;
+      for (size_t k = 0; k < st_p.size(); ++k) {
+        EXPECT_EQ(st_p[k].first, st_d[k].first);
+        EXPECT_TRUE(same_values(*st_p[k].second, *st_d[k].second))
+            << where << " mid-run " << st_p[k].first << ": max rel diff "
+            << max_rel_diff(*st_p[k].second, *st_d[k].second);
+        for (float v : st_p[k].second->span_f32()) nonzero += v != 0.0f;
+      }
+      if (!st_p.empty()) {
+        EXPECT_GT(nonzero, 100) << where << ": state is all zero (vacuous)";
+      }
+      packed.sync();
+      EXPECT_TRUE(same_values(packed.values(), dense.values())) << where << " mid-run values";
+    }
+    for (int step = 25; step < 60; ++step) {
+      step_all(step);
+      if (step == 40) (void)opt_p->state();  // again, flushed and re-gathered
+    }
+    packed.sync();
+    plain.sync();
+    EXPECT_GT(max_rel_diff(dense.values(), before), 1e-3) << where;
+    EXPECT_TRUE(same_values(packed.values(), dense.values()))
+        << where << ": max rel diff " << max_rel_diff(packed.values(), dense.values());
+    EXPECT_EQ(0, std::memcmp(packed.values().f32(), plain.values().f32(), packed.values().nbytes()))
+        << where << ": asking for the state changed the run's bits";
+    for (int i : {0, 1}) {
+      const nn::Parameter& p = packed.weight(i);
+      EXPECT_EQ(nonzero_outside(p.value(), p.mask), 0) << where << " " << p.name;
+      EXPECT_EQ(p.packed.numel(), p.sparse->nnz());
+    }
+    auto st_p = opt_p->state(), st_q = opt_q->state(), st_d = opt_d->state();
+    ASSERT_EQ(st_p.size(), st_d.size());
+    for (size_t k = 0; k < st_p.size(); ++k) {
+      EXPECT_TRUE(same_values(*st_p[k].second, *st_d[k].second)) << where << " " << st_p[k].first;
+      EXPECT_EQ(0, std::memcmp(st_p[k].second->f32(), st_q[k].second->f32(), st_p[k].second->nbytes()))
+          << where << " " << st_p[k].first;
+      const std::string& name = st_p[k].first;
+      if (name.rfind("fc1.bias", 0) != 0) {
+        const nn::Parameter& p = packed.weight(name.rfind("fc1.", 0) == 0 ? 0 : 1);
+        EXPECT_EQ(nonzero_outside(*st_p[k].second, p.mask), 0) << where << " " << name;
+      }
+    }
+  }
+}
+
+// A checkpoint reader writes into the tensors state() returns: the next
+// packed step must start from what was written (re-gathered), not from the
+// packed copy it had before.
+TEST_F(SparseUpdateTest, PackedStepsPickUpStateWrittenThroughState) {
+  const OptimizerConfig cfg{.name = "adam", .lr = 1e-2f};
+  Net a(0.2, 5), b(0.2, 5);
+  for (Net* n : {&a, &b})
+    for (int i : {0, 1}) n->weight(i).apply_mask();
+  a.set_packed();
+  b.set_packed();
+  auto opt_a = make_optimizer(cfg, a.ptrs());
+  auto opt_b = make_optimizer(cfg, b.ptrs());
+  for (int step = 0; step < 5; ++step) {
+    a.set_grads_packed(step);
+    opt_a->step(cfg.lr);
+  }
+  b.set_grads_packed(0);
+  opt_b->step(cfg.lr);  // b has packed state of its own now
+  // Copy a's state and values into b, as a resume would.
+  auto st_a = opt_a->state(), st_b = opt_b->state();
+  for (size_t k = 0; k < st_a.size(); ++k) st_b[k].second->copy_from(*st_a[k].second);
+  opt_b->set_steps(opt_a->steps());
+  a.sync();
+  b.values().copy_from(a.values());
+  b.set_packed();  // values re-gathered, as dispatch after a resume
+  for (int step = 5; step < 15; ++step) {
+    a.set_grads_packed(step);
+    b.set_grads_packed(step);
+    opt_a->step(cfg.lr);
+    opt_b->step(cfg.lr);
+  }
+  a.sync();
+  b.sync();
+  EXPECT_EQ(0, std::memcmp(a.values().f32(), b.values().f32(), a.values().nbytes()))
+      << "max rel diff " << max_rel_diff(b.values(), a.values());
+}
+
+// A mask change while packed: new masks, new pattern objects, apply_masks
+// (in both orders: the trainer sets the new pattern first), then packed steps
+// continue exactly like the dense masked run; weights and state outside the
+// new mask are exactly 0.
+TEST_F(SparseUpdateTest, PackedStepsContinueAfterAPatternChange) {
+  for (const OptimizerConfig& cfg : kConfigs) {
+    if (cfg.name == "adamw") continue;
+    for (bool pattern_first : {true, false}) {
+      const std::string where = describe(cfg) + (pattern_first ? " pattern first" : " apply_masks first");
+      Net packed(0.3, 5), dense(0.3, 5);
+      for (Net* n : {&packed, &dense})
+        for (int i : {0, 1}) n->weight(i).apply_mask();
+      packed.set_packed();
+      auto opt_p = make_optimizer(cfg, packed.ptrs());
+      auto opt_d = make_optimizer(cfg, dense.ptrs());
+      for (int step = 0; step < 20; ++step) {
+        packed.set_grads_packed(step);
+        dense.set_grads(step);
+        opt_p->step(cfg.lr);
+        opt_d->step(cfg.lr);
+      }
+      // Prune and regrow: the dense values must be current first.
+      packed.sync();
+      ASSERT_TRUE(same_values(packed.values(), dense.values())) << where;
+      const std::shared_ptr<const CsrPattern> old0 = packed.weight(0).sparse;  // held: no address reuse
+      for (Net* n : {&packed, &dense}) n->set_masks(0.25, 9);
+      if (pattern_first) {
+        packed.set_packed();
+        opt_p->apply_masks();
+      } else {
+        opt_p->apply_masks();
+        packed.set_packed();
+      }
+      ASSERT_NE(packed.weight(0).sparse, old0);
+      opt_d->apply_masks();
+      for (int step = 20; step < 45; ++step) {
+        packed.set_grads_packed(step);
+        dense.set_grads(step);
+        opt_p->step(cfg.lr);
+        opt_d->step(cfg.lr);
+      }
+      packed.sync();
+      EXPECT_TRUE(same_values(packed.values(), dense.values()))
+          << where << ": max rel diff " << max_rel_diff(packed.values(), dense.values());
+      auto st_p = opt_p->state(), st_d = opt_d->state();
+      for (size_t k = 0; k < st_p.size(); ++k) {
+        EXPECT_TRUE(same_values(*st_p[k].second, *st_d[k].second)) << where << " " << st_p[k].first;
+        const std::string& name = st_p[k].first;
+        if (name.rfind("fc1.bias", 0) != 0) {
+          const nn::Parameter& p = packed.weight(name.rfind("fc1.", 0) == 0 ? 0 : 1);
+          EXPECT_EQ(nonzero_outside(*st_p[k].second, p.mask), 0) << where << " " << name;
+        }
+      }
+      for (int i : {0, 1}) {
+        const nn::Parameter& p = packed.weight(i);
+        EXPECT_EQ(nonzero_outside(p.value(), p.mask), 0) << where << " " << p.name;
+      }
+    }
+  }
 }
 
 }  // namespace
