@@ -15,8 +15,10 @@
 //           gemm_f32__small (long K, b transposed: a GEMV with x read in
 //           place) and that kernel split over output features across the
 //           pool; the fastest is "dense" (kernels.h has no separate GEMV).
-//   sparse  CsrPattern::from_mask once, values gathered once (load time), then
-//           per call: x -> x^T (swap_outer_f32, p = 1), ops::spmm on the
+//   sparse  CsrPattern::from_mask once, values gathered once (load time); for
+//           B = 1 the SELL-16x32 layout built from them once and
+//           ops::sell_spmv per call (the gathered CSR product is timed too,
+//           sparse_csr); for B > 1 per call: x -> x^T (swap_outer_f32, p = 1), ops::spmm on the
 //           feature-major x^T: (in, B), y^T -> y (swap_outer_f32). For B = 1
 //           the layouts coincide and no transpose is made. The time without
 //           the two transposes is printed too (sparse_core_ms).
@@ -183,6 +185,9 @@ int run(int argc, char** argv) {
     std::vector<float> values(static_cast<size_t>(pat.nnz()));
     pat.gather(w.data(), values.data(), nullptr);
     const kernels::CsrF32 csr = pat.view(values.data());
+    // One-sample products use the SELL-16x32 layout (tensor/sparse.h), as a
+    // pruned Linear layer does in inference with batch 1.
+    const SellMatrix sell = SellMatrix::from_csr(pat, values.data());
     const double prep_s = prep.seconds();
     std::fprintf(stderr, "sparsity %.4f: nnz %lld (density %.4f), pattern + gather %.1f ms\n",
                  sparsity, static_cast<long long>(pat.nnz()), pat.density(), prep_s * 1e3);
@@ -225,7 +230,7 @@ int run(int argc, char** argv) {
       };
       vs.emplace_back("sparse", [&] {
                       if (b == 1) {
-                        ops::spmm(1, y_sparse.data(), 1, csr, x, 1, 0.0f);
+                        ops::sell_spmv(y_sparse.data(), sell, x, 0.0f);
                         return;
                       }
                       kernels::swap_outer_f32(b, n_in, 1, xt.data(), x);  // x^T: (in, b)
@@ -234,6 +239,8 @@ int run(int argc, char** argv) {
                     });
       if (b > 1) {
         vs.emplace_back("sparse_core", sparse_core);  // spmm alone, on x^T made above
+      } else {
+        vs.emplace_back("sparse_csr", sparse_core);  // the gathered CSR product, for reference
       }
 
       // Correctness, once: every dense variant and the sparse path against

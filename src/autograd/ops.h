@@ -45,6 +45,11 @@ Var sparse_linear(const Var& x, const Var& w, const Var& b,
 Var sparse_linear_packed(const Var& x, const Var& values, const Var& b,
                          std::shared_ptr<const CsrPattern> pattern);
 
+// One sample through a SELL-16x32 weight (tensor/sparse.h): y: (1, out) =
+// x: (1, in) w^T + b. Inference only: raises Error when a gradient would be
+// recorded (grad mode on and x or b requiring one).
+Var sell_linear(const Var& x, std::shared_ptr<const SellMatrix> w, const Var& b);
+
 // ---- conv.cc ----
 struct Conv2dOptions {
   int64_t stride = 1;

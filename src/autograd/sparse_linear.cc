@@ -120,4 +120,20 @@ Var sparse_linear_packed(const Var& x, const Var& values, const Var& b,
                           /*packed=*/true);
 }
 
+Var sell_linear(const Var& x, std::shared_ptr<const SellMatrix> w, const Var& b) {
+  PARE_CHECK(w, "sell_linear: no weight");
+  if (x.value().ndim() != 2 || x.dim(0) != 1 || x.dim(1) != w->cols)
+    fail("sell_linear: input ", x.shape().str(), " does not fit a (", w->rows, ", ", w->cols,
+         ") weight (expected (1, ", w->cols, "))");
+  if (b.defined() && (b.value().ndim() != 1 || b.dim(0) != w->rows))
+    fail("sell_linear: bias ", b.shape().str(), " does not fit a (", w->rows, ", ", w->cols,
+         ") weight");
+  if (grad_enabled() && (x.requires_grad() || (b.defined() && b.requires_grad())))
+    fail("sell_linear: inference only, but a gradient is required (use sparse_linear)");
+  Tensor y = Tensor::empty({1, w->rows});
+  ops::sell_spmv(y.f32(), *w, x.value().f32(), 0.0f);
+  if (b.defined()) kernels::add_rows_f32(1, w->rows, y.f32(), b.value().f32());
+  return Var(y);
+}
+
 }  // namespace pare::autograd

@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
       if (eval_batch < 1) fail("--batch must be at least 1, got ", eval_batch);
       // A pruned model runs its masked layers sparse (nn/sparse_dispatch.h).
       const auto dispatch = nn::dispatch_sparse(*model, nn::parse_sparse_mode(eval_sparse),
-                                                eval_batch, /*training=*/false);
+                                                eval_batch, /*training=*/false, /*packed=*/true);
       Stopwatch sw;
       train::EvalResult r = train::evaluate(*model, set, eval_batch);
       const double seconds = sw.seconds();

@@ -34,6 +34,8 @@ Linear::Linear(int64_t in, int64_t out, bool bias, const std::string& name) : in
   if (bias) this->bias = make_param(name + ".bias", {out}, false);
 }
 Var Linear::forward(const Var& x, ForwardContext& ctx) {
+  if (weight.sell && x.dim(0) == 1 && !autograd::grad_enabled())
+    return autograd::sell_linear(x, weight.sell, ctx.var(bias));
   if (weight.packed.defined()) {
     PARE_CHECK(!ctx.leaves, weight.name, ": packed sparse weights do not run data-parallel");
     return autograd::sparse_linear_packed(x, weight.packed, ctx.var(bias), weight.sparse);

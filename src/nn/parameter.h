@@ -33,6 +33,10 @@ struct Parameter {
   // zeroing use instead of the dense value. While set, the dense value at
   // those entries is stale until nn::sync_sparse_to_dense writes it back.
   autograd::Var packed;
+  // Set by an inference dispatch (training == false) for a sparse Linear
+  // weight: its values in the SELL-16x32 layout, which a one-sample forward
+  // pass without gradients uses instead of the gathered CSR product.
+  std::shared_ptr<const SellMatrix> sell;
   bool is_weight = true;  // false for biases (pruning leaves them alone)
   int index = -1;         // position in its ParameterStore
 

@@ -89,6 +89,7 @@ double measure_crossover(int64_t rows, int64_t cols, int64_t batch, bool trainin
   Tensor seed = Tensor::full({batch, rows}, 1.0f / static_cast<float>(batch * rows));
   // The sparse side runs packed, as training and `pare eval` do.
   std::map<const CsrPattern*, Tensor> packed_values;
+  std::map<const CsrPattern*, std::shared_ptr<const SellMatrix>> sell_of;
   auto run = [&](const std::shared_ptr<const CsrPattern>& pattern) {
     Var xv(x, training), bv(b, training);
     Var y;
@@ -98,7 +99,14 @@ double measure_crossover(int64_t rows, int64_t cols, int64_t batch, bool trainin
         values = Tensor::empty({pattern->nnz()});
         pattern->gather(w.f32(), values.f32(), nullptr);
       }
-      y = autograd::sparse_linear_packed(xv, Var(values, training), bv, pattern);
+      if (!training && batch == 1) {  // as a one-sample inference dispatch runs it
+        auto& sell = sell_of[pattern.get()];
+        if (!sell) sell = std::make_shared<const SellMatrix>(SellMatrix::from_csr(*pattern, values.f32()));
+        autograd::NoGradGuard no_grad;
+        y = autograd::sell_linear(xv, sell, bv);
+      } else {
+        y = autograd::sparse_linear_packed(xv, Var(values, training), bv, pattern);
+      }
     } else {
       y = autograd::linear(xv, Var(w, training), bv);
     }
@@ -216,6 +224,7 @@ std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_
     const int64_t columns = batch * (p->numel() > 0 ? macs / p->numel() : 1);
     p->sparse.reset();
     p->packed = Var();
+    p->sell.reset();
     if (!p->mask.defined()) {
       d.kind = "dense";
       out.push_back(d);
@@ -234,6 +243,9 @@ std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_
       pattern->gather(p->value().f32(), values.f32(), nullptr);
       p->packed = Var(values, /*requires_grad=*/true);
       p->packed.bind_grad(Tensor::zeros({pattern->nnz()}));
+      // Inference on single samples: the layout without gathers, built once.
+      if (!training && ndim == 2)
+        p->sell = std::make_shared<const SellMatrix>(SellMatrix::from_csr(*pattern, values.f32()));
     }
     if (sparse) p->sparse = std::move(pattern);
     d.kind = sparse ? "sparse" : "masked-dense";
@@ -252,6 +264,7 @@ void clear_sparse(Model& model) {
   for (Parameter* p : model.parameters()) {
     p->sparse.reset();
     p->packed = Var();
+    p->sell.reset();
   }
 }
 

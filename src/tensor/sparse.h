@@ -50,6 +50,24 @@ struct CsrPattern {
   void scatter_add(const float* values, float* w) const;
 };
 
+// A weight in the SELL-16x32 layout of kernels/sparse.h (values included),
+// for one-sample inference: built once from a pattern and its packed values.
+struct SellMatrix {
+  int64_t rows = 0, cols = 0;
+  std::vector<int32_t> block_seg, seg_col, seg_steps;
+  std::vector<int64_t> block_slot;
+  std::vector<uint8_t> lane_col;
+  std::vector<float> values;
+
+  // values: (pattern.nnz(),) in pattern order.
+  static SellMatrix from_csr(const CsrPattern& pattern, const float* values);
+  kernels::SellF32 view() const {
+    return {rows, cols, block_seg.data(), block_slot.data(), seg_col.data(),
+            seg_steps.data(), lane_col.data(), values.data()};
+  }
+  int64_t slots() const { return static_cast<int64_t>(values.size()); }
+};
+
 namespace ops {
 
 // The products of kernels/sparse.h (same arguments), split across the pool
@@ -60,6 +78,9 @@ void spmm(int64_t n, float* y, int64_t ldy, const kernels::CsrF32& w, const floa
           int64_t ldx, float beta);
 void sddmm(int64_t n, float* g, const kernels::CsrF32& w, const float* dy, int64_t lddy,
            const float* x, int64_t ldx, float beta);
+// y: (a.rows,) = a x (+ beta y): kernels::sell_spmv_f32 split by row blocks
+// with about equal slots per chunk (bits independent of the thread count).
+void sell_spmv(float* y, const SellMatrix& a, const float* x, float beta);
 
 }  // namespace ops
 }  // namespace pare

@@ -553,3 +553,66 @@ TEST_F(SparseDispatchTest, SyncWritesPackedValuesBackAndRedispatchDropsThem) {
 
 }  // namespace
 }  // namespace pare::nn
+
+namespace pare::nn {
+namespace {
+
+// An inference dispatch gives sparse Linear weights the SELL layout, and a
+// one-sample forward pass without gradients runs through it with the same
+// output as the packed CSR product; with gradients on, the packed path runs.
+TEST(SparseDispatchSell, OneSampleInferenceUsesSellAndMatchesCsr) {
+  ScopedEnv crossover("PARE_SPARSE_CROSSOVER", "0.3");
+  auto model = Model::build(preset("lenet300"), 3);
+  std::vector<Parameter*> w;
+  for (Parameter* p : model->parameters())
+    if (p->is_weight) w.push_back(p);
+  random_mask(*w[0], 0.1, 31);
+  random_mask(*w[1], 0.2, 32);
+  random_mask(*w[2], 0.5, 33);  // above the crossover: masked-dense, no SELL
+  const Tensor x = random_tensor({1, 784}, 8);
+  ForwardContext ctx{.training = false};
+  dispatch_sparse(*model, SparseMode::automatic, 1, /*training=*/false, /*packed=*/false);
+  for (Parameter* p : w) EXPECT_FALSE(p->sell) << p->name << ": only packed dispatches build SELL";
+  Tensor csr;
+  {
+    autograd::NoGradGuard no_grad;
+    csr = model->forward(Var(x), ctx).value().clone();
+  }
+  dispatch_sparse(*model, SparseMode::automatic, 1, /*training=*/false, /*packed=*/true);
+  ASSERT_TRUE(w[0]->sell && w[1]->sell);
+  EXPECT_FALSE(w[2]->sell);
+  EXPECT_EQ(w[0]->sell->rows, 300);
+  EXPECT_EQ(w[0]->sell->cols, 784);
+  Tensor sell;
+  {
+    autograd::NoGradGuard no_grad;
+    sell = model->forward(Var(x), ctx).value().clone();
+  }
+  float scale = 0;
+  for (int64_t i = 0; i < csr.numel(); ++i) scale = std::max(scale, std::fabs(csr.f32()[i]));
+  ASSERT_GT(scale, 0.0f);
+  for (int64_t i = 0; i < csr.numel(); ++i) EXPECT_NEAR(sell.f32()[i], csr.f32()[i], 1e-5f * scale);
+  // Training dispatches never build it.
+  dispatch_sparse(*model, SparseMode::automatic, 1, /*training=*/true, /*packed=*/true);
+  for (Parameter* p : w) EXPECT_FALSE(p->sell) << p->name;
+  clear_sparse(*model);
+}
+
+TEST(SparseDispatchSell, SellLinearRefusesToRecordAGradient) {
+  const std::vector<float> mask(6 * 4, 1.0f);
+  const CsrPattern pattern = CsrPattern::from_mask(6, 4, mask.data());
+  const std::vector<float> values(24, 0.5f);
+  auto sell = std::make_shared<const SellMatrix>(SellMatrix::from_csr(pattern, values.data()));
+  Var x(random_tensor({1, 4}, 2), /*requires_grad=*/true);
+  expect_error([&] { autograd::sell_linear(x, sell, Var()); }, {"inference only"});
+  autograd::NoGradGuard no_grad;
+  Var y = autograd::sell_linear(x, sell, Var());
+  float sum = 0;
+  for (int64_t j = 0; j < 4; ++j) sum += 0.5f * x.value().f32()[j];
+  for (int64_t i = 0; i < 6; ++i) EXPECT_NEAR(y.value().f32()[i], sum, 1e-6f);
+  expect_error([&] { autograd::sell_linear(Var(random_tensor({2, 4}, 3)), sell, Var()); },
+               {"sell_linear: input"});
+}
+
+}  // namespace
+}  // namespace pare::nn

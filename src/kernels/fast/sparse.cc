@@ -370,4 +370,46 @@ void sddmm_f32(int64_t n, float* g, const CsrF32& w, const float* dy, int64_t ld
   }
 }
 
+void sell_spmv_f32(int64_t b0, int64_t b1, float* y, const SellF32& a, const float* x,
+                   float beta) {
+#if defined(__AVX512F__)
+  for (int64_t b = b0; b < b1; ++b) {
+    vf acc = vzero(), acc2 = vzero();  // two chains: a permute + FMA per step
+    const uint8_t* col = a.lane_col + a.block_slot[b];
+    const float* val = a.values + a.block_slot[b];
+    for (int32_t s = a.block_seg[b]; s < a.block_seg[b + 1]; ++s) {
+      // x's segment in two registers; past the last column reads as 0.
+      const int64_t c0 = a.seg_col[s];
+      const int64_t left = a.cols - c0;
+      const vf lo = left >= kLanes ? vload(x + c0) : vload_tail(x + c0, left);
+      const vf hi = left >= 2 * kLanes ? vload(x + c0 + kLanes)
+                    : left > kLanes    ? vload_tail(x + c0 + kLanes, left - kLanes)
+                                       : vzero();
+      const int32_t steps = a.seg_steps[s];
+      int32_t k = 0;
+      for (; k + 2 <= steps; k += 2, col += 2 * kLanes, val += 2 * kLanes) {
+        const __m512i i0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(col)));
+        const __m512i i1 =
+            _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(col + kLanes)));
+        acc = vfmadd(vload(val), _mm512_permutex2var_ps(lo, i0, hi), acc);
+        acc2 = vfmadd(vload(val + kLanes), _mm512_permutex2var_ps(lo, i1, hi), acc2);
+      }
+      if (k < steps) {
+        const __m512i i0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(col)));
+        acc = vfmadd(vload(val), _mm512_permutex2var_ps(lo, i0, hi), acc);
+        col += kLanes;
+        val += kLanes;
+      }
+    }
+    acc = vadd(acc, acc2);
+    float* yb = y + b * kSellRows;
+    const int64_t lanes = a.rows - b * kSellRows < kSellRows ? a.rows - b * kSellRows : kSellRows;
+    if (beta != 0.0f) acc = vfmadd(vset1(beta), vload_tail(yb, lanes), acc);
+    vstore_tail(yb, acc, lanes);
+  }
+#else
+  sell_spmv_f32__ref(b0, b1, y, a, x, beta);  // the layout is built for 16-lane permutes
+#endif
+}
+
 }  // namespace pare::kernels

@@ -80,4 +80,22 @@ void sddmm_f32__ref(int64_t n, float* g, const CsrF32& w, const float* dy, int64
     }
 }
 
+void sell_spmv_f32__ref(int64_t b0, int64_t b1, float* y, const SellF32& a, const float* x,
+                        float beta) {
+  for (int64_t b = b0; b < b1; ++b) {
+    double acc[kSellRows] = {};
+    int64_t slot = a.block_slot[b];
+    for (int32_t s = a.block_seg[b]; s < a.block_seg[b + 1]; ++s)
+      for (int32_t k = 0; k < a.seg_steps[s]; ++k)
+        for (int64_t l = 0; l < kSellRows; ++l, ++slot) {
+          const int64_t c = a.seg_col[s] + a.lane_col[slot];
+          acc[l] += static_cast<double>(a.values[slot]) * x[c];  // padding: 0 * x
+        }
+    for (int64_t l = 0; l < kSellRows && b * kSellRows + l < a.rows; ++l) {
+      float& out = y[b * kSellRows + l];
+      out = with_beta(acc[l], beta, out);
+    }
+  }
+}
+
 }  // namespace pare::kernels
