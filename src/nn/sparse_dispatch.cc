@@ -37,6 +37,12 @@ const char* sparse_mode_name(SparseMode mode) {
 
 namespace {
 
+#if defined(__AVX512F__)
+constexpr bool kSellVectorised = true;
+#else
+constexpr bool kSellVectorised = false;
+#endif
+
 std::string cpu_model() {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
@@ -99,7 +105,7 @@ double measure_crossover(int64_t rows, int64_t cols, int64_t batch, bool trainin
         values = Tensor::empty({pattern->nnz()});
         pattern->gather(w.f32(), values.f32(), nullptr);
       }
-      if (!training && batch == 1) {  // as a one-sample inference dispatch runs it
+      if (kSellVectorised && !training && batch == 1) {  // as a one-sample inference dispatch runs it
         auto& sell = sell_of[pattern.get()];
         if (!sell) sell = std::make_shared<const SellMatrix>(SellMatrix::from_csr(*pattern, values.f32()));
         autograd::NoGradGuard no_grad;
@@ -243,8 +249,10 @@ std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_
       pattern->gather(p->value().f32(), values.f32(), nullptr);
       p->packed = Var(values, /*requires_grad=*/true);
       p->packed.bind_grad(Tensor::zeros({pattern->nnz()}));
-      // Inference on single samples: the layout without gathers, built once.
-      if (!training && ndim == 2)
+      // Inference on single samples: the layout without gathers, built once
+      // (its kernel needs AVX-512's two-register permute; elsewhere the
+      // gathered CSR product is the faster one).
+      if (kSellVectorised && !training && ndim == 2)
         p->sell = std::make_shared<const SellMatrix>(SellMatrix::from_csr(*pattern, values.f32()));
     }
     if (sparse) p->sparse = std::move(pattern);
