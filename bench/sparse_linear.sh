@@ -199,10 +199,12 @@ for key in keys:
 
     if p:
         row(f"pare dense ({p['dense_variant']})", p["dense_ms"])
-        how = "CSR spmm" + (", incl. 2 transposes" if b > 1 else "")
+        how = "CSR spmm, incl. 2 transposes" if b > 1 else "SELL-16x32 (one sample)"
         row(f"pare sparse ({how}; density {p['density']:.4f})", p["sparse_ms"])
         if b > 1:
             row("  pare spmm alone (feature-major)", p["sparse_core_ms"])
+        elif "sparse_csr" in p.get("variants_ms", {}):
+            row("  pare gathered CSR (spmm, n = 1), for reference", p["variants_ms"]["sparse_csr"])
         if p.get("sparse_cold_ms"):
             row("  pare dense, cold caches", p["dense_cold_ms"])
             row("  pare sparse, cold caches", p["sparse_cold_ms"])

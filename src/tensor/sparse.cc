@@ -146,12 +146,13 @@ void for_row_chunks(const kernels::CsrF32& w, int64_t n, Fn&& fn) {
   const int parts = num_threads();
   // Work in FLOP-equivalents: a nonzero costs a vector's worth of lanes even
   // when n is smaller (with n = 1 each one is a gathered load), so count at
-  // least 16 columns. Below ~2 MFLOP the hand-off and the second core's cold
+  // least 16 columns. Below ~1 MFLOP the hand-off and the second core's cold
   // caches cost more than the split saves (LeNet-300-100 at 95% sparsity,
-  // batch 60: a step took 138 us on two threads and 89 us on one).
+  // batch 60, two threads: a step took 138 us splitting every product above
+  // 0.13 MFLOP, 93 us splitting none, 76 us splitting those above 1 MFLOP).
   const double work = 2.0 * static_cast<double>(nnz) * static_cast<double>(std::max<int64_t>(n, 16)) +
                       static_cast<double>(w.rows) * static_cast<double>(n);
-  if (parts < 2 || w.rows < 2 || work < 64 * kParallelMinFlops) {
+  if (parts < 2 || w.rows < 2 || work < 32 * kParallelMinFlops) {
     fn(w, int64_t{0});
     return;
   }
