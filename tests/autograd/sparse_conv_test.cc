@@ -46,6 +46,8 @@
 #include "testing/errors.h"
 #include "pare/autograd/ops.h"
 #include "pare/base/thread_pool.h"
+#include "testing/threads.h"
+#include "autograd/sparse_test_util.h"
 
 namespace pare::autograd {
 namespace {
@@ -54,15 +56,8 @@ using testing::gradcheck;
 using testing::random_normal;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-// Sets the pool's thread count for its lifetime, restoring the previous one.
-class ThreadsFor {
- public:
-  explicit ThreadsFor(int n) : previous_(num_threads()) { set_num_threads(n); }
-  ~ThreadsFor() { set_num_threads(previous_); }
-
- private:
-  int previous_;
-};
+using ::pare::testing::ThreadsFor;
+using namespace sparse_test;
 
 // A convolution's geometry: x (B, C, H, W), w (OC, C, KH, KW).
 struct Geo {
@@ -102,16 +97,7 @@ Tensor outside_set_to(const Tensor& w, const Tensor& mask, float v) {
   return t;
 }
 
-Tensor abs_of(const Tensor& t) {
-  Tensor a = t.clone();
-  for (float& v : a.span_f32()) v = std::fabs(v);
-  return a;
-}
 
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.defined() && b.defined() && a.shape() == b.shape() &&
-         std::memcmp(a.f32(), b.f32(), a.nbytes()) == 0;
-}
 
 struct Case {
   Geo g;
@@ -136,22 +122,6 @@ struct Case {
 // Compares got with prior + want elementwise (prior may be undefined: 0):
 // |got - want| <= 1e-5 * (scale + |prior|) (exact equality where that is 0).
 // Reports the first mismatch and their count.
-void expect_close(const Tensor& got, const Tensor& want, const Tensor& scale,
-                  const std::string& what, const Tensor& prior = Tensor()) {
-  ASSERT_TRUE(got.defined()) << what << ": undefined";
-  ASSERT_TRUE(want.defined()) << what << ": reference undefined";
-  ASSERT_EQ(got.shape(), want.shape()) << what;
-  int failures = 0;
-  for (int64_t i = 0; i < got.numel(); ++i) {
-    const double p = prior.defined() ? prior.f32()[i] : 0.0;
-    const double g = got.f32()[i], w = p + want.f32()[i];
-    const double tol = 1e-5 * (scale.f32()[i] + std::fabs(p));
-    if (!(std::fabs(g - w) <= tol) && failures++ == 0)
-      ADD_FAILURE() << what << ": element " << i << " got " << g << " want " << w << " (tol "
-                    << tol << ")";
-  }
-  EXPECT_EQ(failures, 0) << what << ": mismatches";
-}
 
 void run_case(Rng& rng, const Case& c) {
   SCOPED_TRACE(c.str());
@@ -495,27 +465,13 @@ TEST(SparseConv2d, BitsDoNotDependOnRunOrThreadCount) {
     const Tensor w = random_normal({g.oc, g.c, g.kh, g.kw}, rng, 0.3f), b = random_normal({g.oc}, rng);
     const Tensor r = random_normal({batch, g.oc, g.out_h(), g.out_w()}, rng);
     const Conv2dOptions opt{.stride = g.stride, .pad = g.pad, .circular = g.circular, .relu = true};
-    struct Result {
-      Tensor y, dx, dw, db;
-    };
     auto run = [&] {
       Var xv(x.clone(), true), wv(w.clone(), true), bv(b.clone(), true);
       Var y = sparse_conv2d(xv, wv, bv, opt, pattern);
       y.backward(r);
-      return Result{y.value(), xv.grad(), wv.grad(), bv.grad()};
+      return OpResult{y.value(), xv.grad(), wv.grad(), bv.grad()};
     };
-    Result a = run(), again = run(), one;
-    {
-      SerialScope serial;
-      one = run();
-    }
-    for (const Result* o : {&again, &one}) {
-      const char* what = o == &again ? "second run" : "one thread";
-      EXPECT_TRUE(same_bits(a.y, o->y)) << what << ": y";
-      EXPECT_TRUE(same_bits(a.dx, o->dx)) << what << ": dx";
-      EXPECT_TRUE(same_bits(a.dw, o->dw)) << what << ": dw";
-      EXPECT_TRUE(same_bits(a.db, o->db)) << what << ": db";
-    }
+    expect_same_bits_every_run(run);
   }
 }
 
@@ -553,11 +509,6 @@ TEST(SparseConv2d, ShapeMismatchesRaise) {
 // ---- sparse_conv2d_packed: the filter bank as its (nnz,) values in pattern order ----
 
 // values[k] = t[pattern.pos[k]].
-Tensor gather_at(const CsrPattern& p, const Tensor& t) {
-  Tensor v = Tensor::empty({p.nnz()});
-  p.gather(t.f32(), v.f32(), nullptr);
-  return v;
-}
 
 // The packed op against the dense-storage sparse op (equal bits in y, dx, db;
 // the packed gradient equals the dense-storage gradient gathered at pos) and,

@@ -34,6 +34,8 @@
 #include "testing/errors.h"
 #include "pare/autograd/ops.h"
 #include "pare/base/thread_pool.h"
+#include "testing/threads.h"
+#include "autograd/sparse_test_util.h"
 
 namespace pare::autograd {
 namespace {
@@ -42,15 +44,8 @@ using testing::gradcheck;
 using testing::random_normal;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-// Sets the pool's thread count for its lifetime, restoring the previous one.
-class ThreadsFor {
- public:
-  explicit ThreadsFor(int n) : previous_(num_threads()) { set_num_threads(n); }
-  ~ThreadsFor() { set_num_threads(previous_); }
-
- private:
-  int previous_;
-};
+using ::pare::testing::ThreadsFor;
+using namespace sparse_test;
 
 // A (rows, cols) 0/1 mask; `empty_rows` clears every third row, `empty_cols`
 // every fourth column.
@@ -67,16 +62,7 @@ Tensor random_mask(Rng& rng, int64_t rows, int64_t cols, double density, bool em
   return m;
 }
 
-Tensor abs_of(const Tensor& t) {
-  Tensor a = t.clone();
-  for (float& v : a.span_f32()) v = std::fabs(v);
-  return a;
-}
 
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.defined() && b.defined() && a.shape() == b.shape() &&
-         std::memcmp(a.f32(), b.f32(), a.nbytes()) == 0;
-}
 
 struct Case {
   int64_t out, in, batch;
@@ -96,19 +82,6 @@ struct Case {
 
 // Compares got with want elementwise: |got - want| <= 1e-5 * scale (exact
 // equality where scale is 0). Reports the first mismatch and their count.
-void expect_close(const Tensor& got, const Tensor& want, const Tensor& scale,
-                  const std::string& what) {
-  ASSERT_TRUE(got.defined()) << what << ": undefined";
-  ASSERT_EQ(got.shape(), want.shape()) << what;
-  int failures = 0;
-  for (int64_t i = 0; i < got.numel(); ++i) {
-    const double g = got.f32()[i], w = want.f32()[i], tol = 1e-5 * scale.f32()[i];
-    if (!(std::fabs(g - w) <= tol) && failures++ == 0)
-      ADD_FAILURE() << what << ": element " << i << " got " << g << " want " << w << " (tol "
-                    << tol << ")";
-  }
-  EXPECT_EQ(failures, 0) << what << ": mismatches";
-}
 
 void run_case(Rng& rng, const Case& c) {
   SCOPED_TRACE(c.str());
@@ -343,27 +316,13 @@ TEST(SparseLinear, BitsDoNotDependOnRunOrThreadCount) {
   auto pattern = std::make_shared<const CsrPattern>(CsrPattern::from_mask(300, 784, mask.f32()));
   Tensor x = random_normal({60, 784}, rng), w = random_normal({300, 784}, rng, 0.05f),
          b = random_normal({300}, rng), r = random_normal({60, 300}, rng);
-  struct Result {
-    Tensor y, dx, dw, db;
-  };
   auto run = [&] {
     Var xv(x.clone(), true), wv(w.clone(), true), bv(b.clone(), true);
     Var y = sparse_linear(xv, wv, bv, pattern);
     y.backward(r);
-    return Result{y.value(), xv.grad(), wv.grad(), bv.grad()};
+    return OpResult{y.value(), xv.grad(), wv.grad(), bv.grad()};
   };
-  Result a = run(), again = run(), one;
-  {
-    SerialScope serial;
-    one = run();
-  }
-  for (const Result* o : {&again, &one}) {
-    const char* what = o == &again ? "second run" : "one thread";
-    EXPECT_TRUE(same_bits(a.y, o->y)) << what << ": y";
-    EXPECT_TRUE(same_bits(a.dx, o->dx)) << what << ": dx";
-    EXPECT_TRUE(same_bits(a.dw, o->dw)) << what << ": dw";
-    EXPECT_TRUE(same_bits(a.db, o->db)) << what << ": db";
-  }
+  expect_same_bits_every_run(run);
 }
 
 TEST(SparseLinear, ShapeMismatchesRaise) {
@@ -390,11 +349,6 @@ TEST(SparseLinear, ShapeMismatchesRaise) {
 // ---- sparse_linear_packed: the weight as its (nnz,) values in pattern order ----
 
 // values[k] = t[pattern.pos[k]].
-Tensor gather_at(const CsrPattern& p, const Tensor& t) {
-  Tensor v = Tensor::empty({p.nnz()});
-  p.gather(t.f32(), v.f32(), nullptr);
-  return v;
-}
 
 // The packed op against the dense-storage sparse op (the same kernels on the
 // same values: equal bits in y, dx, db, and the packed gradient equals the

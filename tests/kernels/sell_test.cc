@@ -28,6 +28,7 @@
 #include "pare/base/rng.h"
 #include "pare/kernels/sparse.h"
 #include "pare/tensor/sparse.h"
+#include "testing/guarded.h"
 
 namespace pare::kernels {
 namespace {
@@ -37,31 +38,7 @@ constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr int64_t kSentinels = 64;  // floats after y's rows that must stay untouched
 constexpr float kSentinel = -12345.0f;
 
-// n floats ending exactly at a PROT_NONE page.
-class GuardedFloats {
- public:
-  explicit GuardedFloats(int64_t n) {
-    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    const size_t bytes = static_cast<size_t>(n) * sizeof(float);
-    body_ = (bytes + page - 1) / page * page;
-    if (body_ == 0) body_ = page;
-    size_ = body_ + page;
-    void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) std::abort();
-    base_ = static_cast<char*>(p);
-    if (mprotect(base_ + body_, page, PROT_NONE) != 0) std::abort();
-    data_ = reinterpret_cast<float*>(base_ + body_ - bytes);
-  }
-  ~GuardedFloats() { munmap(base_, size_); }
-  GuardedFloats(const GuardedFloats&) = delete;
-  GuardedFloats& operator=(const GuardedFloats&) = delete;
-  float* data() { return data_; }
-
- private:
-  char* base_ = nullptr;
-  size_t body_ = 0, size_ = 0;
-  float* data_ = nullptr;
-};
+using ::pare::testing::GuardedFloats;
 
 float nonzero_uniform(Rng& rng) {
   float v = rng.uniform(-1.0f, 1.0f);

@@ -42,6 +42,8 @@
 #include "pare/kernels/sparse.h"
 #include "pare/tensor/ops.h"
 #include "pare/tensor/sparse.h"
+#include "testing/threads.h"
+#include "testing/guarded.h"
 
 namespace pare {
 namespace {
@@ -53,39 +55,9 @@ constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr int64_t kSentinels = 64;
 constexpr float kSentinel = -12345.0f;
 
-class ThreadsFor {
- public:
-  explicit ThreadsFor(int n) : previous_(num_threads()) { set_num_threads(n); }
-  ~ThreadsFor() { set_num_threads(previous_); }
+using ::pare::testing::ThreadsFor;
 
- private:
-  int previous_;
-};
-
-// n floats ending exactly at a PROT_NONE page.
-class GuardedFloats {
- public:
-  explicit GuardedFloats(int64_t n) {
-    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    const size_t bytes = static_cast<size_t>(n) * sizeof(float);
-    body_ = std::max(page, (bytes + page - 1) / page * page);
-    size_ = body_ + page;
-    void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) std::abort();
-    base_ = static_cast<char*>(p);
-    if (mprotect(base_ + body_, page, PROT_NONE) != 0) std::abort();
-    data_ = reinterpret_cast<float*>(base_ + body_ - bytes);
-  }
-  ~GuardedFloats() { munmap(base_, size_); }
-  GuardedFloats(const GuardedFloats&) = delete;
-  GuardedFloats& operator=(const GuardedFloats&) = delete;
-  float* data() { return data_; }
-
- private:
-  char* base_ = nullptr;
-  size_t body_ = 0, size_ = 0;
-  float* data_ = nullptr;
-};
+using ::pare::testing::GuardedFloats;
 
 Vec random_vec(Rng& rng, int64_t n) {
   Vec v(static_cast<size_t>(n));

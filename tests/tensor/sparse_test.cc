@@ -31,6 +31,7 @@
 #include "pare/base/thread_pool.h"
 #include "pare/kernels/sparse.h"
 #include "testing/errors.h"
+#include "testing/threads.h"
 
 namespace pare {
 namespace {
@@ -39,17 +40,7 @@ using Vec = std::vector<float>;
 using Idx = std::vector<int32_t>;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-// Sets the pool's thread count for its lifetime, restoring the previous one.
-// Each test runs on two threads; the one-thread runs use a SerialScope (the
-// same computation as a pool of one thread, without replacing the pool per case).
-class ThreadsFor {
- public:
-  explicit ThreadsFor(int n) : previous_(num_threads()) { set_num_threads(n); }
-  ~ThreadsFor() { set_num_threads(previous_); }
-
- private:
-  int previous_;
-};
+using ::pare::testing::ThreadsFor;
 
 Vec random_vec(Rng& rng, int64_t n) {
   Vec v(static_cast<size_t>(n));
