@@ -13,6 +13,7 @@
 
 #include "pare/base/rng.h"
 #include "pare/kernels/kernels.h"
+#include "pare/kernels/quant.h"
 #include "pare/kernels/sparse.h"
 
 namespace {
@@ -462,5 +463,87 @@ BENCHMARK_CAPTURE(BM_sparse, spmm_t_f32/300x784_s90_b60/fast, SparseOp::kInput, 
 BENCHMARK_CAPTURE(BM_sparse, spmm_t_f32/300x784_s90_b60/dense_blas, SparseOp::kInput, false, false);
 BENCHMARK_CAPTURE(BM_sparse, sddmm_f32/300x784_s90_b60/fast, SparseOp::kWeight, true, false);
 BENCHMARK_CAPTURE(BM_sparse, sddmm_f32/300x784_s90_b60/dense_blas, SparseOp::kWeight, false, false);
+
+// ---- int8 GEMM (quant.h) against float BLAS at inference shapes, one thread --------------
+// qgemm_u8s8_s32 (+ requantize to u8 in the _requant rows) against
+// gemm_f32__blas with b^T (the weight as nn::Linear stores it): LeNet-300-100's
+// first layer (300x784) at batch 60 and 1, and a 4096x4096 layer at batch 1 and 64.
+enum class QMode { kFloat, kInt8, kInt8Requant, kInt8Ref };
+void BM_qgemm(benchmark::State& st, QMode mode, int64_t m, int64_t n, int64_t k) {
+  pare::Rng rng(9);
+  std::vector<uint8_t> xq(m * k);
+  std::vector<int8_t> wq(n * k);
+  for (auto& v : xq) v = static_cast<uint8_t>(rng.below(256));
+  for (auto& v : wq) v = static_cast<int8_t>(static_cast<int>(rng.below(255)) - 127);
+  std::vector<int32_t> sums(n), acc(m * n), bias(n, 3);
+  sum_rows_s8(n, k, sums.data(), wq.data(), k);
+  std::vector<float> mult(n, 1e-4f);
+  std::vector<uint8_t> y(m * n);
+  Vec xf, wf, yf;
+  if (mode == QMode::kFloat) xf = random_vec(m * k), wf = random_vec(n * k), yf.resize(m * n);
+  const RequantParams rp{.multiplier = mult.data(), .zero_point = 0, .relu = true};
+  for (auto _ : st) {
+    switch (mode) {
+      case QMode::kFloat:
+        gemm_f32__blas(m, n, k, yf.data(), n, xf.data(), k, wf.data(), k, {.trans_b = true});
+        break;
+      case QMode::kInt8:
+      case QMode::kInt8Requant:
+        qgemm_u8s8_s32(m, n, k, acc.data(), n, xq.data(), k, wq.data(), k, sums.data(), 128);
+        if (mode == QMode::kInt8Requant)
+          requantize_s32_to_u8(m, n, y.data(), n, acc.data(), n, bias.data(), rp);
+        break;
+      case QMode::kInt8Ref:
+        qgemm_u8s8_s32__ref(m, n, k, acc.data(), n, xq.data(), k, wq.data(), k, sums.data(), 128);
+        break;
+    }
+    benchmark::DoNotOptimize(acc.data());
+    benchmark::DoNotOptimize(yf.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  st.counters["OPS"] = benchmark::Counter(2.0 * static_cast<double>(m * n * k),
+                                          benchmark::Counter::kIsIterationInvariantRate);
+}
+// clang-format off
+#define QGEMM_SET(shape, m, n, k)                                                          \
+  BENCHMARK_CAPTURE(BM_qgemm, qgemm/shape/f32_blas, QMode::kFloat, m, n, k);               \
+  BENCHMARK_CAPTURE(BM_qgemm, qgemm/shape/u8s8_s32, QMode::kInt8, m, n, k);                \
+  BENCHMARK_CAPTURE(BM_qgemm, qgemm/shape/u8s8_s32_requant, QMode::kInt8Requant, m, n, k)
+// clang-format on
+QGEMM_SET(lenet300_fc1_b60, 60, 300, 784);
+QGEMM_SET(lenet300_fc1_b1, 1, 300, 784);
+QGEMM_SET(4096x4096_b1, 1, 4096, 4096);
+QGEMM_SET(4096x4096_b64, 64, 4096, 4096);
+BENCHMARK_CAPTURE(BM_qgemm, qgemm/lenet300_fc1_b60/u8s8_s32_ref, QMode::kInt8Ref, 60, 300, 784);
+
+// Sparse int8 (CsrS8, 90% sparse) at the same first layer: spmv (batch 1) and
+// feature-major spmm (batch 60), against the dense int8 product.
+void BM_qsparse(benchmark::State& st, int64_t batch, bool ref) {
+  const int64_t rows = 300, cols = 784;
+  pare::Rng rng(10);
+  std::vector<int8_t> q(rows * cols);
+  Vec mask(rows * cols);
+  for (auto& v : q) v = static_cast<int8_t>(static_cast<int>(rng.below(255)) - 127);
+  for (auto& m : mask) m = rng.uniform() < 0.1f ? 1.0f : 0.0f;
+  const int64_t nnz = csr_nnz_f32(rows, cols, mask.data(), cols);
+  std::vector<int32_t> rp(rows + 1), ci(nnz), sums(rows), acc(rows * batch);
+  std::vector<int8_t> vals(nnz);
+  csr_from_dense_s8(rows, cols, rp.data(), ci.data(), vals.data(), q.data(), cols, mask.data(), cols);
+  const CsrS8 w{rows, cols, rp.data(), ci.data(), vals.data()};
+  csr_row_sums_s8(sums.data(), w);
+  std::vector<uint8_t> x(cols * batch);
+  for (auto& v : x) v = static_cast<uint8_t>(rng.below(256));
+  for (auto _ : st) {
+    (ref ? spmm_u8s8_s32__ref : spmm_u8s8_s32)(batch, acc.data(), batch, w, x.data(), batch,
+                                                sums.data(), 128);
+    benchmark::DoNotOptimize(acc.data());
+    benchmark::ClobberMemory();
+  }
+}
+BENCHMARK_CAPTURE(BM_qsparse, spmm_u8s8_s32/300x784_s90_b1/fast, 1, false);
+BENCHMARK_CAPTURE(BM_qsparse, spmm_u8s8_s32/300x784_s90_b1/ref, 1, true);
+BENCHMARK_CAPTURE(BM_qsparse, spmm_u8s8_s32/300x784_s90_b60/fast, 60, false);
+BENCHMARK_CAPTURE(BM_qsparse, spmm_u8s8_s32/300x784_s90_b60/ref, 60, true);
 
 BENCHMARK_MAIN();
