@@ -7,6 +7,7 @@
 #include "pare/base/error.h"
 #include "pare/base/thread_pool.h"
 #include "pare/cli/common.h"
+#include "pare/cli/format_commands.h"
 #include "pare/experiments/lottery.h"
 #include "pare/train/trainer.h"
 
@@ -73,7 +74,7 @@ int LifePruneCommand::run() {
 }
 
 int LifePruneCommand::run_filters() {
-  auto model = train::load_model(model_file_);
+  auto model = load_any_model(model_file_);
   const experiments::ChannelReduction r = experiments::reduce_channels(*model);
   std::cout << model->spec().name << ": " << r.weights_alive << " weights alive; " << r.live_weights
             << " live weights + " << r.live_biases << " live biases = " << r.parameters()

@@ -12,6 +12,7 @@
 #include "pare/base/file.h"
 #include "pare/base/thread_pool.h"
 #include "pare/cli/common.h"
+#include "pare/cli/format_commands.h"
 #include "pare/cli/life_command.h"
 #include "pare/cli/life_prune_command.h"
 #include "pare/cli/progress.h"
@@ -106,7 +107,7 @@ int main(int argc, char** argv) {
   int eval_threads = default_num_threads();
   bool eval_json = false;
   auto* e = app.add_subcommand("eval", "evaluate a saved model (DIR/model.bin) on a test set");
-  e->add_option("model_file", model_file, "a model saved by pare train (model.bin)")->required();
+  e->add_option("model_file", model_file, "a model saved by pare (model.bin or .pare)")->required();
   add_data_options(e, eval_data);
   e->add_option("--threads", eval_threads, "worker threads")->capture_default_str();
   e->add_flag("--json", eval_json, "print JSON");
@@ -118,6 +119,7 @@ int main(int argc, char** argv) {
   e->add_option("--batch", eval_batch, "samples per forward pass")->capture_default_str();
 
   cli::PruneCommands prune_commands(app);
+  cli::FormatCommands format_commands(app);
   cli::LifeCommand life_command(app);
   cli::LifePruneCommand life_prune_command(app);
 
@@ -134,12 +136,13 @@ int main(int argc, char** argv) {
 
   try {
     if (const int rc = prune_commands.run(); rc >= 0) return rc;
+    if (const int rc = format_commands.run(); rc >= 0) return rc;
     if (const int rc = life_command.run(); rc >= 0) return rc;
     if (const int rc = life_prune_command.run(); rc >= 0) return rc;
     if (*t) return run_train(cfg, model_name, dopt, threads, as_json, quiet, overwrite);
     if (*e) {
       set_num_threads(eval_threads);
-      auto model = train::load_model(model_file);
+      auto model = cli::load_any_model(model_file);
       data::TrainTest d = load_data(eval_data, 0, nullptr);
       cli::standardize_for(*model, d);
       const data::Dataset& set = d.test.size() > 0 ? d.test : d.train;

@@ -8,6 +8,7 @@
 #include "pare/base/clock.h"
 #include "pare/base/file.h"
 #include "pare/base/thread_pool.h"
+#include "pare/cli/format_commands.h"
 #include "pare/data/batcher.h"
 #include "pare/prune/prune.h"
 #include "pare/prune/shrink.h"
@@ -131,7 +132,7 @@ int PruneCommands::run_prune() {
   data::TrainTest data;
   if (!from_.empty()) {
     if (data_.normalize) fail("--normalize: a saved model (--from) applies the statistics it was trained with");
-    model = train::load_model(from_);
+    model = load_any_model(from_);
     data = load_data(data_, cfg.seed, nullptr);
     standardize_for(*model, data);
   } else {

@@ -22,6 +22,7 @@ namespace fs = std::filesystem;
 const std::map<std::string, std::set<std::string>>& allowed_includes() {
   static const std::map<std::string, std::set<std::string>> table = {
       {"base", {}},
+      {"format", {"base"}},
       {"kernels", {"base"}},
       {"tensor", {"base", "kernels"}},
       {"data", {"base", "tensor", "kernels"}},
@@ -29,12 +30,13 @@ const std::map<std::string, std::set<std::string>>& allowed_includes() {
       {"nn", {"autograd", "base", "kernels", "tensor"}},
       {"optim", {"nn", "autograd", "base", "kernels", "tensor"}},
       {"prune", {"nn", "autograd", "base", "kernels", "tensor"}},
+      {"io", {"nn", "format", "autograd", "base", "kernels", "tensor"}},
       {"train", {"optim", "prune", "nn", "autograd", "data", "base", "kernels", "tensor"}},
       {"experiments",
        {"train", "optim", "prune", "nn", "autograd", "data", "base", "kernels", "tensor"}},
       {"cli",
-       {"base", "kernels", "tensor", "data", "autograd", "nn", "optim", "prune", "train",
-        "experiments"}},
+       {"base", "format", "kernels", "tensor", "data", "autograd", "nn", "optim", "prune", "io",
+        "train", "experiments"}},
   };
   return table;
 }

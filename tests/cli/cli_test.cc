@@ -374,6 +374,48 @@ TEST_F(CliTest, PruneASavedModelThenEvalReportsItsSparsity) {
   EXPECT_NE(again.err.find("holds this finished run"), std::string::npos) << again.err;
 }
 
+// A pruned model compressed to .pare: smaller than model.bin, the pruned
+// weights stored sparse, the same accuracy and loss when evaluated from it
+// (sparse and dense kernels alike), and the same sparsity when pruned further.
+TEST_F(CliTest, CompressInspectAndEvaluateAPareFile) {
+  const std::string train = make_csv("train.csv", 256, 1), test = make_csv("test.csv", 128, 2);
+  ASSERT_EQ(run({"train", "--model", make_spec(), "--data", train, "--test", test, "--epochs", "4", "--batch", "16",
+                 "--lr", "0.02", "--out", path("dense"), "--quiet"}).code, 0);
+  ASSERT_EQ(run({"prune", "--from", path("dense/model.bin"), "--criterion", "magnitude", "--sparsity", "0.5",
+                 "--data", train, "--test", test, "--out", path("pruned"), "--quiet"}).code, 0);
+  Result c = run({"compress", path("pruned/model.bin"), "-o", path("m.pare"), "--json"});
+  ASSERT_EQ(c.code, 0) << c.err;
+  json cj = json::parse(c.out);
+  EXPECT_LT(cj["file_bytes"].get<int64_t>(), static_cast<int64_t>(std::filesystem::file_size(path("pruned/model.bin"))));
+  int64_t kept = 0;
+  for (const auto& t : cj["tensors"])
+    if (t["name"].get<std::string>().find("weight") != std::string::npos) kept += t["kept"].get<int64_t>();
+  EXPECT_EQ(kept, 16);
+  Result i = run({"inspect", path("m.pare"), "--json"});
+  ASSERT_EQ(i.code, 0) << i.err;
+  EXPECT_EQ(json::parse(i.out)["file_bytes"], cj["file_bytes"]);
+  for (const char* sparse : {"on", "off"}) {
+    Result from_bin = run({"eval", path("pruned/model.bin"), "--data", test, "--json", "--sparse", sparse});
+    Result from_pare = run({"eval", path("m.pare"), "--data", test, "--json", "--sparse", sparse});
+    ASSERT_EQ(from_pare.code, 0) << from_pare.err;
+    json a = json::parse(from_bin.out), b = json::parse(from_pare.out);
+    EXPECT_EQ(a["accuracy"], b["accuracy"]) << sparse;
+    EXPECT_EQ(a["loss"], b["loss"]) << sparse;
+    EXPECT_DOUBLE_EQ(b["sparsity"].get<double>(), 0.5);
+  }
+  // A damaged file is refused with the section named.
+  std::string bytes = pare::read_file(path("m.pare"));
+  bytes[bytes.size() - 3] ^= 0x5A;
+  pare::write_file_atomic(path("bad.pare"), bytes);
+  Result bad = run({"eval", path("bad.pare"), "--data", test});
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("bad.pare"), std::string::npos) << bad.err;
+  EXPECT_TRUE(bad.err.find("CRC-32") != std::string::npos) << bad.err;
+  Result not_pare = run({"compress", path("pruned/model.bin"), "-o", path("m.bin")});
+  EXPECT_NE(not_pare.code, 0);
+  EXPECT_NE(not_pare.err.find("must end in .pare"), std::string::npos) << not_pare.err;
+}
+
 TEST_F(CliTest, PruneAtInitThenTrainCountsSparseFlops) {
   const std::string csv = make_csv("t.csv", 128, 1);
   for (const char* c : {"snip", "grasp", "synflow", "random"}) {

@@ -1,0 +1,136 @@
+// pare compress / pare inspect (see format_commands.h).
+#include "pare/cli/format_commands.h"
+
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "pare/base/file.h"
+#include "pare/cli/common.h"
+#include "pare/format/pare_file.h"
+#include "pare/io/pare_model.h"
+#include "pare/train/trainer.h"
+
+namespace pare::cli {
+
+using json = nlohmann::json;
+
+std::unique_ptr<nn::Model> load_any_model(const std::string& path) {
+  return io::is_pare_path(path) ? io::load_pare(path) : train::load_model(path);
+}
+
+FormatCommands::FormatCommands(CLI::App& app) {
+  compress_ = app.add_subcommand(
+      "compress", "write a saved model as a .pare file: pruned weights sparse, each tensor in its smallest encoding, zstd where it pays");
+  compress_->add_option("model", from_, "a model saved by pare (model.bin or .pare)")->required();
+  compress_->add_option("-o,--out", out_, "the .pare file to write")->required();
+  compress_->add_flag("--no-zstd", no_zstd_, "no entropy-coding stage");
+  compress_->add_flag("--json", json_, "print JSON");
+
+  inspect_ = app.add_subcommand("inspect", "what a .pare file holds: per tensor shape, kept weights, encoding, bytes, bits per weight");
+  inspect_->add_option("file", file_, "a .pare file")->required();
+  inspect_->add_flag("--json", json_, "print JSON");
+}
+
+int FormatCommands::run() {
+  if (*compress_) return run_compress();
+  if (*inspect_) return run_inspect();
+  return -1;
+}
+
+namespace {
+
+template <typename... Args>
+std::string strf(const char* f, Args... args) {
+  char buf[512];
+  std::snprintf(buf, sizeof buf, f, args...);
+  return buf;
+}
+
+// Per-tensor rows and totals of a decoded or just-encoded file.
+json describe(const format::File& f, int64_t file_bytes) {
+  json tensors = json::array();
+  int64_t data = 0, params = 0;
+  for (const format::Tensor& t : f.tensors) {
+    tensors.push_back({{"name", t.name},
+                       {"dims", t.dims},
+                       {"dtype", format::dtype_name(t.dtype)},
+                       {"kept", t.present_count()},
+                       {"numel", t.numel()},
+                       {"encoding", format::encoding_name(t.encoding)},
+                       {"zstd", t.zstd},
+                       {"bytes", t.stored_bytes},
+                       {"bits_per_weight", t.numel() ? 8.0 * static_cast<double>(t.stored_bytes) /
+                                                           static_cast<double>(t.numel())
+                                                     : 0.0}});
+    data += t.stored_bytes;
+    params += t.numel();
+  }
+  const int64_t dense_f32 = 4 * params;
+  return {{"tensors", tensors},
+          {"parameters", params},
+          {"file_bytes", file_bytes},
+          {"tensor_bytes", data},
+          {"other_bytes", file_bytes - data},
+          {"dense_f32_bytes", dense_f32},
+          {"ratio", file_bytes ? static_cast<double>(dense_f32) / static_cast<double>(file_bytes) : 0.0}};
+}
+
+void print_table(const json& d) {
+  std::cout << strf("%-20s %-16s %10s %8s %-8s %5s %10s %8s\n", "tensor", "dims", "kept", "of",
+                   "encoding", "zstd", "bytes", "bits/w");
+  for (const auto& t : d["tensors"]) {
+    std::string dims;
+    for (const auto& x : t["dims"]) dims += (dims.empty() ? "" : "x") + std::to_string(x.get<int64_t>());
+    std::cout << strf("%-20s %-16s %10lld %8lld %-8s %5s %10lld %8.3f\n",
+                     t["name"].get<std::string>().c_str(), dims.c_str(),
+                     static_cast<long long>(t["kept"].get<int64_t>()),
+                     static_cast<long long>(t["numel"].get<int64_t>()),
+                     t["encoding"].get<std::string>().c_str(), t["zstd"].get<bool>() ? "yes" : "no",
+                     static_cast<long long>(t["bytes"].get<int64_t>()),
+                     t["bits_per_weight"].get<double>());
+  }
+  std::cout << strf("file %lld bytes (tensors %lld, header, table, spec and metadata %lld); "
+                   "fp32 dense weights %lld bytes: %.1fx smaller\n",
+                   static_cast<long long>(d["file_bytes"].get<int64_t>()),
+                   static_cast<long long>(d["tensor_bytes"].get<int64_t>()),
+                   static_cast<long long>(d["other_bytes"].get<int64_t>()),
+                   static_cast<long long>(d["dense_f32_bytes"].get<int64_t>()),
+                   d["ratio"].get<double>());
+}
+
+}  // namespace
+
+int FormatCommands::run_compress() {
+  if (!io::is_pare_path(out_)) fail("pare compress: the output must end in .pare, got ", out_);
+  auto model = load_any_model(from_);
+  format::File f = io::to_file(*model, json{{"created_by", "pare compress"}, {"source", from_}}.dump());
+  format::WriteOptions options;
+  options.allow_zstd = !no_zstd_;
+  const std::string bytes = format::encode(f, options);
+  write_file_atomic(out_, bytes);
+  const json d = describe(f, static_cast<int64_t>(bytes.size()));
+  if (json_) {
+    std::cout << d.dump() << std::endl;
+  } else {
+    print_table(d);
+    std::cout << "wrote " << out_ << "\n";
+  }
+  return 0;
+}
+
+int FormatCommands::run_inspect() {
+  const std::string bytes = read_file(file_);
+  const format::File f = format::decode(bytes, file_);
+  json d = describe(f, static_cast<int64_t>(bytes.size()));
+  if (!f.meta_json.empty()) d["meta"] = json::parse(f.meta_json);
+  if (json_) {
+    std::cout << d.dump() << std::endl;
+  } else {
+    print_table(d);
+    if (!f.meta_json.empty()) std::cout << "meta: " << f.meta_json << "\n";
+  }
+  return 0;
+}
+
+}  // namespace pare::cli

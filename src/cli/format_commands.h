@@ -1,0 +1,32 @@
+// `pare compress` (a saved model to a .pare file) and `pare inspect` (what a
+// .pare file holds, tensor by tensor, with the bits each weight costs).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+
+#include "pare/nn/module.h"
+
+namespace pare::cli {
+
+// A model saved by pare: a .pare file (docs/format.md) or model.bin (docs/checkpoint.md).
+std::unique_ptr<nn::Model> load_any_model(const std::string& path);
+
+class FormatCommands {
+ public:
+  explicit FormatCommands(CLI::App& app);
+  // After parsing: runs the chosen subcommand and returns its exit code, or -1.
+  int run();
+
+ private:
+  int run_compress();
+  int run_inspect();
+
+  CLI::App* compress_ = nullptr;
+  CLI::App* inspect_ = nullptr;
+  std::string from_, out_, file_;
+  bool no_zstd_ = false, json_ = false;
+};
+
+}  // namespace pare::cli

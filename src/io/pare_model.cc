@@ -1,0 +1,115 @@
+// Model <-> .pare File (see pare_model.h).
+#include "pare/io/pare_model.h"
+
+#include <cstring>
+#include <map>
+
+#include "pare/base/error.h"
+
+namespace pare::io {
+
+format::File to_file(const nn::Model& model, const std::string& meta_json) {
+  format::File f;
+  f.spec_json = nn::model_spec_to_json(model.spec());
+  f.meta_json = meta_json;
+  for (const nn::Parameter* p : model.parameters()) {
+    format::Tensor t;
+    t.name = p->name;
+    t.dtype = format::DType::f32;
+    const Shape& s = p->value().shape();
+    for (int d = 0; d < s.ndim(); ++d) t.dims.push_back(s[d]);
+    const int64_t n = p->numel();
+    t.values.resize(static_cast<size_t>(n) * 4);
+    std::memcpy(t.values.data(), p->value().f32(), t.values.size());
+    if (p->mask.defined()) {
+      // Masked-out weights are absent (stored as +0 where an encoding keeps
+      // them). A mask that keeps every weight is written as an all-present
+      // tensor, which loads unmasked: the same network.
+      t.present.resize(static_cast<size_t>(n));
+      const float* m = p->mask.f32();
+      for (int64_t i = 0; i < n; ++i) {
+        t.present[static_cast<size_t>(i)] = m[i] > 0.0f;
+        if (!(m[i] > 0.0f)) std::memset(t.values.data() + i * 4, 0, 4);
+      }
+    }
+    f.tensors.push_back(std::move(t));
+  }
+  return f;
+}
+
+namespace {
+
+// The real value of stored value i (docs/format.md, "Quantization parameters").
+float real_value(const format::Tensor& t, int64_t i) {
+  using format::QuantKind;
+  const uint8_t* v = t.values.data();
+  switch (t.quant.kind) {
+    case QuantKind::none: {
+      float x;
+      std::memcpy(&x, v + i * 4, 4);
+      return x;
+    }
+    case QuantKind::affine: {
+      const int32_t q = t.dtype == format::DType::s8 ? static_cast<int8_t>(v[i]) : v[i];
+      return t.quant.scale * static_cast<float>(q - t.quant.zero_point);
+    }
+    case QuantKind::channel: {
+      int64_t inner = 1;
+      for (size_t d = t.quant.axis + 1; d < t.dims.size(); ++d) inner *= t.dims[d];
+      const int64_t c = (i / inner) % t.dims[t.quant.axis];
+      const int32_t q = t.dtype == format::DType::s8 ? static_cast<int8_t>(v[i]) : v[i];
+      return t.quant.scales[static_cast<size_t>(c)] * static_cast<float>(q);
+    }
+    case QuantKind::codebook:
+      return t.quant.centroids[v[i]];
+  }
+  return 0.0f;
+}
+
+}  // namespace
+
+std::unique_ptr<nn::Model> from_file(const format::File& file, const std::string& source) {
+  auto model = nn::Model::build(nn::parse_model_spec(file.spec_json, source + ": SPEC"), 0);
+  std::map<std::string, const format::Tensor*> by_name;
+  for (const format::Tensor& t : file.tensors) by_name[t.name] = &t;
+  for (nn::Parameter* p : model->parameters()) {
+    auto it = by_name.find(p->name);
+    if (it == by_name.end()) fail(source, ": TTAB: the spec's parameter ", p->name, " is missing");
+    const format::Tensor& t = *it->second;
+    const Shape& s = p->value().shape();
+    bool same = static_cast<int>(t.dims.size()) == s.ndim();
+    for (int d = 0; same && d < s.ndim(); ++d) same = t.dims[static_cast<size_t>(d)] == s[d];
+    if (!same) fail(source, ": TTAB: tensor ", p->name, " does not have the spec's shape ", s.str());
+    float* w = p->value().f32();
+    const int64_t n = p->numel();
+    for (int64_t i = 0; i < n; ++i) {
+      const bool present = t.present.empty() || t.present[static_cast<size_t>(i)];
+      w[i] = present ? real_value(t, i) : 0.0f;
+    }
+    if (!t.present.empty()) {
+      p->mask = Tensor::empty(s);
+      float* m = p->mask.f32();
+      for (int64_t i = 0; i < n; ++i) m[i] = t.present[static_cast<size_t>(i)] ? 1.0f : 0.0f;
+    }
+    by_name.erase(it);
+  }
+  if (!by_name.empty())
+    fail(source, ": TTAB: tensor ", by_name.begin()->first, " is not a parameter of the spec");
+  return model;
+}
+
+void save_pare(const nn::Model& model, const std::string& path, const std::string& meta_json,
+               const format::WriteOptions& options) {
+  format::File f = to_file(model, meta_json);
+  format::write_file(path, f, options);
+}
+
+std::unique_ptr<nn::Model> load_pare(const std::string& path) {
+  return from_file(format::read_file(path), path);
+}
+
+bool is_pare_path(const std::string& path) {
+  return path.size() >= 5 && path.compare(path.size() - 5, 5, ".pare") == 0;
+}
+
+}  // namespace pare::io
