@@ -8,6 +8,7 @@
 #include "pare/base/file.h"
 #include "pare/cli/common.h"
 #include "pare/format/pare_file.h"
+#include "pare/io/compress.h"
 #include "pare/io/pare_model.h"
 #include "pare/train/trainer.h"
 
@@ -25,6 +26,9 @@ FormatCommands::FormatCommands(CLI::App& app) {
   compress_->add_option("model", from_, "a model saved by pare (model.bin or .pare)")->required();
   compress_->add_option("-o,--out", out_, "the .pare file to write")->required();
   compress_->add_flag("--no-zstd", no_zstd_, "no entropy-coding stage");
+  compress_->add_option("--share-bits", share_bits_,
+                        "weight sharing: each weight tensor's kept values as k-bit indices into a per-tensor k-means codebook (1-8)");
+  compress_->add_flag("--int8", int8_, "weights as int8 per output channel (symmetric)");
   compress_->add_flag("--json", json_, "print JSON");
 
   inspect_ = app.add_subcommand("inspect", "what a .pare file holds: per tensor shape, kept weights, encoding, bytes, bits per weight");
@@ -103,8 +107,20 @@ void print_table(const json& d) {
 
 int FormatCommands::run_compress() {
   if (!io::is_pare_path(out_)) fail("pare compress: the output must end in .pare, got ", out_);
+  if (share_bits_ != 0 && int8_) fail("pare compress: choose one of --share-bits and --int8");
+  if (share_bits_ != 0 && (share_bits_ < 1 || share_bits_ > 8))
+    fail("--share-bits ", share_bits_, ": the codebook index takes 1 to 8 bits");
   auto model = load_any_model(from_);
-  format::File f = io::to_file(*model, json{{"created_by", "pare compress"}, {"source", from_}}.dump());
+  json meta{{"created_by", "pare compress"}, {"source", from_}};
+  if (share_bits_) meta["quantization"] = {{"weights", "k-means codebook per tensor"}, {"bits", share_bits_}};
+  if (int8_) meta["quantization"] = {{"weights", "s8 per output channel"}};
+  format::File f = io::to_file(*model, meta.dump());
+  // Weights only (biases and 1-D tensors stay f32: few values, much effect).
+  for (format::Tensor& t : f.tensors) {
+    if (t.dims.size() < 2) continue;
+    if (share_bits_) io::share_weights(t, share_bits_);
+    if (int8_) io::quantize_s8_per_channel(t);
+  }
   format::WriteOptions options;
   options.allow_zstd = !no_zstd_;
   const std::string bytes = format::encode(f, options);

@@ -27,6 +27,8 @@ class FormatCommands {
   CLI::App* inspect_ = nullptr;
   std::string from_, out_, file_;
   bool no_zstd_ = false, json_ = false;
+  int share_bits_ = 0;     // 0: no weight sharing
+  bool int8_ = false;      // s8 weights per output channel
 };
 
 }  // namespace pare::cli
