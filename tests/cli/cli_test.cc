@@ -411,6 +411,29 @@ TEST_F(CliTest, CompressInspectAndEvaluateAPareFile) {
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.err.find("bad.pare"), std::string::npos) << bad.err;
   EXPECT_TRUE(bad.err.find("CRC-32") != std::string::npos) << bad.err;
+  // Lossy storage: the kept weights as int8 or as codebook indices, read back
+  // and evaluated; flags checked.
+  for (std::vector<std::string> flags : {std::vector<std::string>{"--int8"}, {"--share-bits", "3"}}) {
+    std::vector<std::string> args{"compress", path("pruned/model.bin"), "-o", path("q.pare"), "--json"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    Result q = run(args);
+    ASSERT_EQ(q.code, 0) << q.err;
+    const json qj = json::parse(q.out);
+    for (const auto& t : qj["tensors"]) {
+      if (t["dims"].size() > 1) {
+        EXPECT_EQ(t["dtype"].get<std::string>(), flags[0] == "--int8" ? "s8" : "code") << t["name"];
+      }
+    }
+    Result qe = run({"eval", path("q.pare"), "--data", test, "--json"});
+    ASSERT_EQ(qe.code, 0) << qe.err;
+    EXPECT_DOUBLE_EQ(json::parse(qe.out)["sparsity"].get<double>(), 0.5);
+  }
+  Result both = run({"compress", path("pruned/model.bin"), "-o", path("x.pare"), "--int8", "--share-bits", "4"});
+  EXPECT_NE(both.code, 0);
+  EXPECT_NE(both.err.find("choose one"), std::string::npos) << both.err;
+  Result nine = run({"compress", path("pruned/model.bin"), "-o", path("x.pare"), "--share-bits", "9"});
+  EXPECT_NE(nine.code, 0);
+  EXPECT_NE(nine.err.find("1 to 8"), std::string::npos) << nine.err;
   Result not_pare = run({"compress", path("pruned/model.bin"), "-o", path("m.bin")});
   EXPECT_NE(not_pare.code, 0);
   EXPECT_NE(not_pare.err.find("must end in .pare"), std::string::npos) << not_pare.err;
