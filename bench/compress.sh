@@ -1,33 +1,38 @@
 #!/usr/bin/env bash
-# Issue #6's compression figure for LeNet-300-100 on Fashion-MNIST: the dense
-# net and lottery tickets (IMP, the docs/tickets.md recipe, no controls)
-# written as .pare files (`pare compress`) as float, int8 per channel and
-# k-bit shared weights, each evaluated from the file (`pare eval`), with the
-# ratio to the fp32 dense weights (1,066,440 bytes).
+# Issue #6's compression figure on Fashion-MNIST (MODEL=lenet300, the default,
+# or lenet5): the dense net and lottery tickets (IMP, the docs/tickets.md
+# recipe, no controls) written as .pare files (`pare compress`) as float, int8
+# per channel and k-bit shared weights, each evaluated from the file
+# (`pare eval`), with the ratio to the fp32 dense weights.
 #
 # Usage: bash bench/compress.sh
-# Environment: SEED=0 EPOCHS=10 ROUNDS=15 THREADS=2 OUT=runs/compress SKIP_BUILD=1
+# Environment: MODEL=lenet300 SEED=0 EPOCHS=10 ROUNDS=15 THREADS=2 OUT=runs/compress-MODEL SKIP_BUILD=1
+#              TICKET_FLAGS="--layer-rate conv2d1.weight=0.1 ..." (extra `pare ticket` flags)
 #              TICKET_DIR=<an existing `pare ticket` run to reuse>
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+MODEL=${MODEL:-lenet300}
 SEED=${SEED:-0}
 EPOCHS=${EPOCHS:-10}
 ROUNDS=${ROUNDS:-15}
 THREADS=${THREADS:-2}
-OUT=${OUT:-runs/compress}
+OUT=${OUT:-runs/compress-$MODEL}
 [ -n "${SKIP_BUILD:-}" ] || make build >/dev/null
 pare=build/pare
 mkdir -p "$OUT"
-recipe=(--model lenet300 --data fashion-mnist --batch 60 --optimizer adam --lr 1.2e-3 --schedule cosine
+recipe=(--model "$MODEL" --data fashion-mnist --batch 60 --optimizer adam --lr 1.2e-3 --schedule cosine
         --normalize --threads "$THREADS" --epochs "$EPOCHS" --seed "$SEED" --quiet)
 ticket=${TICKET_DIR:-$OUT/ticket}
 if [ -z "${TICKET_DIR:-}" ]; then
   echo "[$(date +%T)] IMP: $ROUNDS rounds of 20 % (output layer 10 %), $EPOCHS epochs each" >&2
-  $pare ticket "${recipe[@]}" --rounds "$ROUNDS" --rate 0.2 --output-rate 0.1 --out "$ticket" >/dev/null
+  # shellcheck disable=SC2086
+  $pare ticket "${recipe[@]}" --rounds "$ROUNDS" --rate 0.2 --output-rate 0.1 ${TICKET_FLAGS:-} \
+    --out "$ticket" >/dev/null
 fi
 accuracy() { $pare eval "$1" --data fashion-mnist --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["accuracy"])'; }
 dense_acc=$(accuracy "$ticket/round_0/ticket/model.bin")
+echo "$MODEL, Fashion-MNIST, seed $SEED: dense test accuracy $dense_acc" >&2
 echo "| model | weights kept | storage | file bytes | smaller than fp32 dense | test accuracy | vs dense |"
 echo "|---|---|---|---|---|---|---|"
 for r in 0 $(seq 7 2 "$ROUNDS"); do

@@ -101,8 +101,9 @@ TEST(OneShot, MagnitudeGlobalAndLayerwiseHitTheTarget) {
     one_shot(*m, criterion("magnitude"), 0.9, parse_scope(scope), {});
     const SparsityReport r = sparsity(*m);
     EXPECT_EQ(r.kept, std::llround(0.1 * r.total)) << scope;
-    if (std::string(scope) == "layerwise")
+    if (std::string(scope) == "layerwise") {
       for (const auto& l : r.layers) EXPECT_EQ(l.kept, std::llround(0.1 * l.total)) << l.name;
+    }
     // Magnitude keeps large weights: every kept |w| >= every pruned original |w| (global).
     if (std::string(scope) == "global") {
       auto fresh = nn::Model::build(s, 3);
@@ -159,7 +160,9 @@ TEST(Masks, StayExactThroughManyOptimizerSteps) {
         if (state_name.rfind(p->name + ".", 0) != 0) continue;
         ASSERT_EQ(t->numel(), p->numel());
         for (int64_t j = 0; j < p->numel(); ++j)
-          if (p->mask.f32()[j] == 0.0f) EXPECT_EQ(t->f32()[j], 0.0f) << name << " " << state_name;
+          if (p->mask.f32()[j] == 0.0f) {
+            EXPECT_EQ(t->f32()[j], 0.0f) << name << " " << state_name;
+          }
         ++checked;
       }
     }

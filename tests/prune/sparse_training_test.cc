@@ -115,7 +115,9 @@ TEST(SparseTrainer, RigLKeepsEveryLayersCountConstant) {
           ++changed;
         }
       }
-      if (min_grown != INFINITY) EXPECT_GE(min_grown, max_inactive) << "layer " << i;
+      if (min_grown != INFINITY) {
+        EXPECT_GE(min_grown, max_inactive) << "layer " << i;
+      }
     }
     // Give the alive weights distinct values so the next drop has a ranking.
     Rng r(static_cast<uint64_t>(step));
@@ -159,15 +161,20 @@ TEST(SparseTrainer, GradualMagnitudeReachesTheTargetMonotonically) {
       const double s = sparsity(*m).sparsity();
       EXPECT_GE(s, last) << dist << " step " << step;
       last = s;
-      if (step < 10) EXPECT_EQ(s, 0.0);
+      if (step < 10) {
+        EXPECT_EQ(s, 0.0);
+      }
     }
     const SparsityReport r = sparsity(*m);
     EXPECT_NEAR(r.sparsity(), 0.9, 2.0 / r.total) << dist;
-    if (std::string(dist) == "uniform")
+    if (std::string(dist) == "uniform") {
       for (const auto& l : r.layers) EXPECT_EQ(l.kept, std::llround(0.1 * l.total)) << l.name;
+    }
     for (nn::Parameter* p : prunable(*m))
       for (int64_t j = 0; j < p->numel(); ++j)
-        if (p->mask.f32()[j] == 0.0f) EXPECT_EQ(p->value().f32()[j], 0.0f);
+        if (p->mask.f32()[j] == 0.0f) {
+          EXPECT_EQ(p->value().f32()[j], 0.0f);
+        }
   }
 }
 
