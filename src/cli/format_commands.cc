@@ -1,6 +1,7 @@
 // pare compress / pare inspect (see format_commands.h).
 #include "pare/cli/format_commands.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -9,6 +10,8 @@
 #include "pare/cli/common.h"
 #include "pare/format/pare_file.h"
 #include "pare/io/compress.h"
+#include "pare/io/int8_net.h"
+#include "pare/data/batcher.h"
 #include "pare/io/pare_model.h"
 #include "pare/train/trainer.h"
 
@@ -20,6 +23,29 @@ std::unique_ptr<nn::Model> load_any_model(const std::string& path) {
   return io::is_pare_path(path) ? io::load_pare(path) : train::load_model(path);
 }
 
+double int8_accuracy(const io::Int8Net& net, const data::Dataset& set, int64_t batch) {
+  if (set.size() == 0) fail("no samples to evaluate");
+  data::Batcher batcher(set, batch, /*shuffle=*/false);
+  Rng order(0);
+  batcher.start_epoch(order);
+  Tensor x, y;
+  int64_t correct = 0;
+  std::vector<float> logits;
+  while (batcher.next(x, y)) {
+    const int64_t b = x.dim(0);
+    if (x.numel() != b * net.inputs()) fail("int8 eval: inputs of ", x.numel() / b, " features, the net takes ", net.inputs());
+    if (y.dtype() != DType::i32) fail("int8 eval: classification labels expected");
+    logits.resize(static_cast<size_t>(b * net.outputs()));
+    net.forward(b, x.f32(), logits.data());
+    for (int64_t i = 0; i < b; ++i) {
+      const float* row = logits.data() + i * net.outputs();
+      const int64_t guess = std::max_element(row, row + net.outputs()) - row;
+      correct += guess == y.data<int32_t>()[i];
+    }
+  }
+  return static_cast<double>(correct) / static_cast<double>(set.size());
+}
+
 FormatCommands::FormatCommands(CLI::App& app) {
   compress_ = app.add_subcommand(
       "compress", "write a saved model as a .pare file: pruned weights sparse, each tensor in its smallest encoding, zstd where it pays");
@@ -29,6 +55,11 @@ FormatCommands::FormatCommands(CLI::App& app) {
   compress_->add_option("--share-bits", share_bits_,
                         "weight sharing: each weight tensor's kept values as k-bit indices into a per-tensor k-means codebook (1-8)");
   compress_->add_flag("--int8", int8_, "weights as int8 per output channel (symmetric)");
+  compress_->add_flag("--calibrate", calibrate_,
+                      "with --int8: calibrate each linear layer's u8 input grid (min-max) on training samples of --data, for pare eval --int8");
+  compress_->add_option("--calibration-samples", calibration_samples_, "training samples for --calibrate")
+      ->capture_default_str();
+  add_data_options(compress_, data_);
   compress_->add_flag("--json", json_, "print JSON");
 
   inspect_ = app.add_subcommand("inspect", "what a .pare file holds: per tensor shape, kept weights, encoding, bytes, bits per weight");
@@ -114,6 +145,21 @@ int FormatCommands::run_compress() {
   json meta{{"created_by", "pare compress"}, {"source", from_}};
   if (share_bits_) meta["quantization"] = {{"weights", "k-means codebook per tensor"}, {"bits", share_bits_}};
   if (int8_) meta["quantization"] = {{"weights", "s8 per output channel"}};
+  if (calibrate_) {
+    if (!int8_) fail("--calibrate goes with --int8");
+    if (calibration_samples_ < 1) fail("--calibration-samples must be at least 1");
+    data::TrainTest d = load_data(data_, 0, nullptr);
+    standardize_for(*model, d);
+    const int64_t n = std::min<int64_t>(calibration_samples_, d.train.size());
+    data::Batcher batcher(d.train, n, /*shuffle=*/false);
+    Rng order(0);
+    batcher.start_epoch(order);
+    Tensor x, y;
+    batcher.next(x, y);
+    meta["activations"] = io::calibrate_activations(*model, x.f32(), x.dim(0));
+    meta["quantization"]["activations"] =
+        "u8 per tensor, min-max over the first " + std::to_string(x.dim(0)) + " training samples";
+  }
   format::File f = io::to_file(*model, meta.dump());
   // Weights only (biases and 1-D tensors stay f32: few values, much effect).
   for (format::Tensor& t : f.tensors) {

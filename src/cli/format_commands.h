@@ -6,12 +6,17 @@
 #include <memory>
 #include <string>
 
+#include "pare/cli/common.h"
+#include "pare/io/int8_net.h"
 #include "pare/nn/module.h"
 
 namespace pare::cli {
 
 // A model saved by pare: a .pare file (docs/format.md) or model.bin (docs/checkpoint.md).
 std::unique_ptr<nn::Model> load_any_model(const std::string& path);
+
+// Top-1 accuracy of an int8 network (io/int8_net.h) on a classification set.
+double int8_accuracy(const io::Int8Net& net, const data::Dataset& set, int64_t batch);
 
 class FormatCommands {
  public:
@@ -29,6 +34,9 @@ class FormatCommands {
   bool no_zstd_ = false, json_ = false;
   int share_bits_ = 0;     // 0: no weight sharing
   bool int8_ = false;      // s8 weights per output channel
+  bool calibrate_ = false; // with int8: the activation grids for integer inference
+  int64_t calibration_samples_ = 1000;
+  DataOptions data_;
 };
 
 }  // namespace pare::cli

@@ -13,6 +13,9 @@
 #include "pare/base/thread_pool.h"
 #include "pare/cli/common.h"
 #include "pare/cli/format_commands.h"
+#include "pare/io/int8_net.h"
+#include "pare/io/pare_model.h"
+#include "pare/format/pare_file.h"
 #include "pare/cli/life_command.h"
 #include "pare/cli/life_prune_command.h"
 #include "pare/cli/progress.h"
@@ -117,6 +120,9 @@ int main(int argc, char** argv) {
                 "masked linear layers: auto (sparse kernels below the measured crossover density) | on | off")
       ->capture_default_str();
   e->add_option("--batch", eval_batch, "samples per forward pass")->capture_default_str();
+  bool eval_int8 = false;
+  e->add_flag("--int8", eval_int8,
+              "integer inference on the int8 kernels (a .pare file from pare compress --int8 --calibrate; MLPs)");
 
   cli::PruneCommands prune_commands(app);
   cli::FormatCommands format_commands(app);
@@ -147,6 +153,23 @@ int main(int argc, char** argv) {
       cli::standardize_for(*model, d);
       const data::Dataset& set = d.test.size() > 0 ? d.test : d.train;
       if (eval_batch < 1) fail("--batch must be at least 1, got ", eval_batch);
+      if (eval_int8) {
+        if (!io::is_pare_path(model_file)) fail("--int8 evaluates a .pare file, got ", model_file);
+        const format::File file = format::read_file(model_file);
+        const io::Int8Net net = io::Int8Net::from_file(file, model_file);
+        Stopwatch sw;
+        const double acc = cli::int8_accuracy(net, set, eval_batch);
+        const double seconds = sw.seconds();
+        if (eval_json)
+          std::cout << json{{"model", model->spec().name}, {"samples", set.size()}, {"accuracy", acc},
+                            {"seconds", seconds}, {"kernels", "int8"},
+                            {"sparse_layers", net.sparse_layers()}}.dump() << std::endl;
+        else
+          std::cout << model->spec().name << " on " << set.size() << " samples, int8 kernels ("
+                    << net.sparse_layers() << " layers sparse): accuracy " << fmt("%.2f%%", 100 * acc)
+                    << " (" << fmt("%.3f", seconds) << " s)\n";
+        return 0;
+      }
       // A pruned model runs its masked layers sparse (nn/sparse_dispatch.h).
       const auto dispatch = nn::dispatch_sparse(*model, nn::parse_sparse_mode(eval_sparse),
                                                 eval_batch, /*training=*/false, /*packed=*/true);

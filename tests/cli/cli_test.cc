@@ -428,6 +428,20 @@ TEST_F(CliTest, CompressInspectAndEvaluateAPareFile) {
     ASSERT_EQ(qe.code, 0) << qe.err;
     EXPECT_DOUBLE_EQ(json::parse(qe.out)["sparsity"].get<double>(), 0.5);
   }
+  // Integer inference: int8 weights with calibrated activation grids, run on
+  // the int8 kernels; close to the float evaluation of the same file.
+  Result qc = run({"compress", path("pruned/model.bin"), "-o", path("i8.pare"), "--int8", "--calibrate",
+                   "--data", train, "--json"});
+  ASSERT_EQ(qc.code, 0) << qc.err;
+  Result int8 = run({"eval", path("i8.pare"), "--data", test, "--int8", "--json"});
+  ASSERT_EQ(int8.code, 0) << int8.err;
+  Result flt = run({"eval", path("i8.pare"), "--data", test, "--json"});
+  ASSERT_EQ(flt.code, 0) << flt.err;
+  EXPECT_EQ(json::parse(int8.out)["kernels"], "int8");
+  EXPECT_NEAR(json::parse(int8.out)["accuracy"].get<double>(), json::parse(flt.out)["accuracy"].get<double>(), 0.1);
+  Result nocal = run({"eval", path("q.pare"), "--data", test, "--int8"});
+  EXPECT_NE(nocal.code, 0);
+  EXPECT_NE(nocal.err.find("activations"), std::string::npos) << nocal.err;
   Result both = run({"compress", path("pruned/model.bin"), "-o", path("x.pare"), "--int8", "--share-bits", "4"});
   EXPECT_NE(both.code, 0);
   EXPECT_NE(both.err.find("choose one"), std::string::npos) << both.err;
