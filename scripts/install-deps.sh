@@ -8,6 +8,7 @@ packages=(
   libopenblas-dev zlib1g-dev libzstd-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist
+  python3-venv python3-torch
 )
 
 missing=()

@@ -9,6 +9,8 @@
 #include "pare/base/file.h"
 #include "pare/cli/common.h"
 #include "pare/format/pare_file.h"
+#include "pare/format/safetensors.h"
+#include "pare/nn/spec.h"
 #include "pare/io/compress.h"
 #include "pare/io/int8_net.h"
 #include "pare/data/batcher.h"
@@ -62,6 +64,11 @@ FormatCommands::FormatCommands(CLI::App& app) {
   add_data_options(compress_, data_);
   compress_->add_flag("--json", json_, "print JSON");
 
+  export_ = app.add_subcommand("export", "write a saved model for other tools (safetensors: weights, masks as <name>.mask, the spec in the metadata)");
+  export_->add_option("model", from_, "a model saved by pare (model.bin or .pare)")->required();
+  export_->add_option("--format", export_format_, "safetensors")->capture_default_str();
+  export_->add_option("-o,--out", out_, "the file to write")->required();
+
   inspect_ = app.add_subcommand("inspect", "what a .pare file holds: per tensor shape, kept weights, encoding, bytes, bits per weight");
   inspect_->add_option("file", file_, "a .pare file")->required();
   inspect_->add_flag("--json", json_, "print JSON");
@@ -70,6 +77,7 @@ FormatCommands::FormatCommands(CLI::App& app) {
 int FormatCommands::run() {
   if (*compress_) return run_compress();
   if (*inspect_) return run_inspect();
+  if (*export_) return run_export();
   return -1;
 }
 
@@ -178,6 +186,20 @@ int FormatCommands::run_compress() {
     print_table(d);
     std::cout << "wrote " << out_ << "\n";
   }
+  return 0;
+}
+
+int FormatCommands::run_export() {
+  if (export_format_ != "safetensors")
+    fail("pare export --format ", export_format_, ": only safetensors so far (ONNX is issue #6's next step)");
+  auto model = load_any_model(from_);
+  const std::string bytes = format::encode_safetensors(
+      io::to_safetensors(*model), {{"pare_spec", nn::model_spec_to_json(model->spec())},
+                                   {"format", "pt"},
+                                   {"source", from_}});
+  write_file_atomic(out_, bytes);
+  std::cout << "wrote " << out_ << " (" << bytes.size() << " bytes, " << model->parameters().size()
+            << " parameters)\n";
   return 0;
 }
 

@@ -1,5 +1,6 @@
-// `pare compress` (a saved model to a .pare file) and `pare inspect` (what a
-// .pare file holds, tensor by tensor, with the bits each weight costs).
+// `pare compress` (a saved model to a .pare file), `pare inspect` (what a
+// .pare file holds, tensor by tensor, with the bits each weight costs) and
+// `pare export` (a saved model for other tools: safetensors).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -27,9 +28,12 @@ class FormatCommands {
  private:
   int run_compress();
   int run_inspect();
+  int run_export();
 
   CLI::App* compress_ = nullptr;
   CLI::App* inspect_ = nullptr;
+  CLI::App* export_ = nullptr;
+  std::string export_format_ = "safetensors";
   std::string from_, out_, file_;
   bool no_zstd_ = false, json_ = false;
   int share_bits_ = 0;     // 0: no weight sharing

@@ -108,6 +108,30 @@ std::unique_ptr<nn::Model> load_pare(const std::string& path) {
   return from_file(format::read_file(path), path);
 }
 
+std::vector<format::SafeTensor> to_safetensors(const nn::Model& model) {
+  std::vector<format::SafeTensor> out;
+  for (const nn::Parameter* p : model.parameters()) {
+    format::SafeTensor t;
+    t.name = p->name;
+    t.dtype = "F32";
+    const Shape& s = p->value().shape();
+    for (int d = 0; d < s.ndim(); ++d) t.shape.push_back(s[d]);
+    t.bytes.resize(static_cast<size_t>(p->numel()) * 4);
+    std::memcpy(t.bytes.data(), p->value().f32(), t.bytes.size());
+    out.push_back(std::move(t));
+    if (p->mask.defined()) {
+      format::SafeTensor m;
+      m.name = p->name + ".mask";
+      m.dtype = "U8";
+      m.shape = out.back().shape;
+      m.bytes.resize(static_cast<size_t>(p->numel()));
+      for (int64_t i = 0; i < p->numel(); ++i) m.bytes[static_cast<size_t>(i)] = p->mask.f32()[i] > 0.0f;
+      out.push_back(std::move(m));
+    }
+  }
+  return out;
+}
+
 bool is_pare_path(const std::string& path) {
   return path.size() >= 5 && path.compare(path.size() - 5, 5, ".pare") == 0;
 }

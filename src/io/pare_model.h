@@ -7,6 +7,7 @@
 #include <string>
 
 #include "pare/format/pare_file.h"
+#include "pare/format/safetensors.h"
 #include "pare/nn/module.h"
 
 namespace pare::io {
@@ -24,6 +25,11 @@ std::unique_ptr<nn::Model> from_file(const format::File& file, const std::string
 void save_pare(const nn::Model& model, const std::string& path, const std::string& meta_json = "{}",
                const format::WriteOptions& options = {});
 std::unique_ptr<nn::Model> load_pare(const std::string& path);
+
+// The model's parameters as safetensors: each one F32 under its own name
+// (masked-out weights 0), and for each pruned weight its mask as
+// "<name>.mask" (U8 0/1); the spec (JSON) in __metadata__["pare_spec"].
+std::vector<format::SafeTensor> to_safetensors(const nn::Model& model);
 
 // True when `path` names a .pare file (by its extension).
 bool is_pare_path(const std::string& path);
