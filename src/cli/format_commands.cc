@@ -12,6 +12,7 @@
 #include "pare/format/safetensors.h"
 #include "pare/nn/spec.h"
 #include "pare/io/compress.h"
+#include "pare/io/delta.h"
 #include "pare/io/int8_net.h"
 #include "pare/data/batcher.h"
 #include "pare/io/pare_model.h"
@@ -69,6 +70,17 @@ FormatCommands::FormatCommands(CLI::App& app) {
   export_->add_option("--format", export_format_, "safetensors")->capture_default_str();
   export_->add_option("-o,--out", out_, "the file to write")->required();
 
+  delta_ = app.add_subcommand("delta", "keep a fine-tuned variant as what changed from its base (a .pare file of differences)");
+  delta_->add_option("base", base_, "the base model (model.bin or .pare)")->required();
+  delta_->add_option("tuned", tuned_, "the fine-tuned variant (same spec)")->required();
+  delta_->add_option("-o,--out", out_, "the delta file to write (.pdelta)")->required();
+  delta_->add_flag("--int8", int8_, "the differences as int8 per output channel (apply is then within half a step)");
+  delta_->add_flag("--json", json_, "print JSON");
+  apply_ = app.add_subcommand("apply", "rebuild a variant from its base and a delta");
+  apply_->add_option("base", base_, "the base model the delta was made against")->required();
+  apply_->add_option("delta", tuned_, "the delta file")->required();
+  apply_->add_option("-o,--out", out_, "the rebuilt model (model.bin, or .pare)")->required();
+
   inspect_ = app.add_subcommand("inspect", "what a .pare file holds: per tensor shape, kept weights, encoding, bytes, bits per weight");
   inspect_->add_option("file", file_, "a .pare file")->required();
   inspect_->add_flag("--json", json_, "print JSON");
@@ -78,6 +90,8 @@ int FormatCommands::run() {
   if (*compress_) return run_compress();
   if (*inspect_) return run_inspect();
   if (*export_) return run_export();
+  if (*delta_) return run_delta();
+  if (*apply_) return run_apply();
   return -1;
 }
 
@@ -124,7 +138,10 @@ void print_table(const json& d) {
                    "encoding", "zstd", "bytes", "bits/w");
   for (const auto& t : d["tensors"]) {
     std::string dims;
-    for (const auto& x : t["dims"]) dims += (dims.empty() ? "" : "x") + std::to_string(x.get<int64_t>());
+    for (const auto& x : t["dims"]) {
+      if (!dims.empty()) dims += 'x';
+      dims += std::to_string(x.get<int64_t>());
+    }
     std::cout << strf("%-20s %-16s %10lld %8lld %-8s %5s %10lld %8.3f\n",
                      t["name"].get<std::string>().c_str(), dims.c_str(),
                      static_cast<long long>(t["kept"].get<int64_t>()),
@@ -200,6 +217,36 @@ int FormatCommands::run_export() {
   write_file_atomic(out_, bytes);
   std::cout << "wrote " << out_ << " (" << bytes.size() << " bytes, " << model->parameters().size()
             << " parameters)\n";
+  return 0;
+}
+
+int FormatCommands::run_delta() {
+  auto base = load_any_model(base_);
+  auto tuned = load_any_model(tuned_);
+  format::File f = io::make_delta(*base, *tuned, int8_);
+  const std::string bytes = format::encode(f);
+  write_file_atomic(out_, bytes);
+  int64_t changed = 0, total = 0;
+  for (const format::Tensor& t : f.tensors)
+    if (t.name.size() < 5 || t.name.compare(t.name.size() - 5, 5, ".mask") != 0) changed += t.present_count();
+  for (const nn::Parameter* p : base->parameters()) total += p->numel();
+  if (json_)
+    std::cout << json{{"bytes", bytes.size()}, {"changed", changed}, {"parameters", total}}.dump() << std::endl;
+  else
+    std::cout << "wrote " << out_ << ": " << bytes.size() << " bytes, " << changed << " of " << total
+              << " parameters changed\n";
+  return 0;
+}
+
+int FormatCommands::run_apply() {
+  auto base = load_any_model(base_);
+  const format::File delta = format::read_file(tuned_);
+  auto variant = io::apply_delta(*base, delta, tuned_);
+  if (io::is_pare_path(out_))
+    io::save_pare(*variant, out_, json{{"created_by", "pare apply"}, {"base", base_}, {"delta", tuned_}}.dump());
+  else
+    train::save_model(*variant, out_, json{{"base", base_}, {"delta", tuned_}}.dump());
+  std::cout << "wrote " << out_ << "\n";
   return 0;
 }
 

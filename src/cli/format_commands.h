@@ -1,6 +1,7 @@
 // `pare compress` (a saved model to a .pare file), `pare inspect` (what a
 // .pare file holds, tensor by tensor, with the bits each weight costs) and
-// `pare export` (a saved model for other tools: safetensors).
+// `pare export` (a saved model for other tools: safetensors), `pare delta` and
+// `pare apply` (a fine-tuned variant kept as its difference from a base).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -29,10 +30,15 @@ class FormatCommands {
   int run_compress();
   int run_inspect();
   int run_export();
+  int run_delta();
+  int run_apply();
 
   CLI::App* compress_ = nullptr;
   CLI::App* inspect_ = nullptr;
   CLI::App* export_ = nullptr;
+  CLI::App* delta_ = nullptr;
+  CLI::App* apply_ = nullptr;
+  std::string base_, tuned_;
   std::string export_format_ = "safetensors";
   std::string from_, out_, file_;
   bool no_zstd_ = false, json_ = false;

@@ -1,0 +1,32 @@
+// Fine-tuned variants as deltas (issue #6): a variant of a base model is kept
+// as what changed, a .pare file (docs/format.md) whose tensors hold, at the
+// positions that changed (stored sparse when few did), either the new values
+// (exact: META "values": "replacements") or the differences tuned - base as
+// int8 per output channel ("differences"), and whose META names the base by a
+// fingerprint of its weights so that a delta is never applied to the wrong
+// base.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "pare/format/pare_file.h"
+#include "pare/nn/module.h"
+
+namespace pare::io {
+
+// FNV-1a (64 bits) over every parameter's name and values, in order.
+uint64_t weights_fingerprint(const nn::Model& model);
+
+// The delta file of `tuned` against `base` (same spec). int8: the differences
+// as s8 per output channel of each tensor (apply() is then within half a
+// quantization step per weight), else exact f32. A pruning mask that differs
+// from the base's travels as "<name>.mask" (present = kept).
+format::File make_delta(const nn::Model& base, const nn::Model& tuned, bool int8);
+// base + delta, as a new model; raises Error naming `source` when the delta
+// was made against another base or does not fit it.
+std::unique_ptr<nn::Model> apply_delta(const nn::Model& base, const format::File& delta,
+                                       const std::string& source);
+
+}  // namespace pare::io
