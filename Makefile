@@ -23,7 +23,9 @@ test: build
 # prunes 90 % of its weights by magnitude and fine-tunes the rest (the pruned
 # layers train on sparse kernels); prints the test accuracy of both, and
 # evaluates the pruned model with dense kernels and with sparse ones (same
-# accuracy; the seconds and each layer's kernels are printed).
+# accuracy; the seconds and each layer's kernels are printed); then writes it
+# as a .pare file with 5-bit shared weights (docs/compression.md) and
+# evaluates the file.
 demo: build
 	$(BUILD)/pare train --model lenet300 --data fashion-mnist --epochs 10 --batch 60 \
 	  --optimizer adam --lr 1.2e-3 --schedule cosine --normalize --seed 0 \
@@ -33,6 +35,8 @@ demo: build
 	  --optimizer adam --lr 6e-4 --schedule cosine --out $(DEMO_DIR)/pruned90 --overwrite
 	$(BUILD)/pare eval $(DEMO_DIR)/pruned90/model.bin --data fashion-mnist --sparse off
 	$(BUILD)/pare eval $(DEMO_DIR)/pruned90/model.bin --data fashion-mnist --sparse auto
+	$(BUILD)/pare compress $(DEMO_DIR)/pruned90/model.bin -o $(DEMO_DIR)/pruned90.pare --share-bits 5
+	$(BUILD)/pare eval $(DEMO_DIR)/pruned90.pare --data fashion-mnist
 
 bench: build
 	bash bench/run_train.sh
