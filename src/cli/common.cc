@@ -43,6 +43,7 @@ data::TrainTest load_raw_data(const DataOptions& o, uint64_t seed) {
 // statistics in the spec so the saved model carries them.
 data::TrainTest load_data(const DataOptions& o, uint64_t seed, nn::ModelSpec* spec) {
   data::TrainTest tt = load_raw_data(o, seed);
+  if (!o.train_classes.empty()) tt.train = data::select_classes(tt.train, o.train_classes);
   if (o.normalize) {
     if (!spec) fail("--normalize applies to training; a saved model applies its own statistics");
     data::Normalization n = data::standardize(tt);
@@ -69,6 +70,9 @@ void add_data_options(CLI::App* cmd, DataOptions& o) {
   cmd->add_option("--board-size", o.board, "life: board side in cells")->capture_default_str();
   cmd->add_option("--density", o.density, "life: fixed initial density (default: uniform per board)");
   cmd->add_flag("--normalize", o.normalize, "standardise inputs with the training split's mean and std");
+  cmd->add_option("--train-classes", o.train_classes,
+                  "train only on these classes, e.g. 3,4 (the test split keeps every class)")
+      ->delimiter(',');
 }
 
 std::string fmt(const char* f, double v) {

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "pare/cli/progress.h"
 #include "pare/data/data.h"
@@ -26,6 +27,7 @@ struct DataOptions {
   int board = 32;
   float density = -1;                  // life: fixed density; <0 = uniform per board
   bool normalize = false;              // standardise inputs with the training split's mean/std
+  std::vector<int> train_classes;      // keep only these classes in the training split (empty: all)
 };
 
 // Loads the data; with --normalize, standardises it and records the

@@ -36,8 +36,8 @@ using cli::add_data_options;
 
 constexpr const char* kVersion = "0.1.0";
 
-int run_train(const train::TrainConfig& cfg_in, const std::string& model_name, const DataOptions& dopt,
-              int threads, bool as_json, bool quiet, bool overwrite) {
+int run_train(const train::TrainConfig& cfg_in, const std::string& model_name, const std::string& from,
+              const DataOptions& dopt, int threads, bool as_json, bool quiet, bool overwrite) {
   train::TrainConfig cfg = cfg_in;
   set_num_threads(threads);
   cfg.validate();
@@ -46,9 +46,19 @@ int run_train(const train::TrainConfig& cfg_in, const std::string& model_name, c
       fail("--out ", cfg.out_dir, " already holds a run: add --resume to continue it, --overwrite to replace it, or choose another directory");
     for (const char* f : {"/log.jsonl", "/checkpoint.bin", "/model.bin"}) std::filesystem::remove(cfg.out_dir + f);
   }
-  nn::ModelSpec spec = load_spec(model_name, dopt);
-  data::TrainTest data = load_data(dopt, cfg.seed, &spec);
-  auto model = nn::Model::build(spec, cfg.seed);
+  std::unique_ptr<nn::Model> model;
+  data::TrainTest data;
+  if (!from.empty()) {
+    if (dopt.normalize) fail("--normalize: a saved model (--from) applies the statistics it was trained with");
+    model = cli::load_any_model(from);
+    data = load_data(dopt, cfg.seed, nullptr);
+    cli::standardize_for(*model, data);
+  } else {
+    nn::ModelSpec fresh = load_spec(model_name, dopt);
+    data = load_data(dopt, cfg.seed, &fresh);
+    model = nn::Model::build(fresh, cfg.seed);
+  }
+  const nn::ModelSpec& spec = model->spec();
   if (!quiet && !as_json) {
     std::cerr << model->summary() << "\n";
     std::cerr << "data " << dopt.data << ": " << data.train.size() << " train, " << data.test.size()
@@ -93,7 +103,16 @@ int main(int argc, char** argv) {
   int threads = default_num_threads();
   bool as_json = false, quiet = false, overwrite = false;
   auto* t = app.add_subcommand("train", "train a model; writes DIR/log.jsonl, checkpoint.bin, model.bin");
-  t->add_option("--model", model_name, "lenet300 | lenet5 | conv2 | life | SPEC.json")->required();
+  std::string from_model;
+  auto* model_opt = t->add_option("--model", model_name, "lenet300 | lenet5 | conv2 | life | SPEC.json");
+  t->add_option("--from", from_model,
+                "fine-tune a saved model (model.bin or .pare: its spec, weights, masks and input statistics) instead of a fresh --model")
+      ->excludes(model_opt);
+  t->add_option("--update-fraction", cfg.update_fraction,
+                "train only this fraction of each weight (largest early gradients); the rest keep their values, so `pare delta` stays small")
+      ->capture_default_str();
+  t->add_option("--update-batches", cfg.update_batches, "batches that choose the --update-fraction weights")
+      ->capture_default_str();
   add_data_options(t, dopt);
   cli::add_recipe_options(t, cfg);
   cli::add_sparse_training_options(t, cfg.sparse);
@@ -145,7 +164,10 @@ int main(int argc, char** argv) {
     if (const int rc = format_commands.run(); rc >= 0) return rc;
     if (const int rc = life_command.run(); rc >= 0) return rc;
     if (const int rc = life_prune_command.run(); rc >= 0) return rc;
-    if (*t) return run_train(cfg, model_name, dopt, threads, as_json, quiet, overwrite);
+    if (*t) {
+      if (model_name.empty() == from_model.empty()) fail("pare train needs exactly one of --model and --from");
+      return run_train(cfg, model_name, from_model, dopt, threads, as_json, quiet, overwrite);
+    }
     if (*e) {
       set_num_threads(eval_threads);
       auto model = cli::load_any_model(model_file);

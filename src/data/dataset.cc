@@ -1,6 +1,8 @@
 // Consistency checks shared by every dataset source.
 #include "pare/data/dataset.h"
 
+#include <cstring>
+
 #include <cmath>
 
 #include "pare/base/error.h"
@@ -39,6 +41,35 @@ void validate(const Dataset& d) {
   for (int64_t i = 0, n = d.targets.numel(); i < n; ++i)
     if (y[i] < 0 || y[i] >= d.num_classes)
       fail(who, ": label ", y[i], " of sample ", i, " is outside [0, ", d.num_classes, ")");
+}
+
+Dataset select_classes(const Dataset& d, const std::vector<int>& classes) {
+  if (d.num_classes <= 0 || !d.targets.defined() || d.targets.dtype() != DType::i32)
+    fail(d.name, ": selecting classes needs class labels");
+  std::vector<char> keep_class(static_cast<size_t>(d.num_classes), 0);
+  for (int c : classes) {
+    if (c < 0 || c >= d.num_classes) fail("class ", c, " is not in [0, ", d.num_classes, ")");
+    keep_class[static_cast<size_t>(c)] = 1;
+  }
+  const int64_t n = d.size();
+  const int32_t* y = d.targets.data<int32_t>();
+  std::vector<int64_t> rows;
+  for (int64_t i = 0; i < n; ++i)
+    if (keep_class[static_cast<size_t>(y[i])]) rows.push_back(i);
+  Dataset out = d;
+  Shape in_shape = d.inputs.shape();
+  in_shape[0] = static_cast<int64_t>(rows.size());
+  out.inputs = Tensor::empty(in_shape, d.inputs.dtype());
+  out.targets = Tensor::empty({static_cast<int64_t>(rows.size())}, DType::i32);
+  const size_t row_bytes = n ? d.inputs.nbytes() / static_cast<size_t>(n) : 0;
+  const auto* src = static_cast<const char*>(d.inputs.raw());
+  auto* dst = static_cast<char*>(out.inputs.raw());
+  for (size_t k = 0; k < rows.size(); ++k) {
+    std::memcpy(dst + k * row_bytes, src + static_cast<size_t>(rows[k]) * row_bytes, row_bytes);
+    out.targets.data<int32_t>()[k] = y[rows[k]];
+  }
+  out.name = d.name + "/classes";
+  return out;
 }
 
 }  // namespace pare::data

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "pare/tensor/tensor.h"
 
@@ -49,5 +50,10 @@ struct TrainTest {
 // are not i32 values in [0, num_classes), or when other targets are not f32 or
 // u8.
 void validate(const Dataset& d);
+
+// The samples of `d` whose class label is one of `classes` (in order), for
+// fine-tuning on a subset of classes. Raises Error when d is not a
+// classification set or a class is out of range.
+Dataset select_classes(const Dataset& d, const std::vector<int>& classes);
 
 }  // namespace pare::data

@@ -36,6 +36,11 @@ void TrainConfig::validate() const {
   if (snapshot_step > 0 && out_dir.empty()) fail("a weight snapshot needs --out (the run directory)");
   sparse.validate();
   nn::parse_sparse_mode(sparse_kernels);
+  if (!(update_fraction >= 0 && update_fraction <= 1))
+    fail("--update-fraction must be in [0, 1], got ", update_fraction);
+  if (update_fraction > 0 && update_batches < 1) fail("--update-batches must be at least 1");
+  if (update_fraction > 0 && sparse.enabled())
+    fail("--update-fraction fine-tunes a fixed set of weights; it does not combine with --sparse-training");
   optim::validate(optimizer);
   optim::validate(schedule);
 }
@@ -267,6 +272,9 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
                                    : json(nullptr)}});
   }
 
+  // Sparse fine-tuning: which weights train (update masks, checkpointed so a
+  // resumed run freezes the same ones) and the values the others keep.
+  std::vector<Tensor> update_masks, frozen_values;
   auto write_checkpoint = [&](int64_t epoch, int64_t batch) {
     if (ckpt_path.empty()) return;
     Archive a;
@@ -292,13 +300,21 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     nn::sync_sparse_to_dense(model);
     put_params(a, model, /*with_initial=*/true);
     for (auto& [name, t] : opt->state()) a.tensors.emplace_back("opt/" + name, *t);
+    for (size_t i = 0; i < update_masks.size(); ++i) {
+      if (!update_masks[i].defined()) continue;
+      a.tensors.emplace_back("update/" + model.parameters()[i]->name, update_masks[i]);
+      a.tensors.emplace_back("frozen/" + model.parameters()[i]->name, frozen_values[i]);
+    }
     write_archive(ckpt_path, a);
   };
 
   // Sparse kernels for the masked layers: chosen now and whenever the masks
   // change; the choice is dropped when fit returns (a pattern would go stale
   // once the caller changes a mask).
-  const nn::SparseMode sparse_mode = nn::parse_sparse_mode(cfg.sparse_kernels);
+  // Sparse fine-tuning restores frozen weights in the dense blob after each
+  // step, so its layers run dense.
+  const nn::SparseMode sparse_mode =
+      cfg.update_fraction > 0 ? nn::SparseMode::off : nn::parse_sparse_mode(cfg.sparse_kernels);
   struct ClearSparse {
     nn::Model& model;
     ~ClearSparse() { nn::clear_sparse(model); }
@@ -337,6 +353,67 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   const Rng dropout_root = Rng(cfg.seed).fork(0xD0D0);
   FlopCounter counter(model);
   Tensor x, y;
+  if (cfg.update_fraction > 0) {
+    const auto& params = model.parameters();
+    update_masks.resize(params.size());
+    frozen_values.resize(params.size());
+    bool restored = false;
+    if (result.resumed) {
+      Archive a = read_archive(ckpt_path);
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (!params[i]->is_weight) continue;
+        update_masks[i] = Tensor::empty(params[i]->value().shape());
+        frozen_values[i] = Tensor::empty(params[i]->value().shape());
+        take_tensor(a, "update/" + params[i]->name, update_masks[i], ckpt_path);
+        take_tensor(a, "frozen/" + params[i]->name, frozen_values[i], ckpt_path);
+      }
+      restored = true;
+    }
+    if (!restored) {
+      // Summed |gradient| over the first batches of a fixed order.
+      std::vector<Tensor> score(params.size());
+      for (size_t i = 0; i < params.size(); ++i)
+        if (params[i]->is_weight) score[i] = Tensor::zeros(params[i]->value().shape());
+      Rng order = Rng(cfg.seed).fork(0xF17E);
+      batcher.start_epoch(order);
+      for (int64_t b = 0; b < cfg.update_batches && batcher.next(x, y); ++b) {
+        runner.run(x, y, dropout_root);
+        for (size_t i = 0; i < params.size(); ++i) {
+          if (!score[i].defined()) continue;
+          float* s = score[i].f32();
+          const float* g = params[i]->grad().f32();
+          for (int64_t j = 0; j < params[i]->numel(); ++j) s[j] += std::fabs(g[j]);
+        }
+      }
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (!score[i].defined()) continue;
+        const nn::Parameter& p = *params[i];
+        std::vector<std::pair<float, int64_t>> alive;
+        for (int64_t j = 0; j < p.numel(); ++j)
+          if (!p.mask.defined() || p.mask.f32()[j] > 0.0f) alive.emplace_back(score[i].f32()[j], j);
+        const size_t keep = static_cast<size_t>(std::llround(cfg.update_fraction * static_cast<double>(alive.size())));
+        // Largest scores first; ties by position, so the choice is deterministic.
+        std::sort(alive.begin(), alive.end(), [](const auto& a, const auto& b) {
+          return a.first != b.first ? a.first > b.first : a.second < b.second;
+        });
+        update_masks[i] = Tensor::zeros(p.value().shape());
+        for (size_t k = 0; k < keep && k < alive.size(); ++k) update_masks[i].f32()[alive[k].second] = 1.0f;
+        frozen_values[i] = p.value().clone();
+      }
+      model.store().zero_grad();
+    }
+  }
+  // Puts every frozen weight back to its starting value (after a step).
+  auto restore_frozen = [&] {
+    for (size_t i = 0; i < update_masks.size(); ++i) {
+      if (!update_masks[i].defined()) continue;
+      float* w = model.parameters()[i]->value().f32();
+      const float* m = update_masks[i].f32();
+      const float* w0 = frozen_values[i].f32();
+      for (int64_t j = 0; j < update_masks[i].numel(); ++j)
+        if (m[j] == 0.0f) w[j] = w0[j];
+    }
+  };
   result.stopped_because = "epochs";
   bool stop = false;
   for (int64_t epoch = epoch0; epoch < cfg.epochs && !stop; ++epoch) {
@@ -373,6 +450,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
         counter.refresh();
       }
       opt->step(optim::scheduled_lr(cfg.schedule, cfg.optimizer.lr, step));
+      restore_frozen();
       ++step;
       if (cfg.snapshot_step > 0 && step == cfg.snapshot_step) {
         nn::sync_sparse_to_dense(model);

@@ -43,6 +43,13 @@ struct TrainConfig {
   // sparse) or "off" (dense GEMM on the masked weights). Chosen at the start
   // and again whenever the masks change; logged as "sparse_dispatch" events.
   std::string sparse_kernels = "auto";
+  // Sparse fine-tuning (issue #6: deltas that stay small by construction):
+  // when > 0, only this fraction of each weight's entries (of those alive)
+  // is trained, the entries whose gradient over the first `update_batches`
+  // batches is largest in magnitude (summed |g|); every other weight keeps
+  // its starting value exactly. Biases train. Layers run dense meanwhile.
+  double update_fraction = 0;
+  int64_t update_batches = 10;
   // When > 0, the weights after this many steps are saved to
   // out_dir/weights_step<k>.bin (the rewind point of IMP with late rewinding).
   int64_t snapshot_step = 0;
