@@ -448,6 +448,26 @@ TEST_F(CliTest, CompressInspectAndEvaluateAPareFile) {
   Result nine = run({"compress", path("pruned/model.bin"), "-o", path("x.pare"), "--share-bits", "9"});
   EXPECT_NE(nine.code, 0);
   EXPECT_NE(nine.err.find("1 to 8"), std::string::npos) << nine.err;
+  // A variant fine-tuned from the pruned model on one class with 10 % of each
+  // weight trainable, kept as a delta and rebuilt exactly.
+  Result ft = run({"train", "--from", path("pruned/model.bin"), "--data", train, "--test", test,
+                   "--train-classes", "1", "--epochs", "1", "--batch", "16", "--lr", "0.02",
+                   "--update-fraction", "0.1", "--out", path("variant"), "--quiet"});
+  ASSERT_EQ(ft.code, 0) << ft.err;
+  Result dl = run({"delta", path("pruned/model.bin"), path("variant/model.bin"), "-o", path("v.pdelta"), "--json"});
+  ASSERT_EQ(dl.code, 0) << dl.err;
+  const json dj = json::parse(dl.out);
+  EXPECT_GT(dj["changed"].get<int64_t>(), 0);
+  EXPECT_LE(dj["changed"].get<int64_t>(), 2 + 10) << "10 % of 16 kept weights, and the biases";
+  ASSERT_EQ(run({"apply", path("pruned/model.bin"), path("v.pdelta"), "-o", path("v.bin")}).code, 0);
+  Result va = run({"eval", path("variant/model.bin"), "--data", test, "--json"});
+  Result vb = run({"eval", path("v.bin"), "--data", test, "--json"});
+  EXPECT_EQ(json::parse(va.out)["loss"], json::parse(vb.out)["loss"]);
+  Result wrong = run({"apply", path("dense/model.bin"), path("v.pdelta"), "-o", path("w.bin")});
+  EXPECT_NE(wrong.code, 0);
+  EXPECT_NE(wrong.err.find("another base"), std::string::npos) << wrong.err;
+  Result both_models = run({"train", "--from", path("pruned/model.bin"), "--model", make_spec(), "--data", train});
+  EXPECT_NE(both_models.code, 0);
   Result not_pare = run({"compress", path("pruned/model.bin"), "-o", path("m.bin")});
   EXPECT_NE(not_pare.code, 0);
   EXPECT_NE(not_pare.err.find("must end in .pare"), std::string::npos) << not_pare.err;
