@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "pare/base/error.h"
+#include "pare/io/pare_model.h"
 #include "pare/kernels/quant.h"
 
 namespace pare::io {
@@ -23,23 +24,6 @@ bool present_at(const format::Tensor& t, int64_t i) {
   return t.present.empty() || t.present[static_cast<size_t>(i)];
 }
 
-// The real value of element i of a transformed tensor.
-double real_at(const format::Tensor& t, int64_t i) {
-  using format::QuantKind;
-  const uint8_t v = t.values[static_cast<size_t>(i) * (t.dtype == format::DType::f32 ? 4 : 1)];
-  switch (t.quant.kind) {
-    case QuantKind::none: return f32_at(t, i);
-    case QuantKind::codebook: return t.quant.centroids[v];
-    case QuantKind::channel: {
-      const int64_t per = t.numel() / t.dims[0];
-      return static_cast<double>(t.quant.scales[static_cast<size_t>(i / per)]) * static_cast<int8_t>(v);
-    }
-    case QuantKind::affine:
-      return static_cast<double>(t.quant.scale) *
-             ((t.dtype == format::DType::s8 ? static_cast<int8_t>(v) : v) - t.quant.zero_point);
-  }
-  return 0;
-}
 
 }  // namespace
 
@@ -129,7 +113,7 @@ void quantize_s8_per_channel(format::Tensor& t) {
 double max_abs_error(const format::Tensor& original, const format::Tensor& transformed) {
   double e = 0;
   for (int64_t i = 0; i < original.numel(); ++i)
-    if (present_at(original, i)) e = std::max(e, std::fabs(real_at(transformed, i) - f32_at(original, i)));
+    if (present_at(original, i)) e = std::max(e, std::fabs(static_cast<double>(real_value(transformed, i)) - f32_at(original, i)));
   return e;
 }
 

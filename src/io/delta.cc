@@ -153,19 +153,9 @@ std::unique_ptr<nn::Model> apply_delta(const nn::Model& base, const format::File
     for (int64_t j = 0; j < n; ++j) {
       const bool present = t.present.empty() || t.present[static_cast<size_t>(j)];
       if (!present) continue;
-      float real;
-      switch (t.quant.kind) {
-        case format::QuantKind::none:
-          std::memcpy(&real, t.values.data() + j * 4, 4);
-          break;
-        case format::QuantKind::channel: {
-          const int64_t per = n / t.dims[0];
-          real = t.quant.scales[static_cast<size_t>(j / per)] * static_cast<float>(static_cast<int8_t>(t.values[static_cast<size_t>(j)]));
-          break;
-        }
-        default:
-          fail(source, ": TTAB: tensor ", t.name, ": a delta holds f32 or s8 per-channel values");
-      }
+      if (t.quant.kind != format::QuantKind::none && t.quant.kind != format::QuantKind::channel)
+        fail(source, ": TTAB: tensor ", t.name, ": a delta holds f32 or s8 per-channel values");
+      const float real = real_value(t, j);
       if (replace)
         p->value().f32()[j] = real;
       else

@@ -37,9 +37,6 @@ format::File to_file(const nn::Model& model, const std::string& meta_json) {
   return f;
 }
 
-namespace {
-
-// The real value of stored value i (docs/format.md, "Quantization parameters").
 float real_value(const format::Tensor& t, int64_t i) {
   using format::QuantKind;
   const uint8_t* v = t.values.data();
@@ -65,8 +62,6 @@ float real_value(const format::Tensor& t, int64_t i) {
   }
   return 0.0f;
 }
-
-}  // namespace
 
 std::unique_ptr<nn::Model> from_file(const format::File& file, const std::string& source) {
   auto model = nn::Model::build(nn::parse_model_spec(file.spec_json, source + ": SPEC"), 0);

@@ -31,6 +31,10 @@ std::unique_ptr<nn::Model> load_pare(const std::string& path);
 // "<name>.mask" (U8 0/1); the spec (JSON) in __metadata__["pare_spec"].
 std::vector<format::SafeTensor> to_safetensors(const nn::Model& model);
 
+// The real value of element i of a decoded tensor (docs/format.md,
+// "Quantization parameters"); absent positions are not special-cased.
+float real_value(const format::Tensor& t, int64_t i);
+
 // True when `path` names a .pare file (by its extension).
 bool is_pare_path(const std::string& path);
 

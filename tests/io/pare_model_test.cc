@@ -48,8 +48,9 @@ TEST(PareModel, RoundTripKeepsValuesMasksAndSpec) {
     for (int64_t k = 0; k < a.numel(); ++k) differ += a.value().f32()[k] != b.value().f32()[k];
     EXPECT_EQ(differ, 0) << a.name;
     ASSERT_EQ(a.mask.defined(), b.mask.defined()) << a.name;
-    if (a.mask.defined())
+    if (a.mask.defined()) {
       EXPECT_EQ(std::memcmp(a.mask.f32(), b.mask.f32(), a.mask.nbytes()), 0) << a.name;
+    }
   }
   // The pruned weights are stored sparse: the file is far smaller than the
   // dense fp32 weights.
