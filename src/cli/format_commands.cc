@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -62,6 +63,10 @@ FormatCommands::FormatCommands(CLI::App& app) {
                       "with --int8: calibrate each linear layer's u8 input grid (min-max) on training samples of --data, for pare eval --int8");
   compress_->add_option("--calibration-samples", calibration_samples_, "training samples for --calibrate")
       ->capture_default_str();
+  compress_->add_option("--max-bytes", max_bytes_,
+                        "the least lossy storage (float, int8, 8..2-bit sharing) that fits this many bytes");
+  compress_->add_option("--max-accuracy-drop", max_accuracy_drop_,
+                        "choose the smallest storage whose test accuracy on --data is at most this many points below the model's");
   add_data_options(compress_, data_);
   compress_->add_flag("--json", json_, "print JSON");
 
@@ -167,6 +172,13 @@ int FormatCommands::run_compress() {
   if (share_bits_ != 0 && (share_bits_ < 1 || share_bits_ > 8))
     fail("--share-bits ", share_bits_, ": the codebook index takes 1 to 8 bits");
   auto model = load_any_model(from_);
+  if (max_bytes_ != 0 || max_accuracy_drop_ >= 0) {
+    if (share_bits_ || int8_) fail("--max-bytes / --max-accuracy-drop choose the storage themselves: drop --int8 / --share-bits");
+    if (max_bytes_ < 0) fail("--max-bytes must be positive");
+    const int chosen = choose_storage(*model);  // 0 float, -1 int8, k sharing bits
+    if (chosen == -1) int8_ = true;
+    if (chosen > 0) share_bits_ = chosen;
+  }
   json meta{{"created_by", "pare compress"}, {"source", from_}};
   if (share_bits_) meta["quantization"] = {{"weights", "k-means codebook per tensor"}, {"bits", share_bits_}};
   if (int8_) meta["quantization"] = {{"weights", "s8 per output channel"}};
@@ -204,6 +216,62 @@ int FormatCommands::run_compress() {
     std::cout << "wrote " << out_ << "\n";
   }
   return 0;
+}
+
+int FormatCommands::choose_storage(nn::Model& model) {
+  // Candidates from the largest to the smallest file they usually give.
+  struct Candidate {
+    int code;  // 0 float, -1 int8, k: k-bit sharing
+    std::string name;
+    int64_t bytes = 0;
+    double accuracy = -1;
+  };
+  std::vector<Candidate> candidates{{0, "float"}, {-1, "int8"}};
+  for (int k = 8; k >= 2; --k) candidates.push_back({k, std::to_string(k) + "-bit sharing"});
+  std::optional<data::TrainTest> d;
+  double base_accuracy = 0;
+  if (max_accuracy_drop_ >= 0) {
+    d = load_data(data_, 0, nullptr);
+    standardize_for(model, *d);
+    const data::Dataset& set = d->test.size() > 0 ? d->test : d->train;
+    base_accuracy = train::evaluate(model, set, 1000).accuracy;
+  }
+  format::WriteOptions options;
+  options.allow_zstd = !no_zstd_;
+  const Candidate* best = nullptr;
+  for (Candidate& c : candidates) {
+    format::File f = io::to_file(model, "{}");
+    for (format::Tensor& t : f.tensors) {
+      if (t.dims.size() < 2) continue;
+      if (c.code > 0) io::share_weights(t, c.code);
+      if (c.code == -1) io::quantize_s8_per_channel(t);
+    }
+    const std::string bytes = format::encode(f, options);
+    c.bytes = static_cast<int64_t>(bytes.size());
+    if (d) {
+      auto m = io::from_file(format::decode(bytes, "candidate"), "candidate");
+      const data::Dataset& set = d->test.size() > 0 ? d->test : d->train;
+      c.accuracy = train::evaluate(*m, set, 1000).accuracy;
+    }
+    const bool fits = (max_bytes_ == 0 || c.bytes <= max_bytes_) &&
+                      (max_accuracy_drop_ < 0 || 100 * (base_accuracy - c.accuracy) <= max_accuracy_drop_);
+    // A byte budget alone takes the least lossy storage that fits (the
+    // candidates' order); with an accuracy budget, the smallest file within it.
+    if (fits && (!best || (d && c.bytes < best->bytes))) best = &c;
+    if (!json_)
+      std::cerr << strf("  %-16s %10lld bytes", c.name.c_str(), static_cast<long long>(c.bytes))
+                << (d ? strf("  accuracy %.2f%%", 100 * c.accuracy) : std::string()) << (fits ? "" : "  (outside the budget)")
+                << "\n";
+  }
+  if (!best) {
+    const Candidate& smallest = *std::min_element(candidates.begin(), candidates.end(),
+                                                  [](const Candidate& a, const Candidate& b) { return a.bytes < b.bytes; });
+    fail("pare compress: no storage meets the budget (the smallest, ", smallest.name, ", takes ",
+         smallest.bytes, " bytes", d ? strf(" at %.2f%%", 100 * smallest.accuracy) : std::string(),
+         d ? strf("; the model: %.2f%%", 100 * base_accuracy) : std::string(), ")");
+  }
+  if (!json_) std::cerr << "chosen: " << best->name << "\n";
+  return best->code;
 }
 
 int FormatCommands::run_export() {

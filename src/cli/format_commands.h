@@ -46,6 +46,9 @@ class FormatCommands {
   bool int8_ = false;      // s8 weights per output channel
   bool calibrate_ = false; // with int8: the activation grids for integer inference
   int64_t calibration_samples_ = 1000;
+  int64_t max_bytes_ = 0;            // 0: no byte budget
+  double max_accuracy_drop_ = -1;    // < 0: no accuracy budget
+  int choose_storage(nn::Model& model);  // --max-bytes / --max-accuracy-drop
   DataOptions data_;
 };
 

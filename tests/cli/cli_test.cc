@@ -468,6 +468,29 @@ TEST_F(CliTest, CompressInspectAndEvaluateAPareFile) {
   EXPECT_NE(wrong.err.find("another base"), std::string::npos) << wrong.err;
   Result both_models = run({"train", "--from", path("pruned/model.bin"), "--model", make_spec(), "--data", train});
   EXPECT_NE(both_models.code, 0);
+  // Budgets choose the storage: a byte budget the least lossy that fits, an
+  // accuracy budget the smallest within it; an impossible budget is refused.
+  Result fb = run({"compress", path("pruned/model.bin"), "-o", path("b.pare"), "--max-bytes", "100000", "--json"});
+  ASSERT_EQ(fb.code, 0) << fb.err;
+  EXPECT_EQ(json::parse(fb.out)["tensors"][0]["dtype"], "f32") << "float fits 100 KB";
+  Result ab = run({"compress", path("pruned/model.bin"), "-o", path("a.pare"), "--max-accuracy-drop", "100",
+                   "--data", train, "--test", test, "--json"});
+  ASSERT_EQ(ab.code, 0) << ab.err;
+  EXPECT_LE(json::parse(ab.out)["file_bytes"].get<int64_t>(), json::parse(fb.out)["file_bytes"].get<int64_t>());
+  // Any loss allowed: the smallest candidate, no larger than 2-bit sharing or int8.
+  for (std::vector<std::string> flags : {std::vector<std::string>{"--share-bits", "2"}, {"--int8"}}) {
+    std::vector<std::string> args{"compress", path("pruned/model.bin"), "-o", path("c.pare"), "--json"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    Result other = run(args);
+    ASSERT_EQ(other.code, 0) << other.err;
+    EXPECT_LE(json::parse(ab.out)["file_bytes"].get<int64_t>(), json::parse(other.out)["file_bytes"].get<int64_t>() + 64)
+        << flags[0];
+  }
+  Result tiny = run({"compress", path("pruned/model.bin"), "-o", path("t.pare"), "--max-bytes", "10"});
+  EXPECT_NE(tiny.code, 0);
+  EXPECT_NE(tiny.err.find("no storage meets the budget"), std::string::npos) << tiny.err;
+  Result mixed = run({"compress", path("pruned/model.bin"), "-o", path("t.pare"), "--max-bytes", "1000", "--int8"});
+  EXPECT_NE(mixed.code, 0);
   Result not_pare = run({"compress", path("pruned/model.bin"), "-o", path("m.bin")});
   EXPECT_NE(not_pare.code, 0);
   EXPECT_NE(not_pare.err.find("must end in .pare"), std::string::npos) << not_pare.err;
