@@ -70,7 +70,9 @@ Var sparse_linear_on(const char* op, const Var& x, const Var& w, const Var& b,
     Node& x = *self.inputs[0];
     Node& w = *self.inputs[1];
     const float* dy = self.grad.f32();
-    Tensor dyt = feature_major(self.grad);
+    // dy feature-major, for the two products (not when only the bias learns).
+    const bool products = p.nnz() > 0 && (x.requires_grad || w.requires_grad);
+    const Tensor dyt = products ? feature_major(self.grad) : Tensor();
     if (x.requires_grad && p.nnz() > 0) {
       Tensor t_values = Tensor::empty({p.nnz()});
       if (packed)

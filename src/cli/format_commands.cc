@@ -296,7 +296,7 @@ int FormatCommands::run_delta() {
   write_file_atomic(out_, bytes);
   int64_t changed = 0, total = 0;
   for (const format::Tensor& t : f.tensors)
-    if (t.name.size() < 5 || t.name.compare(t.name.size() - 5, 5, ".mask") != 0) changed += t.present_count();
+    if (!io::is_mask_tensor(t.name)) changed += t.present_count();
   for (const nn::Parameter* p : base->parameters()) total += p->numel();
   if (json_)
     std::cout << json{{"bytes", bytes.size()}, {"changed", changed}, {"parameters", total}}.dump() << std::endl;

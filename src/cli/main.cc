@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "pare/base/clock.h"
@@ -170,15 +171,19 @@ int main(int argc, char** argv) {
     }
     if (*e) {
       set_num_threads(eval_threads);
-      auto model = cli::load_any_model(model_file);
+      if (eval_batch < 1) fail("--batch must be at least 1, got ", eval_batch);
+      if (eval_int8 && !io::is_pare_path(model_file))
+        fail("--int8 evaluates a .pare file, got ", model_file);
+      // A .pare file is read once: the float model (for its input statistics)
+      // and, with --int8, the integer network both come from it.
+      std::optional<format::File> file;
+      if (io::is_pare_path(model_file)) file = format::read_file(model_file);
+      auto model = file ? io::from_file(*file, model_file) : cli::load_any_model(model_file);
       data::TrainTest d = load_data(eval_data, 0, nullptr);
       cli::standardize_for(*model, d);
       const data::Dataset& set = d.test.size() > 0 ? d.test : d.train;
-      if (eval_batch < 1) fail("--batch must be at least 1, got ", eval_batch);
       if (eval_int8) {
-        if (!io::is_pare_path(model_file)) fail("--int8 evaluates a .pare file, got ", model_file);
-        const format::File file = format::read_file(model_file);
-        const io::Int8Net net = io::Int8Net::from_file(file, model_file);
+        const io::Int8Net net = io::Int8Net::from_file(*file, model_file);
         Stopwatch sw;
         const double acc = cli::int8_accuracy(net, set, eval_batch);
         const double seconds = sw.seconds();

@@ -118,6 +118,13 @@ void check_json(const std::string& text, const std::string& where) {
   if (!j.is_object()) fail(where, ": not a JSON object");
 }
 
+// The dtype/quantization pairs docs/format.md allows.
+bool dtype_fits(DType d, QuantKind q) {
+  return (d == DType::f32 && q == QuantKind::none) ||
+         ((d == DType::s8 || d == DType::u8) && (q == QuantKind::affine || q == QuantKind::channel)) ||
+         (d == DType::code && q == QuantKind::codebook);
+}
+
 bool zero_point_fits(DType d, int32_t z) {
   return d == DType::s8 ? z >= -128 && z <= 127 : z >= 0 && z <= 255;
 }
@@ -293,11 +300,8 @@ void check_tensor_for_writing(const Tensor& t, size_t index) {
   if (!t.present.empty() && static_cast<int64_t>(t.present.size()) != t.numel())
     fail(where, ": the presence mask has ", t.present.size(), " entries for ", t.numel(), " values");
   const Quantization& q = t.quant;
-  const bool ok = (t.dtype == DType::f32 && q.kind == QuantKind::none) ||
-                  ((t.dtype == DType::s8 || t.dtype == DType::u8) &&
-                   (q.kind == QuantKind::affine || q.kind == QuantKind::channel)) ||
-                  (t.dtype == DType::code && q.kind == QuantKind::codebook);
-  if (!ok) fail(where, ": dtype ", dtype_name(t.dtype), " does not go with its quantization");
+  if (!dtype_fits(t.dtype, q.kind))
+    fail(where, ": dtype ", dtype_name(t.dtype), " does not go with its quantization");
   if (q.kind == QuantKind::affine && !(q.scale > 0 && std::isfinite(q.scale)))
     fail(where, ": the scale must be positive and finite");
   if (q.kind == QuantKind::affine && !zero_point_fits(t.dtype, q.zero_point))
@@ -556,11 +560,8 @@ Quantization get_quantization(Reader& r, const Tensor& t) {
       break;
     }
   }
-  const bool ok = (t.dtype == DType::f32 && q.kind == QuantKind::none) ||
-                  ((t.dtype == DType::s8 || t.dtype == DType::u8) &&
-                   (q.kind == QuantKind::affine || q.kind == QuantKind::channel)) ||
-                  (t.dtype == DType::code && q.kind == QuantKind::codebook);
-  if (!ok) fail(r.where(), ": dtype ", dtype_name(t.dtype), " does not go with quantization ", int{kind});
+  if (!dtype_fits(t.dtype, q.kind))
+    fail(r.where(), ": dtype ", dtype_name(t.dtype), " does not go with quantization ", int{kind});
   return q;
 }
 

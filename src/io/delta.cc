@@ -47,6 +47,8 @@ uint64_t weights_fingerprint(const nn::Model& model) {
   return h;
 }
 
+bool is_mask_tensor(const std::string& name) { return name.size() > 5 && name.ends_with(".mask"); }
+
 format::File make_delta(const nn::Model& base, const nn::Model& tuned, bool int8) {
   if (nn::model_spec_to_json(base.spec()) != nn::model_spec_to_json(tuned.spec()))
     fail("pare delta: the tuned model's spec differs from the base's");
@@ -128,7 +130,7 @@ std::unique_ptr<nn::Model> apply_delta(const nn::Model& base, const format::File
   if (delta.spec_json != nn::model_spec_to_json(base.spec()))
     fail(source, ": SPEC differs from the base's");
   // A fresh model of the same spec holding the base's exact values and masks.
-  auto out = from_file(to_file(base, ""), source);
+  auto out = nn::Model::build(base.spec(), 0);
   for (size_t i = 0; i < base.parameters().size(); ++i) {
     out->parameters()[i]->value().copy_from(base.parameters()[i]->value());
     if (base.parameters()[i]->mask.defined())
@@ -136,7 +138,7 @@ std::unique_ptr<nn::Model> apply_delta(const nn::Model& base, const format::File
   }
   // The differences (dequantized) added where present; masks replaced.
   for (const format::Tensor& t : delta.tensors) {
-    const bool is_mask = t.name.size() > 5 && t.name.compare(t.name.size() - 5, 5, ".mask") == 0;
+    const bool is_mask = is_mask_tensor(t.name);
     const std::string param = is_mask ? t.name.substr(0, t.name.size() - 5) : t.name;
     nn::Parameter* p = out->find(param);
     if (!p) fail(source, ": TTAB: tensor ", t.name, " is not a parameter of the base");

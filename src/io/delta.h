@@ -24,6 +24,10 @@ uint64_t weights_fingerprint(const nn::Model& model);
 // quantization step per weight), else exact f32. A pruning mask that differs
 // from the base's travels as "<name>.mask" (present = kept).
 format::File make_delta(const nn::Model& base, const nn::Model& tuned, bool int8);
+// Whether a delta tensor carries a pruning mask ("<name>.mask") rather than
+// weight values.
+bool is_mask_tensor(const std::string& name);
+
 // base + delta, as a new model; raises Error naming `source` when the delta
 // was made against another base or does not fit it.
 std::unique_ptr<nn::Model> apply_delta(const nn::Model& base, const format::File& delta,

@@ -46,6 +46,31 @@ inline void expect_close(const Tensor& got, const Tensor& want, const Tensor& sc
   EXPECT_EQ(failures, 0) << what << ": mismatches";
 }
 
+// A weight gradient written only at the pattern: dw == prior + want within
+// 1e-5 of scale (+ |prior|) where mask > 0, and dw's bits == prior's (0 when
+// prior is undefined) everywhere else. cols: the width of the (rows, cols)
+// matrix view, for the messages.
+inline void expect_pattern_grad(const Tensor& dw, const Tensor& want, const Tensor& scale,
+                                const Tensor& mask, const Tensor& prior, int64_t cols) {
+  int inside_failures = 0, outside_failures = 0;
+  for (int64_t i = 0; i < dw.numel(); ++i) {
+    const float before = prior.defined() ? prior.f32()[i] : 0.0f;
+    const float got = dw.f32()[i];
+    if (mask.f32()[i] > 0) {
+      const double w = static_cast<double>(before) + want.f32()[i];
+      const double tol = 1e-5 * (scale.f32()[i] + std::fabs(before));
+      if (!(std::fabs(got - w) <= tol) && inside_failures++ == 0)
+        ADD_FAILURE() << "dw at pattern entry " << i << " (" << i / cols << ", " << i % cols
+                      << "): got " << got << " want " << w << " (tol " << tol << ")";
+    } else if (std::memcmp(&got, &before, 4) != 0 && outside_failures++ == 0) {
+      ADD_FAILURE() << "dw outside the pattern at " << i << " (" << i / cols << ", " << i % cols
+                    << ") was touched: " << got << ", was " << before;
+    }
+  }
+  EXPECT_EQ(inside_failures, 0) << "dw mismatches at pattern entries";
+  EXPECT_EQ(outside_failures, 0) << "dw entries outside the pattern touched";
+}
+
 // t at the pattern's entries, in pattern order.
 inline Tensor gather_at(const CsrPattern& p, const Tensor& t) {
   Tensor v = Tensor::empty({p.nnz()});

@@ -90,16 +90,7 @@ std::vector<nlohmann::json> dispatch_events(const std::string& log) {
   return out;
 }
 
-class SparseTrainTest : public TempDirTest {
- protected:
-  void SetUp() override {
-    TempDirTest::SetUp();
-    set_num_threads(2);
-    train_ = plane_dataset(512, 1);
-    test_ = plane_dataset(256, 2);
-  }
-  data::Dataset train_, test_;
-};
+class SparseTrainTest : public testing::PlaneDataTest {};
 
 TEST_F(SparseTrainTest, SparseKernelsTrainLikeTheMaskedDenseRun) {
   auto on = masked_mlp(), off = masked_mlp();

@@ -17,6 +17,7 @@
 #include "testing/temp_dir.h"
 #include "pare/base/file.h"
 #include "pare/base/rng.h"
+#include "pare/base/thread_pool.h"
 #include "pare/data/dataset.h"
 #include "pare/nn/module.h"
 #include "pare/nn/spec.h"
@@ -75,5 +76,18 @@ inline std::vector<std::string> read_lines(const std::string& path) {
   if (!cur.empty()) lines.push_back(cur);
   return lines;
 }
+
+// A run directory per test and the plane problem: 512 training and 256 test
+// samples, two threads.
+class PlaneDataTest : public TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    set_num_threads(2);
+    train_ = plane_dataset(512, 1);
+    test_ = plane_dataset(256, 2);
+  }
+  data::Dataset train_, test_;
+};
 
 }  // namespace pare::train::testing

@@ -32,16 +32,7 @@ TrainConfig small_config(int64_t epochs = 3) {
   return cfg;
 }
 
-class TrainerTest : public TempDirTest {
- protected:
-  void SetUp() override {
-    TempDirTest::SetUp();
-    set_num_threads(2);
-    train_ = plane_dataset(512, 1);
-    test_ = plane_dataset(256, 2);
-  }
-  data::Dataset train_, test_;
-};
+class TrainerTest : public testing::PlaneDataTest {};
 
 TEST_F(TrainerTest, LossDecreasesAndAccuracyBeatsChance) {
   auto model = nn::Model::build(mlp_spec(), 7);
