@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Interop test: `pare export --format onnx` runs in onnxruntime (PyPI) and gives pare's own outputs.
+#
+# Three small models trained by pare on synthetic NPY data (onnx_ort.py data):
+#   mlp      linear/relu/dropout, trained with --normalize (the export starts with Sub/Div)
+#   mlp_act  linear/tanh/sigmoid, a linear layer without bias
+#   cnn      conv2d (with and without bias, padded, strided), maxpool, avgpool, flatten, dropout, linear
+# Each is exported as a float graph, checked by the onnx checker, run in onnxruntime (graph optimizations off
+# and on, whole test set and batches of 7) and compared with `pare eval --save-outputs`: max |diff| <= 1e-4.
+# Then mlp is written as an int8 .pare file (pare compress --int8 --calibrate), exported in QDQ form and
+# compared with `pare eval --int8 --save-outputs`: max |diff| <= one step of an 8-bit grid over the logits'
+# range (onnx_ort.py tolerance_int8) and argmax agreement >= 99 %.
+#
+# onnxruntime, onnx and numpy go into a venv under WORK_DIR that sees Debian's python3 packages (created once,
+# reused while it imports them).
+#
+# Usage: onnx_ort.sh PARE_BINARY WORK_DIR
+set -euo pipefail
+pare=$1
+work=$2
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+rm -rf "$work/run" && mkdir -p "$work/run"
+run="$work/run"
+
+venv="$work/venv"
+if ! "$venv/bin/python" -c 'import onnxruntime, onnx, numpy' 2>/dev/null; then
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv --system-site-packages "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check onnxruntime onnx numpy >&2
+fi
+py="$venv/bin/python"
+
+"$py" "$here/onnx_ort.py" data "$run"
+
+train() {  # NAME EXTRA_ARGS...: trains NAME.json on NAME's data into $run/NAME
+  local name=$1
+  shift
+  "$pare" train --model "$run/$name.json" --data "$run/${name%_act}_train_x.npy" \
+    --labels "$run/${name%_act}_train_y.npy" --test "$run/${name%_act}_test_x.npy" \
+    --test-labels "$run/${name%_act}_test_y.npy" --epochs 8 --batch 16 --lr 0.01 --seed 3 \
+    --out "$run/$name" --quiet "$@" >/dev/null
+}
+train mlp --normalize
+train mlp_act
+train cnn
+
+status=0
+for name in mlp mlp_act cnn; do
+  data=${name%_act}
+  echo "$name (float):"
+  "$pare" export "$run/$name/model.bin" --format onnx -o "$run/$name.onnx" >/dev/null
+  "$pare" eval "$run/$name/model.bin" --data "$run/${data}_test_x.npy" --labels "$run/${data}_test_y.npy" \
+    --save-outputs "$run/$name.pare_out.npy" >/dev/null
+  "$py" "$here/onnx_ort.py" check float "$run/$name.onnx" "$run/${data}_test_x.npy" \
+    "$run/$name.pare_out.npy" || status=1
+done
+
+echo "mlp (int8, QDQ):"
+"$pare" compress "$run/mlp/model.bin" -o "$run/mlp_q.pare" --int8 --calibrate --data "$run/mlp_train_x.npy" \
+  --labels "$run/mlp_train_y.npy" >/dev/null
+"$pare" export "$run/mlp_q.pare" --format onnx -o "$run/mlp_q.onnx" >/dev/null
+"$pare" eval "$run/mlp_q.pare" --int8 --data "$run/mlp_test_x.npy" --labels "$run/mlp_test_y.npy" \
+  --save-outputs "$run/mlp_q.pare_out.npy" >/dev/null
+"$py" "$here/onnx_ort.py" check int8 "$run/mlp_q.onnx" "$run/mlp_test_x.npy" "$run/mlp_q.pare_out.npy" || status=1
+# The int8 outputs are not the float ones (otherwise the int8 path was not taken).
+"$py" - "$run/mlp.pare_out.npy" "$run/mlp_q.pare_out.npy" <<'PY' || status=1
+import sys
+import numpy as np
+f, q = np.load(sys.argv[1]), np.load(sys.argv[2])
+d = float(np.abs(f - q).max())
+print(f"  pare int8 against pare float: max|diff| {d:.3g}, argmax agreement {100 * np.mean(f.argmax(1) == q.argmax(1)):.2f}%")
+if d == 0.0:
+    sys.exit("FAIL: pare eval --int8 gave exactly the float outputs")
+PY
+
+if [ "$status" -ne 0 ]; then
+  echo "FAIL: see above" >&2
+  exit 1
+fi
+echo "onnx_ort: all exports agree with pare"
