@@ -15,8 +15,10 @@
 #include "pare/io/compress.h"
 #include "pare/io/delta.h"
 #include "pare/io/int8_net.h"
+#include "pare/io/onnx.h"
 #include "pare/data/batcher.h"
 #include "pare/io/pare_model.h"
+#include "pare/train/qat.h"
 #include "pare/train/trainer.h"
 
 namespace pare::cli {
@@ -27,7 +29,8 @@ std::unique_ptr<nn::Model> load_any_model(const std::string& path) {
   return io::is_pare_path(path) ? io::load_pare(path) : train::load_model(path);
 }
 
-double int8_accuracy(const io::Int8Net& net, const data::Dataset& set, int64_t batch) {
+double int8_accuracy(const io::Int8Net& net, const data::Dataset& set, int64_t batch,
+                     std::vector<float>* outputs) {
   if (set.size() == 0) fail("no samples to evaluate");
   data::Batcher batcher(set, batch, /*shuffle=*/false);
   Rng order(0);
@@ -41,6 +44,7 @@ double int8_accuracy(const io::Int8Net& net, const data::Dataset& set, int64_t b
     if (y.dtype() != DType::i32) fail("int8 eval: classification labels expected");
     logits.resize(static_cast<size_t>(b * net.outputs()));
     net.forward(b, x.f32(), logits.data());
+    if (outputs) outputs->insert(outputs->end(), logits.begin(), logits.end());
     for (int64_t i = 0; i < b; ++i) {
       const float* row = logits.data() + i * net.outputs();
       const int64_t guess = std::max_element(row, row + net.outputs()) - row;
@@ -60,8 +64,22 @@ FormatCommands::FormatCommands(CLI::App& app) {
                         "weight sharing: each weight tensor's kept values as k-bit indices into a per-tensor k-means codebook (1-8)");
   compress_->add_flag("--int8", int8_, "weights as int8 per output channel (symmetric)");
   compress_->add_flag("--calibrate", calibrate_,
-                      "with --int8: calibrate each linear layer's u8 input grid (min-max) on training samples of --data, for pare eval --int8");
+                      "with --int8: calibrate each linear and conv2d layer's u8 input grid on training samples of --data (--calibration), for pare eval --int8");
   compress_->add_option("--calibration-samples", calibration_samples_, "training samples for --calibrate")
+      ->capture_default_str();
+  compress_->add_option("--calibration", calibration_,
+                        "with --calibrate: minmax (the range seen) | percentile (values beyond the --percentile range saturate)")
+      ->capture_default_str();
+  compress_->add_option("--percentile", percentile_,
+                        "with --calibration percentile: the range from the (100-P)-th to the P-th percentile, P in (0, 100]")
+      ->capture_default_str();
+  compress_->add_option("--qat-epochs", qat_epochs_,
+                        "with --calibrate: quantization-aware fine-tuning (fake-quantized weights and activations, straight-through gradients; masks kept) for this many epochs on the training set of --data before the int8 conversion")
+      ->capture_default_str();
+  compress_->add_option("--qat-lr", qat_lr_, "with --qat-epochs: Adam learning rate")->capture_default_str();
+  compress_->add_option("--qat-batch", qat_batch_, "with --qat-epochs: samples per step")->capture_default_str();
+  compress_->add_option("--qat-ema", qat_ema_,
+                        "with --qat-epochs: 0 keeps the calibrated activation ranges; F in (0, 1) moves each range toward every batch's min and max by F")
       ->capture_default_str();
   compress_->add_option("--max-bytes", max_bytes_,
                         "the least lossy storage (float, int8, 8..2-bit sharing) that fits this many bytes");
@@ -70,10 +88,18 @@ FormatCommands::FormatCommands(CLI::App& app) {
   add_data_options(compress_, data_);
   compress_->add_flag("--json", json_, "print JSON");
 
-  export_ = app.add_subcommand("export", "write a saved model for other tools (safetensors: weights, masks as <name>.mask, the spec in the metadata)");
+  export_ = app.add_subcommand("export", "write a saved model for other tools: safetensors (weights, masks as <name>.mask, the spec in the metadata) or ONNX (the network; int8 .pare files in QDQ form)");
   export_->add_option("model", from_, "a model saved by pare (model.bin or .pare)")->required();
-  export_->add_option("--format", export_format_, "safetensors")->capture_default_str();
+  export_->add_option("--format", export_format_, "safetensors | onnx")
+      ->check(CLI::IsMember({"safetensors", "onnx"}))
+      ->capture_default_str();
   export_->add_option("-o,--out", out_, "the file to write")->required();
+  export_->add_flag("--json", json_, "print JSON");
+
+  import_ = app.add_subcommand("import", "read an ONNX model (a float MLP or CNN, e.g. from torch.onnx.export) as a .pare file pare can evaluate, prune, fine-tune and compress");
+  import_->add_option("model", from_, "the .onnx file")->required();
+  import_->add_option("-o,--out", out_, "the .pare file (or model.bin) to write")->required();
+  import_->add_flag("--json", json_, "print JSON");
 
   delta_ = app.add_subcommand("delta", "keep a fine-tuned variant as what changed from its base (a .pare file of differences)");
   delta_->add_option("base", base_, "the base model (model.bin or .pare)")->required();
@@ -95,6 +121,7 @@ int FormatCommands::run() {
   if (*compress_) return run_compress();
   if (*inspect_) return run_inspect();
   if (*export_) return run_export();
+  if (*import_) return run_import();
   if (*delta_) return run_delta();
   if (*apply_) return run_apply();
   return -1;
@@ -185,6 +212,10 @@ int FormatCommands::run_compress() {
   if (calibrate_) {
     if (!int8_) fail("--calibrate goes with --int8");
     if (calibration_samples_ < 1) fail("--calibration-samples must be at least 1");
+    const io::CalibrationOptions calibration{.method = calibration_, .percentile = percentile_};
+    calibration.validate();
+    if (compress_->count("--percentile") && calibration_ != "percentile")
+      fail("--percentile goes with --calibration percentile");
     data::TrainTest d = load_data(data_, 0, nullptr);
     standardize_for(*model, d);
     const int64_t n = std::min<int64_t>(calibration_samples_, d.train.size());
@@ -193,9 +224,33 @@ int FormatCommands::run_compress() {
     batcher.start_epoch(order);
     Tensor x, y;
     batcher.next(x, y);
-    meta["activations"] = io::calibrate_activations(*model, x.f32(), x.dim(0));
+    json acts = io::calibrate_activations(*model, x.f32(), x.dim(0), calibration);
     meta["quantization"]["activations"] =
-        "u8 per tensor, min-max over the first " + std::to_string(x.dim(0)) + " training samples";
+        "u8 per tensor, " + (calibration_ == "percentile" ? fmt("percentile %g", percentile_) : std::string("min-max")) +
+        " over the first " + std::to_string(x.dim(0)) + " training samples";
+    if (qat_epochs_ > 0) {
+      // Fine-tune through the fake-quantized network; the file then stores the
+      // tuned weights and the grids the tuning ended with.
+      io::FakeQuantModel fq(*model, io::grids_from_json(acts, from_), qat_ema_);
+      const train::QatConfig qc{.epochs = qat_epochs_, .batch = qat_batch_,
+                                .optimizer = {.name = "adam", .lr = qat_lr_}};
+      const train::QatResult r = train::qat_finetune(
+          *model, d.train, qc, [&](const autograd::Var& in, nn::ForwardContext& ctx) { return fq.forward(in, ctx); });
+      json method = json::object();
+      for (const auto& [k, v] : acts.items())
+        if (!v.is_object()) method[k] = v;
+      acts = io::grids_to_json(fq.grids(), method);
+      meta["qat"] = {{"epochs", qat_epochs_}, {"batch", qat_batch_}, {"lr", qat_lr_}, {"ema", qat_ema_},
+                     {"steps", r.steps}, {"first_epoch_loss", r.first_epoch_loss},
+                     {"last_epoch_loss", r.last_epoch_loss}, {"seconds", r.seconds}};
+      if (!json_)
+        std::cout << "quantization-aware fine-tuning: " << qat_epochs_ << " epochs, " << r.steps
+                  << " steps, training loss " << fmt("%.4f", r.first_epoch_loss) << " -> "
+                  << fmt("%.4f", r.last_epoch_loss) << " (" << fmt("%.1f", r.seconds) << " s)\n";
+    }
+    meta["activations"] = acts;
+  } else if (qat_epochs_ != 0 || compress_->count("--calibration") || compress_->count("--percentile")) {
+    fail("--calibration, --percentile and --qat-epochs go with --int8 --calibrate");
   }
   format::File f = io::to_file(*model, meta.dump());
   // Weights only (biases and 1-D tensors stay f32: few values, much effect).
@@ -275,8 +330,24 @@ int FormatCommands::choose_storage(nn::Model& model) {
 }
 
 int FormatCommands::run_export() {
-  if (export_format_ != "safetensors")
-    fail("pare export --format ", export_format_, ": only safetensors so far (ONNX is issue #6's next step)");
+  if (export_format_ == "onnx") {
+    // From a .pare file as it is (int8 weights stay int8); a model.bin as its float .pare form.
+    const format::File file = io::is_pare_path(from_) ? format::read_file(from_)
+                                                       : io::to_file(*load_any_model(from_), "");
+    const io::OnnxExport e = io::to_onnx(file, from_);
+    write_file_atomic(out_, e.bytes);
+    if (json_)
+      std::cout << json{{"out", out_}, {"bytes", e.bytes.size()}, {"nodes", e.nodes},
+                        {"opset", io::kOnnxOpset}, {"ir_version", io::kOnnxIrVersion},
+                        {"int8_weights", e.int8_weights}, {"quantized_inputs", e.quantized_inputs},
+                        {"checker", "passed"}}.dump() << std::endl;
+    else
+      std::cout << "wrote " << out_ << " (" << e.bytes.size() << " bytes, " << e.nodes << " nodes, opset "
+                << io::kOnnxOpset << ", IR " << io::kOnnxIrVersion << "; " << e.int8_weights
+                << " int8 weights, " << e.quantized_inputs
+                << " quantized layer inputs); the ONNX checker passes it\n";
+    return 0;
+  }
   auto model = load_any_model(from_);
   const std::string bytes = format::encode_safetensors(
       io::to_safetensors(*model), {{"pare_spec", nn::model_spec_to_json(model->spec())},
@@ -285,6 +356,24 @@ int FormatCommands::run_export() {
   write_file_atomic(out_, bytes);
   std::cout << "wrote " << out_ << " (" << bytes.size() << " bytes, " << model->parameters().size()
             << " parameters)\n";
+  return 0;
+}
+
+int FormatCommands::run_import() {
+  const io::OnnxImport im = io::from_onnx(read_file(from_), from_);
+  const std::string meta = json{{"created_by", "pare import"}, {"source", from_}}.dump();
+  if (io::is_pare_path(out_))
+    io::save_pare(*im.model, out_, meta);
+  else
+    train::save_model(*im.model, out_, meta);
+  if (json_) {
+    std::cout << json{{"out", out_}, {"spec", json::parse(nn::model_spec_to_json(im.model->spec()))},
+                      {"parameters", im.model->num_parameters()}, {"notes", im.notes}}.dump()
+              << std::endl;
+  } else {
+    std::cout << "wrote " << out_ << "\n" << im.model->summary() << "\n";
+    for (const std::string& n : im.notes) std::cout << "note: " << n << "\n";
+  }
   return 0;
 }
 

@@ -1,12 +1,14 @@
 // `pare compress` (a saved model to a .pare file), `pare inspect` (what a
 // .pare file holds, tensor by tensor, with the bits each weight costs) and
-// `pare export` (a saved model for other tools: safetensors), `pare delta` and
+// `pare export` (a saved model for other tools: safetensors, ONNX), `pare import`
+// (an ONNX model as a .pare file), `pare delta` and
 // `pare apply` (a fine-tuned variant kept as its difference from a base).
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "pare/cli/common.h"
 #include "pare/io/int8_net.h"
@@ -18,7 +20,9 @@ namespace pare::cli {
 std::unique_ptr<nn::Model> load_any_model(const std::string& path);
 
 // Top-1 accuracy of an int8 network (io/int8_net.h) on a classification set.
-double int8_accuracy(const io::Int8Net& net, const data::Dataset& set, int64_t batch);
+// outputs: when given, receives the logits of every sample in order.
+double int8_accuracy(const io::Int8Net& net, const data::Dataset& set, int64_t batch,
+                     std::vector<float>* outputs = nullptr);
 
 class FormatCommands {
  public:
@@ -30,12 +34,14 @@ class FormatCommands {
   int run_compress();
   int run_inspect();
   int run_export();
+  int run_import();
   int run_delta();
   int run_apply();
 
   CLI::App* compress_ = nullptr;
   CLI::App* inspect_ = nullptr;
   CLI::App* export_ = nullptr;
+  CLI::App* import_ = nullptr;
   CLI::App* delta_ = nullptr;
   CLI::App* apply_ = nullptr;
   std::string base_, tuned_;
@@ -46,6 +52,12 @@ class FormatCommands {
   bool int8_ = false;      // s8 weights per output channel
   bool calibrate_ = false; // with int8: the activation grids for integer inference
   int64_t calibration_samples_ = 1000;
+  std::string calibration_ = "minmax";  // with calibrate: minmax | percentile
+  double percentile_ = 99.99;           // percentile: P in (0, 100]
+  int64_t qat_epochs_ = 0;              // quantization-aware fine-tuning epochs (0: none)
+  int64_t qat_batch_ = 60;
+  float qat_lr_ = 1e-4f;                // Adam
+  float qat_ema_ = 0.0f;                // 0: QAT keeps the calibrated activation ranges
   int64_t max_bytes_ = 0;            // 0: no byte budget
   double max_accuracy_drop_ = -1;    // < 0: no accuracy budget
   int choose_storage(nn::Model& model);  // --max-bytes / --max-accuracy-drop

@@ -140,9 +140,12 @@ int main(int argc, char** argv) {
                 "masked linear layers: auto (sparse kernels below the measured crossover density) | on | off")
       ->capture_default_str();
   e->add_option("--batch", eval_batch, "samples per forward pass")->capture_default_str();
+  std::string eval_outputs;
+  e->add_option("--save-outputs", eval_outputs,
+                "write the network's outputs (logits) for every test sample, in order, as a float32 .npy (samples, outputs)");
   bool eval_int8 = false;
   e->add_flag("--int8", eval_int8,
-              "integer inference on the int8 kernels (a .pare file from pare compress --int8 --calibrate; MLPs)");
+              "integer inference on the int8 kernels (a .pare file from pare compress --int8 --calibrate; linear and conv nets)");
 
   cli::PruneCommands prune_commands(app);
   cli::FormatCommands format_commands(app);
@@ -185,12 +188,18 @@ int main(int argc, char** argv) {
       if (eval_int8) {
         const io::Int8Net net = io::Int8Net::from_file(*file, model_file);
         Stopwatch sw;
-        const double acc = cli::int8_accuracy(net, set, eval_batch);
+        std::vector<float> logits;
+        const double acc = cli::int8_accuracy(net, set, eval_batch, eval_outputs.empty() ? nullptr : &logits);
         const double seconds = sw.seconds();
+        if (!eval_outputs.empty()) {
+          Tensor t = Tensor::empty({set.size(), static_cast<int64_t>(logits.size()) / std::max<int64_t>(set.size(), 1)});
+          std::copy(logits.begin(), logits.end(), t.f32());
+          data::write_npy(eval_outputs, t);
+        }
         if (eval_json)
           std::cout << json{{"model", model->spec().name}, {"samples", set.size()}, {"accuracy", acc},
                             {"seconds", seconds}, {"kernels", "int8"},
-                            {"sparse_layers", net.sparse_layers()}}.dump() << std::endl;
+                            {"sparse_layers", net.sparse_layers()}, {"conv_layers", net.conv_layers()}}.dump() << std::endl;
         else
           std::cout << model->spec().name << " on " << set.size() << " samples, int8 kernels ("
                     << net.sparse_layers() << " layers sparse): accuracy " << fmt("%.2f%%", 100 * acc)
@@ -201,8 +210,10 @@ int main(int argc, char** argv) {
       const auto dispatch = nn::dispatch_sparse(*model, nn::parse_sparse_mode(eval_sparse),
                                                 eval_batch, /*training=*/false, /*packed=*/true);
       Stopwatch sw;
-      train::EvalResult r = train::evaluate(*model, set, eval_batch);
+      Tensor outputs;
+      train::EvalResult r = train::evaluate(*model, set, eval_batch, eval_outputs.empty() ? nullptr : &outputs);
       const double seconds = sw.seconds();
+      if (!eval_outputs.empty()) data::write_npy(eval_outputs, outputs);
       const prune::SparsityReport sp = prune::sparsity(*model);
       if (eval_json) {
         json kinds = json::object();

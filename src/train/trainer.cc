@@ -45,7 +45,8 @@ void TrainConfig::validate() const {
   optim::validate(schedule);
 }
 
-EvalResult evaluate(nn::Model& model, const data::Dataset& data, int64_t batch) {
+EvalResult evaluate(nn::Model& model, const data::Dataset& data, int64_t batch,
+                    Tensor* outputs_out) {
   autograd::NoGradGuard no_grad;
   nn::ForwardContext ctx{.training = false};
   EvalResult r;
@@ -69,6 +70,10 @@ EvalResult evaluate(nn::Model& model, const data::Dataset& data, int64_t batch) 
     loss_sum += model.loss(out, y).value().f32()[0] * static_cast<double>(e - b);
     const float* o = out.value().f32();
     const int64_t per = out.numel() / (e - b);
+    if (outputs_out) {
+      if (b == 0) *outputs_out = Tensor::empty({n, per});
+      std::copy(o, o + out.numel(), outputs_out->f32() + b * per);
+    }
     if (classify) {
       const int32_t* lab = y.data<int32_t>();
       for (int64_t i = 0; i < e - b; ++i) {

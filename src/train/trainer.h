@@ -101,7 +101,10 @@ struct Observer {
 };
 
 // Evaluates `model` on `data` without recording a graph.
-EvalResult evaluate(nn::Model& model, const data::Dataset& data, int64_t batch);
+// outputs: when given, receives the network's outputs (samples, outputs per
+// sample), in the data's order.
+EvalResult evaluate(nn::Model& model, const data::Dataset& data, int64_t batch,
+                    Tensor* outputs = nullptr);
 
 // Trains `model` on train, evaluating on test after every epoch.
 TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Dataset& test,
