@@ -36,6 +36,8 @@
 
 #include <cstdint>
 
+#include "pare/kernels/kernels.h"  // Conv2dGeometry
+
 namespace pare::kernels {
 
 // A read-only view of a CSR matrix with int8 values (sparse.h's layout:
@@ -112,6 +114,15 @@ PARE_KERNEL_PAIR(void, requantize_s32_to_u8, int64_t m, int64_t n, uint8_t* y, i
 PARE_KERNEL_PAIR(void, dequantize_s32_to_f32, int64_t m, int64_t n, float* y, int64_t ldy,
                  const int32_t* acc, int64_t ldacc, const float* w_scales, float x_scale,
                  const float* bias)
+
+// ---- Convolution lowering (integer convolutions) ------------------------------------
+// rows: (oh*ow, c*kh*kw) u8 with row stride ldr: row p = oy*ow + ox holds the
+// patch of output pixel (oy, ox) of one image x: (c, h, w) u8, in the order of
+// a conv weight (c, kh, kw), so that acc = rows w^T is qgemm_u8s8_s32 with
+// w: (OC, c*kh*kw). Taps in zero padding get `pad` (the input's zero point:
+// the code of 0.0); circular geometry wraps instead. ldr >= c*kh*kw.
+PARE_KERNEL_PAIR(void, im2row_u8, const Conv2dGeometry& g, uint8_t* rows, int64_t ldr,
+                 const uint8_t* x, uint8_t pad)
 
 // ---- Sparse (CSR) products -------------------------------------------------------------
 // q: (rows, cols) s8 with row stride ldq and a 0/1 float mask (null: keep all)

@@ -358,5 +358,41 @@ TEST(QuantTest, SparseMatchesDenseAndFastMatchesRef) {
       }
 }
 
+// im2row_u8: fast equals ref byte for byte over geometries with zero and
+// circular padding (wider than the image too), strides and 1x1 kernels, with
+// a row stride beyond K; and the ref equals an independent lowering through
+// the float im2col (transposed), with the pad value where im2col puts zeros.
+TEST(QuantTest, Im2rowMatchesRefAndFloatIm2col) {
+  Rng rng(21);
+  struct G { int64_t c, h, w, k, stride, pad; bool circular; };
+  const G geoms[] = {{1, 28, 28, 5, 1, 2, false}, {6, 12, 12, 5, 1, 0, false},
+                     {2, 8, 8, 3, 1, 1, true},    {3, 7, 5, 3, 2, 1, false},
+                     {2, 4, 4, 3, 1, 5, true},    {4, 6, 6, 1, 1, 0, false},
+                     {1, 3, 3, 3, 2, 2, false},   {2, 5, 9, 2, 3, 1, true}};
+  for (const G& s : geoms) {
+    const Conv2dGeometry g{.c = s.c, .h = s.h, .w = s.w, .kh = s.k, .kw = s.k,
+                           .stride = s.stride, .pad = s.pad, .circular = s.circular};
+    const int64_t p = g.out_h() * g.out_w(), k = s.c * s.k * s.k, ld = k + 3;
+    const std::vector<uint8_t> x = random_ints<uint8_t>(rng, s.c * s.h * s.w, 0, 255);
+    const uint8_t pad = 77;
+    std::vector<uint8_t> a(static_cast<size_t>(p * ld), 9), b(a.size(), 9);
+    im2row_u8__ref(g, a.data(), ld, x.data(), pad);
+    im2row_u8(g, b.data(), ld, x.data(), pad);
+    ASSERT_TRUE(same_bytes(a, b)) << s.c << " " << s.h << "x" << s.w << " k" << s.k;
+    // The float lowering of x + 1 (so that a real 0 is never confused with padding).
+    std::vector<float> xf(x.size()), cols(static_cast<size_t>(k * p));
+    for (size_t i = 0; i < x.size(); ++i) xf[i] = x[i] + 1.0f;
+    im2col_f32__ref(g, cols.data(), p, 0, xf.data());
+    for (int64_t r = 0; r < p; ++r) {
+      for (int64_t j = 0; j < k; ++j) {
+        const float f = cols[static_cast<size_t>(j * p + r)];
+        const int want = f == 0.0f ? pad : static_cast<int>(f) - 1;
+        ASSERT_EQ(a[static_cast<size_t>(r * ld + j)], want) << r << "," << j;
+      }
+      for (int64_t j = k; j < ld; ++j) ASSERT_EQ(a[static_cast<size_t>(r * ld + j)], 9);  // untouched
+    }
+  }
+}
+
 }  // namespace
 }  // namespace pare::kernels

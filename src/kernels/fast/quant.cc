@@ -18,6 +18,7 @@
 // against a contiguous row of x, vectorised over the batch.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "pare/kernels/fast/simd.h"
 #include "pare/kernels/quant.h"
@@ -513,6 +514,42 @@ void spmm_u8s8_s32(int64_t n, int32_t* acc, int64_t ldacc, const CsrS8& w, const
       ar[b] = static_cast<int32_t>(s - corr);
     }
   }
+}
+
+// ---- Convolution lowering ------------------------------------------------------------------
+// Per output pixel and input row of the window: a run of kw bytes copied
+// when it lies inside the image, element by element with padding at borders.
+void im2row_u8(const Conv2dGeometry& g, uint8_t* rows, int64_t ldr, const uint8_t* x,
+               uint8_t pad) {
+  const int64_t oh = g.out_h(), ow = g.out_w();
+  for (int64_t oy = 0; oy < oh; ++oy)
+    for (int64_t ox = 0; ox < ow; ++ox) {
+      uint8_t* out = rows + (oy * ow + ox) * ldr;
+      const int64_t ix0 = ox * g.stride - g.pad;
+      const bool interior = ix0 >= 0 && ix0 + g.kw <= g.w;
+      for (int64_t ch = 0; ch < g.c; ++ch)
+        for (int64_t ky = 0; ky < g.kh; ++ky, out += g.kw) {
+          int64_t iy = oy * g.stride - g.pad + ky;
+          if (g.circular) {
+            iy = ((iy % g.h) + g.h) % g.h;
+          } else if (iy < 0 || iy >= g.h) {
+            std::memset(out, pad, static_cast<size_t>(g.kw));
+            continue;
+          }
+          const uint8_t* src = x + (ch * g.h + iy) * g.w;
+          if (interior) {  // a short run: a plain loop beats a memcpy call
+            for (int64_t kx = 0; kx < g.kw; ++kx) out[kx] = src[ix0 + kx];
+            continue;
+          }
+          for (int64_t kx = 0; kx < g.kw; ++kx) {
+            int64_t ix = ix0 + kx;
+            if (g.circular)
+              out[kx] = src[((ix % g.w) + g.w) % g.w];
+            else
+              out[kx] = ix >= 0 && ix < g.w ? src[ix] : pad;
+          }
+        }
+    }
 }
 
 }  // namespace pare::kernels
