@@ -79,6 +79,19 @@ Var avg_pool2d(const Var& x, int64_t k, int64_t stride = 0);
 Var reshape(const Var& x, const Shape& shape);  // one dim may be -1
 Var flatten(const Var& x);                      // (B, ...) -> (B, rest)
 
+// ---- fake_quant.cc ----  (quantization-aware training; kernels/quant.h's scheme)
+// w: (out, ...) fake-quantized s8 symmetric per output channel (w viewed as
+// (out, rest)): y = q * scale_r bit for bit as the int8 weights dequantize
+// (quantize_weights_per_channel_s8, then dequantize_weights_per_channel_s8).
+// Straight-through gradient dw += dy: the max-abs range clips nothing.
+Var fake_quant_weight_s8(const Var& w);
+// x fake-quantized u8 per tensor: y = (clamp(rne(x / scale) + zero_point, 0,
+// 255) - zero_point) * scale bit for bit as quantize_per_tensor_u8 then
+// dequantize_u8_f32. Straight-through inside the grid: dx += dy where
+// -zero_point * scale <= x <= (255 - zero_point) * scale, nothing where x is
+// clipped. Raises Error unless scale > 0 (finite) and zero_point in [0, 255].
+Var fake_quant_u8(const Var& x, float scale, int32_t zero_point);
+
 // ---- loss.cc ----  (each returns the mean over its elements, shape (1,))
 // logits: (B, K); labels: (B,) i32 in [0, K).
 Var softmax_cross_entropy(const Var& logits, const Tensor& labels);

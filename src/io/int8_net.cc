@@ -1,117 +1,289 @@
-// Integer MLP inference from a .pare file (see int8_net.h).
+// Integer inference from a .pare file, its calibration and the fake-quantized
+// model it reproduces (see int8_net.h).
 #include "pare/io/int8_net.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <map>
+#include <functional>
 
+#include "pare/autograd/ops.h"
 #include "pare/base/error.h"
 #include "pare/kernels/kernels.h"
 #include "pare/kernels/quant.h"
-#include "pare/tensor/ops.h"
 
 namespace pare::io {
 
 using json = nlohmann::json;
+using autograd::Var;
 
 namespace {
 
-bool is_mlp_layer(const std::string& type) {
-  return type == "linear" || type == "relu" || type == "flatten" || type == "dropout";
+bool is_supported(const std::string& type) {
+  return type == "linear" || type == "conv2d" || type == "relu" || type == "sigmoid" ||
+         type == "tanh" || type == "maxpool" || type == "avgpool" || type == "flatten" ||
+         type == "dropout";
 }
 
-// The prefix of a parameter name: "linear1.weight" -> "linear1".
-std::string layer_of(const std::string& param) { return param.substr(0, param.rfind('.')); }
+const char* kSupported = "linear, conv2d, relu, sigmoid, tanh, maxpool, avgpool, flatten, dropout";
+
+// The spec's layers on x with the model's parameters, as nn::Model runs them;
+// before each weight layer `input(name, x)` may replace its input and
+// `weight(w)` its weight (calibration records, fake quantization rounds).
+Var walk(const nn::Model& model, const Var& x, nn::ForwardContext& ctx,
+         const std::function<Var(const std::string&, const Var&)>& input,
+         const std::function<Var(const Var&)>& weight) {
+  Var h = x;
+  int index = 0;
+  for (const nn::LayerSpec& l : model.spec().layers) {
+    const std::string name = l.type + std::to_string(++index);
+    if (!is_supported(l.type))
+      fail("int8: layer ", name, " (", l.type, ") is not supported; integer inference runs ",
+           kSupported);
+    if (l.type == "linear" || l.type == "conv2d") {
+      const nn::Parameter* w = model.find(name + ".weight");
+      const nn::Parameter* b = l.bias ? model.find(name + ".bias") : nullptr;
+      PARE_CHECK(w != nullptr, "int8 walk: no parameter ", name, ".weight");
+      const Var xin = input(name, h);
+      const Var win = weight(ctx.var(*w));
+      const Var bias = b ? ctx.var(*b) : Var();
+      if (l.type == "linear")
+        h = autograd::linear(xin, win, bias);
+      else
+        h = autograd::conv2d(xin, win, bias,
+                             {.stride = l.stride ? l.stride : 1, .pad = l.pad, .circular = l.circular});
+    } else if (l.type == "relu") {
+      h = autograd::relu(h);
+    } else if (l.type == "sigmoid") {
+      h = autograd::sigmoid(h);
+    } else if (l.type == "tanh") {
+      h = autograd::tanh(h);
+    } else if (l.type == "maxpool") {
+      h = autograd::max_pool2d(h, l.kernel, l.stride);
+    } else if (l.type == "avgpool") {
+      h = autograd::avg_pool2d(h, l.kernel, l.stride);
+    } else if (l.type == "flatten") {
+      h = autograd::flatten(h);
+    } else if (l.type == "dropout") {
+      if (ctx.training && ctx.rng) h = autograd::dropout(h, l.p, *ctx.rng, true);
+    }
+  }
+  return h;
+}
+
+Var identity(const Var& v) { return v; }
+
+std::string dims_str(const std::vector<int64_t>& d) {
+  std::string s = "(";
+  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+  return s + ")";
+}
 
 }  // namespace
 
-json calibrate_activations(const nn::Model& model, const float* x, int64_t samples) {
-  for (const nn::LayerSpec& l : model.spec().layers)
-    if (!is_mlp_layer(l.type))
-      fail("int8 calibration: layer type ", l.type, " is not supported (linear, relu, flatten)");
-  json out = json::object();
-  std::vector<float> h;
-  int64_t width = 1;
-  for (int64_t d : model.layer_shapes()[0]) width *= d;
-  h.assign(x, x + samples * width);
-  const auto& params = model.parameters();
-  size_t next = 0;  // the next parameter (weights and biases in layer order)
-  for (const nn::LayerSpec& l : model.spec().layers) {
-    if (l.type == "relu") {
-      for (float& v : h) v = v > 0.0f ? v : 0.0f;
-      continue;
-    }
-    if (l.type != "linear") continue;  // flatten, dropout (inference): identity
-    const nn::Parameter& w = *params[next++];
-    const nn::Parameter* b = l.bias ? params[next++] : nullptr;
-    float lo = 0.0f, hi = 0.0f;  // the range always includes 0
-    for (float v : h) {
-      lo = std::min(lo, v);
-      hi = std::max(hi, v);
-    }
-    const float scale = hi > lo ? (hi - lo) / 255.0f : 1.0f;
-    const int32_t zp = static_cast<int32_t>(std::clamp(std::nearbyint(-lo / scale), 0.0f, 255.0f));
-    out[layer_of(w.name)] = {{"scale", scale}, {"zero_point", zp}, {"min", lo}, {"max", hi}};
-    const int64_t rows = w.value().dim(0), cols = w.value().dim(1);
-    std::vector<float> y(static_cast<size_t>(samples * rows));
-    ops::gemm(samples, rows, cols, y.data(), rows, h.data(), cols, w.value().f32(), cols,
-              {.trans_b = true});
-    if (b) kernels::add_rows_f32(samples, rows, y.data(), b->value().f32());
-    h = std::move(y);
+void CalibrationOptions::validate() const {
+  if (method != "minmax" && method != "percentile")
+    fail("--calibration ", method, ": choose minmax or percentile");
+  if (!(percentile > 0.0 && percentile <= 100.0))
+    fail("--percentile ", percentile, ": must be in (0, 100], e.g. 99.99");
+}
+
+ActivationGrid grid_for_range(float lo, float hi) {
+  lo = std::min(lo, 0.0f);
+  hi = std::max(hi, 0.0f);
+  ActivationGrid g;
+  g.min = lo;
+  g.max = hi;
+  g.scale = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+  g.zero_point = static_cast<int32_t>(std::clamp(std::nearbyint(-lo / g.scale), 0.0f, 255.0f));
+  return g;
+}
+
+std::pair<float, float> activation_range(const float* x, int64_t n,
+                                         const CalibrationOptions& options) {
+  options.validate();
+  PARE_CHECK(n >= 1, "activation_range: no values");
+  if (options.method == "minmax" || options.percentile == 100.0) {
+    const auto [lo, hi] = std::minmax_element(x, x + n);
+    return {*lo, *hi};
+  }
+  // The P-th percentile is the value of rank ceil(P/100 * n) (1-based), the
+  // low one of rank floor((100 - P)/100 * n) + 1: each tail keeps the same
+  // count of values beyond the range.
+  std::vector<float> v(x, x + n);
+  const double tail = (100.0 - options.percentile) / 100.0 * static_cast<double>(n);
+  const int64_t cut = std::min<int64_t>(static_cast<int64_t>(std::floor(tail)), n - 1);
+  auto at = [&](int64_t rank) {
+    std::nth_element(v.begin(), v.begin() + rank, v.end());
+    return v[static_cast<size_t>(rank)];
+  };
+  const float hi = at(n - 1 - cut);
+  const float lo = at(cut);
+  return {lo, hi};
+}
+
+std::vector<std::string> quantized_layers(const nn::ModelSpec& spec) {
+  std::vector<std::string> out;
+  int index = 0;
+  for (const nn::LayerSpec& l : spec.layers) {
+    ++index;
+    if (l.type == "linear" || l.type == "conv2d") out.push_back(l.type + std::to_string(index));
   }
   return out;
 }
+
+json calibrate_activations(const nn::Model& model, const float* x, int64_t samples,
+                           const CalibrationOptions& options) {
+  options.validate();
+  if (samples < 1) fail("int8 calibration: no samples");
+  std::vector<int64_t> shape{samples};
+  for (int64_t d : model.layer_shapes()[0]) shape.push_back(d);
+  Tensor input = Tensor::empty(Shape(shape));
+  std::memcpy(input.f32(), x, static_cast<size_t>(input.numel()) * sizeof(float));
+  autograd::NoGradGuard no_grad;
+  nn::ForwardContext ctx{.training = false};
+  ActivationGrids grids;
+  walk(model, Var(input), ctx,
+       [&](const std::string& name, const Var& h) {
+         const auto [lo, hi] = activation_range(h.value().f32(), h.numel(), options);
+         grids[name] = grid_for_range(lo, hi);
+         return h;
+       },
+       identity);
+  json method{{"method", options.method}};
+  if (options.method == "percentile") method["percentile"] = options.percentile;
+  return grids_to_json(grids, method);
+}
+
+ActivationGrids grids_from_json(const json& activations, const std::string& source) {
+  ActivationGrids out;
+  if (!activations.is_object()) fail(source, ": META \"activations\" is not an object");
+  for (const auto& [name, g] : activations.items()) {
+    if (!g.is_object()) continue;  // "method", "percentile"
+    if (!g.contains("scale") || !g["scale"].is_number() || !g.contains("zero_point") ||
+        !g["zero_point"].is_number_integer())
+      fail(source, ": META: the activation grid of ", name, " lacks a scale or zero_point");
+    ActivationGrid grid;
+    grid.scale = g["scale"].get<float>();
+    grid.zero_point = g["zero_point"].get<int32_t>();
+    grid.min = g.value("min", 0.0f);
+    grid.max = g.value("max", 0.0f);
+    if (!(grid.scale > 0 && std::isfinite(grid.scale)) || grid.zero_point < 0 || grid.zero_point > 255)
+      fail(source, ": META: the activation grid of ", name, " is not a u8 grid (scale > 0, zero point 0..255)");
+    out[name] = grid;
+  }
+  return out;
+}
+
+json grids_to_json(const ActivationGrids& grids, const json& method) {
+  json out = method.is_object() ? method : json::object();
+  for (const auto& [name, g] : grids)
+    out[name] = {{"scale", g.scale}, {"zero_point", g.zero_point}, {"min", g.min}, {"max", g.max}};
+  return out;
+}
+
+// ---- FakeQuantModel ------------------------------------------------------------------------
+
+FakeQuantModel::FakeQuantModel(nn::Model& model, ActivationGrids grids, float ema)
+    : model_(model), grids_(std::move(grids)), ema_(ema) {
+  if (!(ema >= 0.0f && ema < 1.0f)) fail("--qat-ema ", ema, ": must be in [0, 1)");
+  for (const std::string& name : quantized_layers(model.spec()))
+    if (!grids_.count(name)) fail("fake quantization: no activation grid for layer ", name);
+}
+
+Var FakeQuantModel::forward(const Var& x, nn::ForwardContext& ctx) {
+  return walk(
+      model_, x, ctx,
+      [&](const std::string& name, const Var& h) {
+        ActivationGrid& g = grids_.at(name);
+        if (ctx.training && ema_ > 0.0f) {
+          const auto [lo, hi] = std::minmax_element(h.value().f32(), h.value().f32() + h.numel());
+          g = grid_for_range((1.0f - ema_) * g.min + ema_ * *lo, (1.0f - ema_) * g.max + ema_ * *hi);
+        }
+        return autograd::fake_quant_u8(h, g.scale, g.zero_point);
+      },
+      [](const Var& w) { return autograd::fake_quant_weight_s8(w); });
+}
+
+// ---- Int8Net --------------------------------------------------------------------------------
 
 Int8Net Int8Net::from_file(const format::File& file, const std::string& source) {
   const nn::ModelSpec spec = nn::parse_model_spec(file.spec_json, source + ": SPEC");
   json meta = file.meta_json.empty() ? json::object() : json::parse(file.meta_json);
   if (!meta.contains("activations") || !meta["activations"].is_object())
     fail(source, ": META has no \"activations\" (write the file with pare compress --int8 --calibrate)");
+  const ActivationGrids grids = grids_from_json(meta["activations"], source);
   std::map<std::string, const format::Tensor*> tensors;
   for (const format::Tensor& t : file.tensors) tensors[t.name] = &t;
   Int8Net net;
+  std::vector<int64_t> shape = spec.input;  // of one sample
   int64_t width = 1;
-  for (int64_t d : spec.input) width *= d;
+  for (int64_t d : shape) width *= d;
   net.inputs_ = width;
   int index = 0;
   for (const nn::LayerSpec& l : spec.layers) {
-    ++index;
-    if (!is_mlp_layer(l.type))
-      fail(source, ": int8 inference runs linear, relu and flatten layers, not ", l.type);
-    if (l.type == "relu") {
-      Layer relu;
-      relu.relu = true;
-      net.layers_.push_back(relu);
+    const std::string name = l.type + std::to_string(++index);
+    if (!is_supported(l.type))
+      fail(source, ": layer ", name, " (", l.type, "): integer inference runs ", kSupported);
+    Layer layer;
+    if (l.type == "relu" || l.type == "sigmoid" || l.type == "tanh") {
+      layer.kind = l.type == "relu" ? Kind::relu : l.type == "sigmoid" ? Kind::sigmoid : Kind::tanh;
+      net.layers_.push_back(layer);
       continue;
     }
-    if (l.type != "linear") continue;
-    const std::string name = "linear" + std::to_string(index);
+    if (l.type == "flatten") {
+      shape = {width};
+      continue;
+    }
+    if (l.type == "dropout") continue;  // identity in inference
+    if (l.type == "maxpool" || l.type == "avgpool") {
+      if (shape.size() != 3) fail(source, ": layer ", name, " needs a (C, H, W) input");
+      layer.kind = l.type == "maxpool" ? Kind::maxpool : Kind::avgpool;
+      layer.pool = {.c = shape[0], .h = shape[1], .w = shape[2], .k = l.kernel,
+                    .stride = l.stride ? l.stride : l.kernel};
+      if (l.kernel < 1 || shape[1] < l.kernel || shape[2] < l.kernel)
+        fail(source, ": layer ", name, ": window ", l.kernel, " does not fit its input");
+      shape = {shape[0], layer.pool.out_h(), layer.pool.out_w()};
+      width = shape[0] * shape[1] * shape[2];
+      net.layers_.push_back(layer);
+      continue;
+    }
+    // linear or conv2d
+    const bool conv = l.type == "conv2d";
+    layer.kind = conv ? Kind::conv : Kind::linear;
     auto wt = tensors.find(name + ".weight");
     if (wt == tensors.end()) fail(source, ": TTAB: no tensor ", name, ".weight");
     const format::Tensor& w = *wt->second;
+    std::vector<int64_t> want;
+    if (conv) {
+      if (shape.size() != 3) fail(source, ": layer ", name, " needs a (C, H, W) input");
+      layer.conv = {.c = shape[0], .h = shape[1], .w = shape[2], .kh = l.kernel, .kw = l.kernel,
+                    .stride = l.stride ? l.stride : 1, .pad = l.pad, .circular = l.circular};
+      if (l.kernel < 1 || layer.conv.out_h() < 1 || layer.conv.out_w() < 1)
+        fail(source, ": layer ", name, ": kernel ", l.kernel, " does not fit its input");
+      want = {l.out, shape[0], l.kernel, l.kernel};
+    } else {
+      if (shape.size() != 1) fail(source, ": layer ", name, " needs a flat input (a flatten layer before it)");
+      want = {l.out, width};
+    }
     if (w.dtype != format::DType::s8 || w.quant.kind != format::QuantKind::channel ||
-        w.quant.axis != 0 || w.dims.size() != 2 || w.dims[1] != width || w.dims[0] != l.out)
-      fail(source, ": TTAB: ", w.name, " is not an s8 per-channel (", l.out, ", ", width,
-           ") weight (write it with pare compress --int8)");
-    const json& act = meta["activations"].contains(name) ? meta["activations"][name] : json();
-    if (!act.is_object() || !act.contains("scale") || !act.contains("zero_point"))
-      fail(source, ": META: no activation grid for ", name);
-    Layer layer;
-    layer.rows = w.dims[0];
-    layer.cols = w.dims[1];
-    layer.x_scale = act["scale"].get<float>();
-    layer.x_zero_point = act["zero_point"].get<int32_t>();
-    if (!(layer.x_scale > 0 && std::isfinite(layer.x_scale)) || layer.x_zero_point < 0 ||
-        layer.x_zero_point > 255)
-      fail(source, ": META: the activation grid of ", name, " is not a u8 grid");
+        w.quant.axis != 0 || w.dims != want)
+      fail(source, ": TTAB: ", w.name, " is not an s8 per-channel ", dims_str(want),
+           " weight (write it with pare compress --int8)");
+    auto g = grids.find(name);
+    if (g == grids.end()) fail(source, ": META: no activation grid for ", name);
+    layer.rows = l.out;
+    layer.cols = w.numel() / l.out;
+    layer.x_scale = g->second.scale;
+    layer.x_zero_point = g->second.zero_point;
     layer.w_scales = w.quant.scales;
     std::vector<int8_t> dense(w.values.size());
     std::memcpy(dense.data(), w.values.data(), dense.size());
     const int64_t kept = w.present_count();
     // Sparse where it is sparse: below a third of the weights the CSR product
-    // does less work than the dense one (kernels/quant.h's benchmarks).
-    layer.sparse = kept * 3 < layer.rows * layer.cols;
+    // does less work than the dense one (kernels/quant.h's benchmarks). The
+    // convolutions run dense (their pruned weights are zeros in the GEMM).
+    layer.sparse = !conv && kept * 3 < layer.rows * layer.cols;
     layer.row_sums.resize(static_cast<size_t>(layer.rows));
     if (layer.sparse) {
       std::vector<float> mask(static_cast<size_t>(layer.rows * layer.cols), 1.0f);
@@ -139,22 +311,101 @@ Int8Net Int8Net::from_file(const format::File& file, const std::string& source) 
         fail(source, ": TTAB: ", name, ".bias is not an f32 (", layer.rows, ") tensor");
       std::memcpy(layer.bias.data(), bt->second->values.data(), layer.bias.size() * 4);
     }
-    width = layer.rows;
+    if (conv) {
+      shape = {l.out, layer.conv.out_h(), layer.conv.out_w()};
+      width = shape[0] * shape[1] * shape[2];
+    } else {
+      shape = {l.out};
+      width = l.out;
+    }
     net.layers_.push_back(std::move(layer));
   }
   net.outputs_ = width;
   return net;
 }
 
-void Int8Net::forward(int64_t batch, const float* x, float* logits) const {
-  std::vector<float> h(x, x + batch * inputs_);
-  int64_t width = inputs_;
-  std::vector<uint8_t> q, qt;
-  std::vector<int32_t> acc, acct;
+void Int8Net::forward(int64_t batch, const float* x, float* out) const {
+  // Samples are independent (fixed grids, per-row products), so the batch runs
+  // in chunks whose activations stay in cache, through one set of buffers.
+  constexpr int64_t kChunk = 64;
+  Scratch s;
+  for (int64_t i = 0; i < batch; i += kChunk) {
+    const int64_t nb = std::min(kChunk, batch - i);
+    forward_chunk(nb, x + i * inputs_, out + i * outputs_, s);
+  }
+}
+
+void Int8Net::forward_chunk(int64_t batch, const float* x, float* out, Scratch& s) const {
+  std::vector<float>& h = s.h;
+  std::vector<float>& y = s.y;
+  std::vector<uint8_t>& q = s.q;
+  std::vector<uint8_t>& rows = s.rows;
+  std::vector<uint8_t>& qt = s.qt;
+  std::vector<int32_t>& acc = s.acc;
+  std::vector<int32_t>& acct = s.acct;
+  h.assign(x, x + batch * inputs_);
+  int64_t width = inputs_;  // per sample
   for (const Layer& l : layers_) {
-    if (l.relu) {
-      for (float& v : h) v = v > 0.0f ? v : 0.0f;
-      continue;
+    switch (l.kind) {
+      case Kind::relu:
+        kernels::relu_f32(batch * width, h.data(), h.data());
+        continue;
+      case Kind::sigmoid:
+        kernels::sigmoid_f32(batch * width, h.data(), h.data());
+        continue;
+      case Kind::tanh:
+        kernels::tanh_f32(batch * width, h.data(), h.data());
+        continue;
+      case Kind::maxpool:
+      case Kind::avgpool: {
+        const kernels::Pool2dGeometry& g = l.pool;
+        const int64_t in = g.c * g.h * g.w, o = g.c * g.out_h() * g.out_w();
+        y.resize(static_cast<size_t>(batch * o));
+        std::vector<int32_t> argmax(l.kind == Kind::maxpool ? static_cast<size_t>(o) : 0);
+        for (int64_t i = 0; i < batch; ++i) {
+          if (l.kind == Kind::maxpool)
+            kernels::maxpool2d_f32(g, y.data() + i * o, argmax.data(), h.data() + i * in);
+          else
+            kernels::avgpool2d_f32(g, y.data() + i * o, h.data() + i * in);
+        }
+        h.swap(y);
+        width = o;
+        continue;
+      }
+      case Kind::conv: {
+        // Images in chunks whose lowered patches stay in cache (about 256 KB):
+        // the chunk's (images*P, K) u8 patch matrix, one GEMM against the
+        // (OC, K) filters, dequantized to (images*P, OC) and turned to
+        // (OC, P) per image.
+        const kernels::Conv2dGeometry& g = l.conv;
+        const int64_t in = g.c * g.h * g.w, p = g.out_h() * g.out_w(), k = l.cols, oc = l.rows;
+        const int64_t chunk = std::clamp<int64_t>((256 << 10) / std::max<int64_t>(1, p * k), 1, batch);
+        q.resize(static_cast<size_t>(chunk * in));
+        rows.resize(static_cast<size_t>(chunk * p * k));
+        acc.resize(static_cast<size_t>(chunk * p * oc));
+        y.resize(static_cast<size_t>(chunk * p * oc));
+        std::vector<float>& next = s.next;
+        next.resize(static_cast<size_t>(batch * oc * p));
+        for (int64_t i0 = 0; i0 < batch; i0 += chunk) {
+          const int64_t nb = std::min(chunk, batch - i0);
+          kernels::quantize_per_tensor_u8(nb * in, q.data(), h.data() + i0 * in, l.x_scale,
+                                          l.x_zero_point);
+          for (int64_t i = 0; i < nb; ++i)
+            kernels::im2row_u8(g, rows.data() + i * p * k, k, q.data() + i * in,
+                               static_cast<uint8_t>(l.x_zero_point));
+          kernels::qgemm_u8s8_s32(nb * p, oc, k, acc.data(), oc, rows.data(), k, l.w.data(), k,
+                                  l.row_sums.data(), l.x_zero_point);
+          kernels::dequantize_s32_to_f32(nb * p, oc, y.data(), oc, acc.data(), oc,
+                                         l.w_scales.data(), l.x_scale, l.bias.data());
+          for (int64_t i = 0; i < nb; ++i)
+            kernels::swap_outer_f32(p, oc, 1, next.data() + (i0 + i) * oc * p, y.data() + i * p * oc);
+        }
+        h.swap(next);
+        width = oc * p;
+        continue;
+      }
+      case Kind::linear:
+        break;
     }
     q.resize(static_cast<size_t>(batch * l.cols));
     kernels::quantize_per_tensor_u8(batch * l.cols, q.data(), h.data(), l.x_scale, l.x_zero_point);
@@ -180,12 +431,18 @@ void Int8Net::forward(int64_t batch, const float* x, float* logits) const {
     width = l.rows;
   }
   PARE_CHECK(width == outputs_, "int8 forward width");
-  std::memcpy(logits, h.data(), static_cast<size_t>(batch * outputs_) * sizeof(float));
+  std::memcpy(out, h.data(), static_cast<size_t>(batch * outputs_) * sizeof(float));
 }
 
 int Int8Net::sparse_layers() const {
   int n = 0;
-  for (const Layer& l : layers_) n += !l.relu && l.sparse;
+  for (const Layer& l : layers_) n += l.kind == Kind::linear && l.sparse;
+  return n;
+}
+
+int Int8Net::conv_layers() const {
+  int n = 0;
+  for (const Layer& l : layers_) n += l.kind == Kind::conv;
   return n;
 }
 
