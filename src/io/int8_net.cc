@@ -33,7 +33,11 @@ const char* kSupported = "linear, conv2d, relu, sigmoid, tanh, maxpool, avgpool,
 Var walk(const nn::Model& model, const Var& x, nn::ForwardContext& ctx,
          const std::function<Var(const std::string&, const Var&)>& input,
          const std::function<Var(const Var&)>& weight) {
-  Var h = x;
+  // Any input of the right size per sample (a flat image for an MLP, say),
+  // viewed as (B, input...) as nn::Model::forward does.
+  std::vector<int64_t> dims{x.shape().ndim() > 0 ? x.dim(0) : 0};
+  for (int64_t d : model.spec().input) dims.push_back(d);
+  Var h = x.shape() == Shape(dims) ? x : autograd::reshape(x, Shape(dims));
   int index = 0;
   for (const nn::LayerSpec& l : model.spec().layers) {
     const std::string name = l.type + std::to_string(++index);

@@ -136,6 +136,27 @@ TEST(Int8Net, RefusesWhatItCannotRun) {
   }
 }
 
+TEST(Int8Net, FakeQuantModelTakesAnyInputOfTheRightSize) {
+  // An MLP fed images (n, 4, 5) as the data loaders give them: viewed as (n, 20).
+  auto m = mlp(3);
+  Rng rng(2);
+  const int64_t n = 11;
+  std::vector<float> x(static_cast<size_t>(n * 20));
+  for (float& v : x) v = rng.normal();
+  const format::File f = int8_file(*m, x, n);
+  FakeQuantModel fq(*m, grids_from_json(json::parse(f.meta_json)["activations"], "mem"));
+  Tensor shaped = Tensor::empty({n, 4, 5});
+  std::memcpy(shaped.f32(), x.data(), x.size() * sizeof(float));
+  autograd::NoGradGuard no_grad;
+  nn::ForwardContext ctx{.training = false};
+  const autograd::Var y = fq.forward(autograd::Var(shaped), ctx);
+  ASSERT_EQ(y.numel(), n * 5);
+  const std::vector<double> want = fake_quant_forward(f, x.data(), n);
+  double scale = 0;
+  for (double v : want) scale = std::max(scale, std::fabs(v));
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(y.value().f32()[i], want[i], 1e-4 * scale) << i;
+}
+
 // ---- Percentile calibration ----------------------------------------------------------------
 
 TEST(Calibration, PercentileClipsAnOutlier) {
