@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 DEMO_DIR ?= runs/demo
 
-.PHONY: all deps build test demo bench clean
+.PHONY: all deps build test test-asan demo bench clean
 
 all: build
 
@@ -18,6 +18,19 @@ build: deps $(BUILD)/build.ninja
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	$(MAKE) --no-print-directory test-asan
+
+# The readers of outside bytes (.pare, safetensors, ONNX, and the model files
+# built on them) with their truncation and corruption sweeps, under
+# AddressSanitizer and UndefinedBehaviorSanitizer in a second build directory.
+ASAN_BUILD ?= build-asan
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARE_SANITIZE=address,undefined \
+	  -DPARE_BUILD_BENCH=OFF >/dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target test_format test_io
+	cd $(ASAN_BUILD) && PARE_SOURCE_DIR=$(CURDIR) PARE_SPARSE_CROSSOVER=0.3 \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  sh -c './tests/format/test_format --gtest_brief=1 && ./tests/io/test_io --gtest_brief=1'
 
 # Trains LeNet-300-100 on Fashion-MNIST (Debian's dataset-fashion-mnist), then
 # prunes 90 % of its weights by magnitude and fine-tunes the rest (the pruned
@@ -42,4 +55,4 @@ bench: build
 	bash bench/run_train.sh
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD)

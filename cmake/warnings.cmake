@@ -13,3 +13,11 @@ target_compile_options(pare_flags INTERFACE -ffp-contract=fast)
 if(PARE_WERROR)
   target_compile_options(pare_flags INTERFACE -Werror)
 endif()
+# Sanitizers (make test-asan): e.g. -DPARE_SANITIZE=address,undefined. Any
+# finding aborts the test that triggered it.
+set(PARE_SANITIZE "" CACHE STRING "sanitizers to build with (-fsanitize=...), empty for none")
+if(PARE_SANITIZE)
+  target_compile_options(pare_flags INTERFACE -fsanitize=${PARE_SANITIZE} -fno-sanitize-recover=all
+                         -fno-omit-frame-pointer)
+  target_link_options(pare_flags INTERFACE -fsanitize=${PARE_SANITIZE})
+endif()
