@@ -11,6 +11,7 @@
 #include "pare/base/error.h"
 #include "pare/kernels/kernels.h"
 #include "pare/kernels/quant.h"
+#include "pare/tensor/ops.h"
 
 namespace pare::io {
 
@@ -285,9 +286,10 @@ Int8Net Int8Net::from_file(const format::File& file, const std::string& source) 
     std::memcpy(dense.data(), w.values.data(), dense.size());
     const int64_t kept = w.present_count();
     // Sparse where it is sparse: below a third of the weights the CSR product
-    // does less work than the dense one (kernels/quant.h's benchmarks). The
-    // convolutions run dense (their pruned weights are zeros in the GEMM).
-    layer.sparse = !conv && kept * 3 < layer.rows * layer.cols;
+    // does less work than the dense one (kernels/quant.h's benchmarks).
+    // Convolutions always run on CSR (spmm_u8s8_s32 over the patches,
+    // vectorised along the output plane), so pruned filters skip their zeros.
+    layer.sparse = conv || kept * 3 < layer.rows * layer.cols;
     layer.row_sums.resize(static_cast<size_t>(layer.rows));
     if (layer.sparse) {
       std::vector<float> mask(static_cast<size_t>(layer.rows * layer.cols), 1.0f);
@@ -315,6 +317,7 @@ Int8Net Int8Net::from_file(const format::File& file, const std::string& source) 
         fail(source, ": TTAB: ", name, ".bias is not an f32 (", layer.rows, ") tensor");
       std::memcpy(layer.bias.data(), bt->second->values.data(), layer.bias.size() * 4);
     }
+    net.macs_ += layer.rows * layer.cols * (conv ? layer.conv.out_h() * layer.conv.out_w() : 1);
     if (conv) {
       shape = {l.out, layer.conv.out_h(), layer.conv.out_w()};
       width = shape[0] * shape[1] * shape[2];
@@ -331,12 +334,17 @@ Int8Net Int8Net::from_file(const format::File& file, const std::string& source) 
 void Int8Net::forward(int64_t batch, const float* x, float* out) const {
   // Samples are independent (fixed grids, per-row products), so the batch runs
   // in chunks whose activations stay in cache, through one set of buffers.
+  // The chunks are split over the thread pool; each sample's output does not
+  // depend on the chunking, so every thread count gives the same bits.
   constexpr int64_t kChunk = 64;
-  Scratch s;
-  for (int64_t i = 0; i < batch; i += kChunk) {
-    const int64_t nb = std::min(kChunk, batch - i);
-    forward_chunk(nb, x + i * inputs_, out + i * outputs_, s);
-  }
+  const int64_t chunks = (batch + kChunk - 1) / kChunk;
+  ops::parallel_range(chunks, 2.0 * static_cast<double>(macs_ * kChunk), [&](int64_t lo, int64_t hi) {
+    Scratch s;
+    for (int64_t c = lo; c < hi; ++c) {
+      const int64_t i = c * kChunk, nb = std::min(kChunk, batch - i);
+      forward_chunk(nb, x + i * inputs_, out + i * outputs_, s);
+    }
+  });
 }
 
 void Int8Net::forward_chunk(int64_t batch, const float* x, float* out, Scratch& s) const {
@@ -377,32 +385,29 @@ void Int8Net::forward_chunk(int64_t batch, const float* x, float* out, Scratch& 
         continue;
       }
       case Kind::conv: {
-        // Images in chunks whose lowered patches stay in cache (about 256 KB):
-        // the chunk's (images*P, K) u8 patch matrix, one GEMM against the
-        // (OC, K) filters, dequantized to (images*P, OC) and turned to
-        // (OC, P) per image.
+        // Image by image: its u8 patches as a feature-major (K, P) matrix, the
+        // CSR filter bank times it (vectorised along P) into the (OC, P)
+        // plane, dequantized as dequantize_s32_to_f32 does (the scale product
+        // rounded to float, then one fma with the bias).
         const kernels::Conv2dGeometry& g = l.conv;
         const int64_t in = g.c * g.h * g.w, p = g.out_h() * g.out_w(), k = l.cols, oc = l.rows;
-        const int64_t chunk = std::clamp<int64_t>((256 << 10) / std::max<int64_t>(1, p * k), 1, batch);
-        q.resize(static_cast<size_t>(chunk * in));
-        rows.resize(static_cast<size_t>(chunk * p * k));
-        acc.resize(static_cast<size_t>(chunk * p * oc));
-        y.resize(static_cast<size_t>(chunk * p * oc));
+        const kernels::CsrS8 w{oc, k, l.row_ptr.data(), l.col_idx.data(), l.w.data()};
+        q.resize(static_cast<size_t>(in));
+        rows.resize(static_cast<size_t>(k * p));
+        acc.resize(static_cast<size_t>(oc * p));
         std::vector<float>& next = s.next;
         next.resize(static_cast<size_t>(batch * oc * p));
-        for (int64_t i0 = 0; i0 < batch; i0 += chunk) {
-          const int64_t nb = std::min(chunk, batch - i0);
-          kernels::quantize_per_tensor_u8(nb * in, q.data(), h.data() + i0 * in, l.x_scale,
-                                          l.x_zero_point);
-          for (int64_t i = 0; i < nb; ++i)
-            kernels::im2row_u8(g, rows.data() + i * p * k, k, q.data() + i * in,
-                               static_cast<uint8_t>(l.x_zero_point));
-          kernels::qgemm_u8s8_s32(nb * p, oc, k, acc.data(), oc, rows.data(), k, l.w.data(), k,
-                                  l.row_sums.data(), l.x_zero_point);
-          kernels::dequantize_s32_to_f32(nb * p, oc, y.data(), oc, acc.data(), oc,
-                                         l.w_scales.data(), l.x_scale, l.bias.data());
-          for (int64_t i = 0; i < nb; ++i)
-            kernels::swap_outer_f32(p, oc, 1, next.data() + (i0 + i) * oc * p, y.data() + i * p * oc);
+        for (int64_t i = 0; i < batch; ++i) {
+          kernels::quantize_per_tensor_u8(in, q.data(), h.data() + i * in, l.x_scale, l.x_zero_point);
+          kernels::im2col_u8(g, rows.data(), p, 0, q.data(), static_cast<uint8_t>(l.x_zero_point));
+          kernels::spmm_u8s8_s32(p, acc.data(), p, w, rows.data(), p, l.row_sums.data(), l.x_zero_point);
+          float* out_i = next.data() + i * oc * p;
+          for (int64_t r = 0; r < oc; ++r) {
+            const float scale = l.x_scale * l.w_scales[static_cast<size_t>(r)];
+            const float bias = l.bias[static_cast<size_t>(r)];
+            for (int64_t j = 0; j < p; ++j)
+              out_i[r * p + j] = std::fma(static_cast<float>(acc[static_cast<size_t>(r * p + j)]), scale, bias);
+          }
         }
         h.swap(next);
         width = oc * p;

@@ -4,7 +4,8 @@
 // weight layer's input quantized to u8 with the per-tensor scale and zero
 // point calibrated when the file was written (META "activations"). Linear
 // layers pruned below a third run the sparse int8 product; convolutions are
-// lowered by im2row_u8 into one u8 x s8 -> s32 GEMM per batch. Biases,
+// lowered image by image by im2col_u8 and run the same CSR int8 product over
+// the patches (the filter bank as CSR: pruned filters skip their zeros). Biases,
 // activations (ReLU, sigmoid, tanh), pooling and the output stay float: max
 // pooling commutes with the monotone u8 grid, and average pooling on float
 // is what the fake-quantized model does.
@@ -96,11 +97,13 @@ class Int8Net {
   // Raises Error naming the source when a layer type is not supported, a
   // weight is not s8 per channel, or META lacks a layer's activation grid.
   static Int8Net from_file(const format::File& file, const std::string& source);
-  // out: (batch, outputs) for x: (batch, inputs), both row-major f32.
+  // out: (batch, outputs) for x: (batch, inputs), both row-major f32. Chunks
+  // of 64 samples run on the thread pool; the bits do not depend on the
+  // thread count or on the batch size.
   void forward(int64_t batch, const float* x, float* out) const;
   int64_t inputs() const { return inputs_; }
   int64_t outputs() const { return outputs_; }
-  // How many linear layers run the sparse int8 product.
+  // How many linear layers run the sparse int8 product (convolutions always do).
   int sparse_layers() const;
   // How many convolutions run on the int8 kernels.
   int conv_layers() const;
@@ -123,12 +126,13 @@ class Int8Net {
   // Buffers one forward call reuses across its chunks of samples.
   struct Scratch {
     std::vector<float> h, y, next;
-    std::vector<uint8_t> q, rows, qt;
+    std::vector<uint8_t> q, rows, qt;  // rows: a convolution's patches
     std::vector<int32_t> acc, acct;
   };
   void forward_chunk(int64_t batch, const float* x, float* out, Scratch& s) const;
   std::vector<Layer> layers_;
   int64_t inputs_ = 0, outputs_ = 0;
+  int64_t macs_ = 0;  // multiply-accumulates per sample (dense), for the thread split
 };
 
 }  // namespace pare::io

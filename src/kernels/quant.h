@@ -116,12 +116,14 @@ PARE_KERNEL_PAIR(void, dequantize_s32_to_f32, int64_t m, int64_t n, float* y, in
                  const float* bias)
 
 // ---- Convolution lowering (integer convolutions) ------------------------------------
-// rows: (oh*ow, c*kh*kw) u8 with row stride ldr: row p = oy*ow + ox holds the
-// patch of output pixel (oy, ox) of one image x: (c, h, w) u8, in the order of
-// a conv weight (c, kh, kw), so that acc = rows w^T is qgemm_u8s8_s32 with
-// w: (OC, c*kh*kw). Taps in zero padding get `pad` (the input's zero point:
-// the code of 0.0); circular geometry wraps instead. ldr >= c*kh*kw.
-PARE_KERNEL_PAIR(void, im2row_u8, const Conv2dGeometry& g, uint8_t* rows, int64_t ldr,
+// cols: (c*kh*kw, ld) u8 receives, at columns [col0, col0 + oh*ow), the patches
+// of one image x: (c, h, w) u8, laid out as im2col_f32 lays them (row
+// (ch*kh + ky)*kw + kx, column oy*ow + ox): the feature-major input of
+// spmm_u8s8_s32 with a conv weight (OC, c*kh*kw) as CSR, whose product is the
+// (OC, oh*ow) output plane. Taps in zero padding get `pad` (the input's zero
+// point: the code of 0.0); circular geometry wraps instead.
+// ld >= col0 + oh*ow.
+PARE_KERNEL_PAIR(void, im2col_u8, const Conv2dGeometry& g, uint8_t* cols, int64_t ld, int64_t col0,
                  const uint8_t* x, uint8_t pad)
 
 // ---- Sparse (CSR) products -------------------------------------------------------------

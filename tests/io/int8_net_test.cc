@@ -16,6 +16,7 @@
 #include "pare/io/pare_model.h"
 #include "pare/nn/spec.h"
 #include "testing/errors.h"
+#include "testing/threads.h"
 
 namespace pare::io {
 namespace {
@@ -268,7 +269,7 @@ Twin int8_twin(nn::Model& m, const std::vector<float>& x, int64_t n, const Calib
   std::vector<int64_t> shape{n};
   for (int64_t d : m.spec().input) shape.push_back(d);
   Tensor in = Tensor::empty(Shape(shape));
-  std::memcpy(in.f32(), x.data(), x.size() * sizeof(float));
+  std::memcpy(in.f32(), x.data(), static_cast<size_t>(in.numel()) * sizeof(float));
   autograd::NoGradGuard no_grad;
   nn::ForwardContext ctx{.training = false};
   const autograd::Var y = fq.forward(autograd::Var(in), ctx);
@@ -352,6 +353,29 @@ TEST(Int8Net, LifeNetWithCircularPaddingAndLeNet5) {
     net.forward(n, x.data(), out.data());
     expect_close(out, twin.want, 1e-4);
   }
+}
+
+TEST(Int8Net, SameBitsForAnyThreadCount) {
+  // 300 samples: five chunks of 64, split over the pool.
+  auto m = nn::Model::build(nn::preset("lenet5"), 7);
+  Rng rng(7);
+  const int64_t n = 300;
+  std::vector<float> x(static_cast<size_t>(n * 784));
+  for (float& v : x) v = rng.normal();
+  const Int8Net net = Int8Net::from_file(int8_twin(*m, x, 50).file, "lenet5.pare");
+  std::vector<float> one(static_cast<size_t>(n * 10)), two(one.size());
+  {
+    testing::ThreadsFor threads(1);
+    net.forward(n, x.data(), one.data());
+  }
+  {
+    testing::ThreadsFor threads(2);
+    net.forward(n, x.data(), two.data());
+  }
+  EXPECT_EQ(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)), 0);
+  float last[10];
+  net.forward(1, x.data() + (n - 1) * 784, last);
+  EXPECT_EQ(std::memcmp(last, one.data() + (n - 1) * 10, sizeof(last)), 0);
 }
 
 TEST(Int8Net, RefusesConvFilesItCannotRun) {

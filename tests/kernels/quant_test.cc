@@ -358,38 +358,43 @@ TEST(QuantTest, SparseMatchesDenseAndFastMatchesRef) {
       }
 }
 
-// im2row_u8: fast equals ref byte for byte over geometries with zero and
-// circular padding (wider than the image too), strides and 1x1 kernels, with
-// a row stride beyond K; and the ref equals an independent lowering through
-// the float im2col (transposed), with the pad value where im2col puts zeros.
-TEST(QuantTest, Im2rowMatchesRefAndFloatIm2col) {
+// im2col_u8: fast equals ref byte for byte over geometries with zero and
+// circular padding (wider than the image too), strides and 1x1 kernels, at a
+// column offset in a wider matrix; and the ref equals the float im2col of the
+// same image, with the pad value where im2col puts zeros.
+TEST(QuantTest, Im2colMatchesRefAndFloatIm2col) {
   Rng rng(21);
   struct G { int64_t c, h, w, k, stride, pad; bool circular; };
   const G geoms[] = {{1, 28, 28, 5, 1, 2, false}, {6, 12, 12, 5, 1, 0, false},
                      {2, 8, 8, 3, 1, 1, true},    {3, 7, 5, 3, 2, 1, false},
                      {2, 4, 4, 3, 1, 5, true},    {4, 6, 6, 1, 1, 0, false},
-                     {1, 3, 3, 3, 2, 2, false},   {2, 5, 9, 2, 3, 1, true}};
+                     {1, 3, 3, 3, 2, 2, false},   {2, 5, 9, 2, 3, 1, true},
+                     {1, 6, 7, 3, 2, 4, false},   {2, 9, 4, 4, 3, 3, true}};
   for (const G& s : geoms) {
     const Conv2dGeometry g{.c = s.c, .h = s.h, .w = s.w, .kh = s.k, .kw = s.k,
                            .stride = s.stride, .pad = s.pad, .circular = s.circular};
-    const int64_t p = g.out_h() * g.out_w(), k = s.c * s.k * s.k, ld = k + 3;
+    const int64_t p = g.out_h() * g.out_w(), k = s.c * s.k * s.k, col0 = 3, ld = col0 + p + 2;
     const std::vector<uint8_t> x = random_ints<uint8_t>(rng, s.c * s.h * s.w, 0, 255);
     const uint8_t pad = 77;
-    std::vector<uint8_t> a(static_cast<size_t>(p * ld), 9), b(a.size(), 9);
-    im2row_u8__ref(g, a.data(), ld, x.data(), pad);
-    im2row_u8(g, b.data(), ld, x.data(), pad);
-    ASSERT_TRUE(same_bytes(a, b)) << s.c << " " << s.h << "x" << s.w << " k" << s.k;
+    std::vector<uint8_t> a(static_cast<size_t>(k * ld), 9), b(a.size(), 9);
+    im2col_u8__ref(g, a.data(), ld, col0, x.data(), pad);
+    im2col_u8(g, b.data(), ld, col0, x.data(), pad);
+    ASSERT_TRUE(same_bytes(a, b)) << s.c << " " << s.h << "x" << s.w << " k" << s.k << " s" << s.stride
+                                  << " p" << s.pad << (s.circular ? " circular" : "");
     // The float lowering of x + 1 (so that a real 0 is never confused with padding).
     std::vector<float> xf(x.size()), cols(static_cast<size_t>(k * p));
     for (size_t i = 0; i < x.size(); ++i) xf[i] = x[i] + 1.0f;
     im2col_f32__ref(g, cols.data(), p, 0, xf.data());
-    for (int64_t r = 0; r < p; ++r) {
-      for (int64_t j = 0; j < k; ++j) {
-        const float f = cols[static_cast<size_t>(j * p + r)];
-        const int want = f == 0.0f ? pad : static_cast<int>(f) - 1;
-        ASSERT_EQ(a[static_cast<size_t>(r * ld + j)], want) << r << "," << j;
+    for (int64_t r = 0; r < k; ++r) {
+      for (int64_t j = 0; j < ld; ++j) {
+        const uint8_t got = a[static_cast<size_t>(r * ld + j)];
+        if (j < col0 || j >= col0 + p) {
+          ASSERT_EQ(got, 9);  // outside the columns: untouched
+          continue;
+        }
+        const float f = cols[static_cast<size_t>(r * p + j - col0)];
+        ASSERT_EQ(got, f == 0.0f ? pad : static_cast<int>(f) - 1) << r << "," << j;
       }
-      for (int64_t j = k; j < ld; ++j) ASSERT_EQ(a[static_cast<size_t>(r * ld + j)], 9);  // untouched
     }
   }
 }

@@ -116,7 +116,9 @@ TEST(Qat, TrainsKeepsMasksAndTheInt8FileAgrees) {
       const nn::Parameter& w = *t.model->find(name);
       const nn::Parameter& w0 = *before->find(name);
       for (int64_t i = 0; i < w.numel(); ++i) {
-        if (w.mask.f32()[i] == 0.0f) EXPECT_EQ(w.value().f32()[i], 0.0f) << name << " " << i;
+        if (w.mask.f32()[i] == 0.0f) {
+          EXPECT_EQ(w.value().f32()[i], 0.0f) << name << " " << i;
+        }
         changed += w.value().f32()[i] != w0.value().f32()[i];
       }
     }

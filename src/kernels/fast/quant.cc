@@ -16,6 +16,7 @@
 // last 3 columns, which a row's increasing col_idx can only touch at its end;
 // those few nonzeros go scalar); spmm (feature-major) broadcasts each nonzero
 // against a contiguous row of x, vectorised over the batch.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -517,39 +518,40 @@ void spmm_u8s8_s32(int64_t n, int32_t* acc, int64_t ldacc, const CsrS8& w, const
 }
 
 // ---- Convolution lowering ------------------------------------------------------------------
-// Per output pixel and input row of the window: a run of kw bytes copied
-// when it lies inside the image, element by element with padding at borders.
-void im2row_u8(const Conv2dGeometry& g, uint8_t* rows, int64_t ldr, const uint8_t* x,
-               uint8_t pad) {
-  const int64_t oh = g.out_h(), ow = g.out_w();
-  for (int64_t oy = 0; oy < oh; ++oy)
-    for (int64_t ox = 0; ox < ow; ++ox) {
-      uint8_t* out = rows + (oy * ow + ox) * ldr;
-      const int64_t ix0 = ox * g.stride - g.pad;
-      const bool interior = ix0 >= 0 && ix0 + g.kw <= g.w;
-      for (int64_t ch = 0; ch < g.c; ++ch)
-        for (int64_t ky = 0; ky < g.kh; ++ky, out += g.kw) {
-          int64_t iy = oy * g.stride - g.pad + ky;
+// Row by row of the output plane: the output columns whose tap falls inside
+// the image, [lo, hi), are one strided (with stride 1, contiguous) copy; the
+// few at the borders take the pad value or wrap.
+void im2col_u8(const Conv2dGeometry& g, uint8_t* cols, int64_t ld, int64_t col0,
+               const uint8_t* x, uint8_t pad) {
+  const int64_t oh = g.out_h(), ow = g.out_w(), s = g.stride;
+  for (int64_t ch = 0; ch < g.c; ++ch)
+    for (int64_t ky = 0; ky < g.kh; ++ky)
+      for (int64_t kx = 0; kx < g.kw; ++kx) {
+        uint8_t* row = cols + ((ch * g.kh + ky) * g.kw + kx) * ld + col0;
+        // ix = ox * s + off lies in [0, w) for ox in [lo, hi).
+        const int64_t off = kx - g.pad;
+        const int64_t lo = std::min(ow, off >= 0 ? 0 : (-off + s - 1) / s);
+        const int64_t hi = std::max(lo, std::min(ow, g.w - off <= 0 ? 0 : (g.w - off + s - 1) / s));
+        for (int64_t oy = 0; oy < oh; ++oy, row += ow) {
+          int64_t iy = oy * s - g.pad + ky;
           if (g.circular) {
             iy = ((iy % g.h) + g.h) % g.h;
           } else if (iy < 0 || iy >= g.h) {
-            std::memset(out, pad, static_cast<size_t>(g.kw));
+            std::memset(row, pad, static_cast<size_t>(ow));
             continue;
           }
           const uint8_t* src = x + (ch * g.h + iy) * g.w;
-          if (interior) {  // a short run: a plain loop beats a memcpy call
-            for (int64_t kx = 0; kx < g.kw; ++kx) out[kx] = src[ix0 + kx];
-            continue;
+          for (int64_t ox = 0; ox < lo; ++ox)
+            row[ox] = g.circular ? src[(((ox * s + off) % g.w) + g.w) % g.w] : pad;
+          if (s == 1) {
+            if (hi > lo) std::memcpy(row + lo, src + lo + off, static_cast<size_t>(hi - lo));
+          } else {
+            for (int64_t ox = lo; ox < hi; ++ox) row[ox] = src[ox * s + off];
           }
-          for (int64_t kx = 0; kx < g.kw; ++kx) {
-            int64_t ix = ix0 + kx;
-            if (g.circular)
-              out[kx] = src[((ix % g.w) + g.w) % g.w];
-            else
-              out[kx] = ix >= 0 && ix < g.w ? src[ix] : pad;
-          }
+          for (int64_t ox = hi; ox < ow; ++ox)
+            row[ox] = g.circular ? src[(ox * s + off) % g.w] : pad;
         }
-    }
+      }
 }
 
 }  // namespace pare::kernels

@@ -148,15 +148,15 @@ void spmm_u8s8_s32__ref(int64_t n, int32_t* acc, int64_t ldacc, const CsrS8& w,
     }
 }
 
-void im2row_u8__ref(const Conv2dGeometry& g, uint8_t* rows, int64_t ldr, const uint8_t* x,
-                    uint8_t pad) {
+void im2col_u8__ref(const Conv2dGeometry& g, uint8_t* cols, int64_t ld, int64_t col0,
+                    const uint8_t* x, uint8_t pad) {
   const int64_t oh = g.out_h(), ow = g.out_w();
-  for (int64_t oy = 0; oy < oh; ++oy)
-    for (int64_t ox = 0; ox < ow; ++ox) {
-      uint8_t* row = rows + (oy * ow + ox) * ldr;
-      for (int64_t ch = 0; ch < g.c; ++ch)
-        for (int64_t ky = 0; ky < g.kh; ++ky)
-          for (int64_t kx = 0; kx < g.kw; ++kx) {
+  for (int64_t ch = 0; ch < g.c; ++ch)
+    for (int64_t ky = 0; ky < g.kh; ++ky)
+      for (int64_t kx = 0; kx < g.kw; ++kx) {
+        uint8_t* row = cols + ((ch * g.kh + ky) * g.kw + kx) * ld + col0;
+        for (int64_t oy = 0; oy < oh; ++oy)
+          for (int64_t ox = 0; ox < ow; ++ox) {
             int64_t iy = oy * g.stride - g.pad + ky, ix = ox * g.stride - g.pad + kx;
             uint8_t v = pad;
             if (g.circular) {
@@ -166,9 +166,9 @@ void im2row_u8__ref(const Conv2dGeometry& g, uint8_t* rows, int64_t ldr, const u
             } else if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w) {
               v = x[(ch * g.h + iy) * g.w + ix];
             }
-            row[(ch * g.kh + ky) * g.kw + kx] = v;
+            row[oy * ow + ox] = v;
           }
-    }
+      }
 }
 
 }  // namespace pare::kernels
