@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Interop test: `pare export --format onnx` runs in onnxruntime (PyPI) and gives pare's own outputs.
 #
-# Three small models trained by pare on synthetic NPY data (onnx_ort.py data):
-#   mlp      linear/relu/dropout, trained with --normalize (the export starts with Sub/Div)
-#   mlp_act  linear/tanh/sigmoid, a linear layer without bias
-#   cnn      conv2d (with and without bias, padded, strided), maxpool, avgpool, flatten, dropout, linear
+# Small models trained by pare on synthetic NPY data (onnx_ort.py data):
+#   mlp         linear/relu/dropout, trained with --normalize (the export starts with Sub/Div)
+#   mlp_pruned  mlp with 80 % of its weights pruned by magnitude and fine-tuned
+#   mlp_act     linear/tanh/sigmoid, a linear layer without bias
+#   cnn         conv2d (with and without bias, padded, strided), maxpool, avgpool, tanh, sigmoid, flatten,
+#               dropout, linear
 # Each is exported as a float graph, checked by the onnx checker, run in onnxruntime (graph optimizations off
 # and on, whole test set and batches of 7) and compared with `pare eval --save-outputs`: max |diff| <= 1e-4.
-# Then mlp is written as an int8 .pare file (pare compress --int8 --calibrate), exported in QDQ form and
-# compared with `pare eval --int8 --save-outputs`: max |diff| <= one step of an 8-bit grid over the logits'
-# range (onnx_ort.py tolerance_int8) and argmax agreement >= 99 %.
+# Then mlp, mlp_pruned and cnn are written as int8 .pare files (pare compress --int8 --calibrate), exported
+# in QDQ form and compared with `pare eval --int8 --save-outputs`: max |diff| <= one step of an 8-bit grid
+# over the logits' range (onnx_ort.py tolerance_int8), argmax agreement >= 99 %, and with ORT's graph
+# optimizations off (the QDQ graph run as written) >= 99 % of the outputs within 1e-4.
 #
 # onnxruntime, onnx and numpy go into a venv under WORK_DIR that sees Debian's python3 packages (created once,
 # reused while it imports them).
@@ -43,27 +46,40 @@ train() {  # NAME EXTRA_ARGS...: trains NAME.json on NAME's data into $run/NAME
 train mlp --normalize
 train mlp_act
 train cnn
+# mlp with 80 % of its weights pruned (pruned weights are zeros in the export; pare's int8 net runs its layers
+# on the sparse int8 product).
+"$pare" prune --from "$run/mlp/model.bin" --criterion magnitude --sparsity 0.8 --data "$run/mlp_train_x.npy" \
+  --labels "$run/mlp_train_y.npy" --train --epochs 2 --batch 16 --lr 0.005 --out "$run/mlp_pruned" --quiet >/dev/null
 
+declare -A ops=([mlp]=Sub,Div,Gemm,Relu [mlp_pruned]=Sub,Div,Gemm,Relu [mlp_act]=Gemm,Tanh,Sigmoid
+                [cnn]=Conv,Relu,MaxPool,Tanh,AveragePool,Sigmoid,Flatten,Gemm)
 status=0
-for name in mlp mlp_act cnn; do
-  data=${name%_act}
+for name in mlp mlp_pruned mlp_act cnn; do
+  data=${name%_*}
   echo "$name (float):"
   "$pare" export "$run/$name/model.bin" --format onnx -o "$run/$name.onnx" >/dev/null
   "$pare" eval "$run/$name/model.bin" --data "$run/${data}_test_x.npy" --labels "$run/${data}_test_y.npy" \
     --save-outputs "$run/$name.pare_out.npy" >/dev/null
   "$py" "$here/onnx_ort.py" check float "$run/$name.onnx" "$run/${data}_test_x.npy" \
-    "$run/$name.pare_out.npy" || status=1
+    "$run/$name.pare_out.npy" "${ops[$name]}" || status=1
 done
 
-echo "mlp (int8, QDQ):"
-"$pare" compress "$run/mlp/model.bin" -o "$run/mlp_q.pare" --int8 --calibrate --data "$run/mlp_train_x.npy" \
-  --labels "$run/mlp_train_y.npy" >/dev/null
-"$pare" export "$run/mlp_q.pare" --format onnx -o "$run/mlp_q.onnx" >/dev/null
-"$pare" eval "$run/mlp_q.pare" --int8 --data "$run/mlp_test_x.npy" --labels "$run/mlp_test_y.npy" \
-  --save-outputs "$run/mlp_q.pare_out.npy" >/dev/null
-"$py" "$here/onnx_ort.py" check int8 "$run/mlp_q.onnx" "$run/mlp_test_x.npy" "$run/mlp_q.pare_out.npy" || status=1
-# The int8 outputs are not the float ones (otherwise the int8 path was not taken).
-"$py" - "$run/mlp.pare_out.npy" "$run/mlp_q.pare_out.npy" <<'PY' || status=1
+for name in mlp mlp_pruned cnn; do
+  data=${name%_*}
+  echo "$name (int8, QDQ):"
+  if ! "$pare" compress "$run/$name/model.bin" -o "$run/${name}_q.pare" --int8 --calibrate \
+      --data "$run/${data}_train_x.npy" --labels "$run/${data}_train_y.npy" >"$run/${name}_q.log" 2>&1; then
+    echo "FAIL: pare compress --int8 --calibrate $name: $(cat "$run/${name}_q.log")" >&2
+    status=1
+    continue
+  fi
+  "$pare" export "$run/${name}_q.pare" --format onnx -o "$run/${name}_q.onnx" >/dev/null
+  "$pare" eval "$run/${name}_q.pare" --int8 --data "$run/${data}_test_x.npy" --labels "$run/${data}_test_y.npy" \
+    --save-outputs "$run/${name}_q.pare_out.npy" >/dev/null
+  "$py" "$here/onnx_ort.py" check int8 "$run/${name}_q.onnx" "$run/${data}_test_x.npy" \
+    "$run/${name}_q.pare_out.npy" "${ops[$name]},QuantizeLinear,DequantizeLinear" || status=1
+  # The int8 outputs are not the float ones (otherwise the int8 path was not taken).
+  "$py" - "$run/$name.pare_out.npy" "$run/${name}_q.pare_out.npy" <<'PY' || status=1
 import sys
 import numpy as np
 f, q = np.load(sys.argv[1]), np.load(sys.argv[2])
@@ -72,6 +88,7 @@ print(f"  pare int8 against pare float: max|diff| {d:.3g}, argmax agreement {100
 if d == 0.0:
     sys.exit("FAIL: pare eval --int8 gave exactly the float outputs")
 PY
+done
 
 if [ "$status" -ne 0 ]; then
   echo "FAIL: see above" >&2

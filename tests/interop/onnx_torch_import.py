@@ -44,6 +44,21 @@ def models():
                              nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
                              nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 3))
 
+    class ViewCNN(nn.Module):
+        """A strided conv without bias, tanh, sigmoid, and x.view(x.size(0), -1) instead of nn.Flatten: with a
+        symbolic batch torch writes that as Shape, Gather, Unsqueeze, Concat and Reshape."""
+
+        def __init__(self):
+            super().__init__()
+            # (1,8,8) -> conv stride 2 (6,4,4) -> conv (8,4,4) -> maxpool (8,2,2) -> 32 -> 3
+            self.c1 = nn.Conv2d(1, 6, 3, stride=2, padding=1, bias=False)
+            self.c2 = nn.Conv2d(6, 8, 3, padding=1)
+            self.fc = nn.Linear(32, 3)
+
+        def forward(self, x):
+            x = nn.functional.max_pool2d(torch.sigmoid(self.c2(torch.tanh(self.c1(x)))), 2)
+            return self.fc(x.view(x.size(0), -1))
+
     # name: (data set, constructor or the name of a net trained before, the exported module around it or None)
     return {
         "mlp": ("vec", mlp, None),
@@ -51,6 +66,7 @@ def models():
         # The trained mlp with a Softmax at the end: pare drops it, so its outputs are still the logits.
         "mlp_softmax": ("vec", "mlp", lambda m: nn.Sequential(m, nn.Softmax(dim=1))),
         "cnn": ("img", cnn, None),
+        "cnn_view": ("img", ViewCNN, None),
     }
 
 
@@ -130,6 +146,7 @@ EXPECTED_OPS = {
     "mlp_matmul": {"MatMul", "Add", "Relu"},
     "mlp_softmax": {"Gemm", "Relu", "Softmax"},
     "cnn": {"Conv", "Relu", "MaxPool", "AveragePool", "Flatten", "Gemm"},
+    "cnn_view": {"Conv", "Tanh", "Sigmoid", "MaxPool", "Shape", "Gather", "Reshape", "Gemm"},
 }
 
 
