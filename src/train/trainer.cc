@@ -454,8 +454,10 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
         dispatch();
         counter.refresh();
       }
-      opt->step(optim::scheduled_lr(cfg.schedule, cfg.optimizer.lr, step));
+      const float lr = optim::scheduled_lr(cfg.schedule, cfg.optimizer.lr, step);
+      opt->step(lr);
       restore_frozen();
+      if (observer.after_update) observer.after_update(step, lr);
       ++step;
       if (cfg.snapshot_step > 0 && step == cfg.snapshot_step) {
         nn::sync_sparse_to_dense(model);

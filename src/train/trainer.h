@@ -93,11 +93,18 @@ struct TrainResult {
   std::string stopped_because; // "epochs" | "early_stopping" | "target_accuracy" | "target_exact" | "max_steps"
 };
 
-// Called from the loop for progress display; may be empty.
+// Called from the loop for progress display, and a hook on the weights; each may be empty.
 struct Observer {
   // After every step: epoch (1-based), batch within the epoch, batches per epoch, loss.
   std::function<void(int64_t, int64_t, int64_t, double)> on_step;
   std::function<void(const EpochResult&)> on_epoch;
+  // After every update, before on_step and the next forward pass: the step
+  // just taken (0-based) and the learning rate its update used. The step's
+  // gradients are still in model.store().grads(), so the hook may constrain
+  // the weights from them (train/codebook_finetune.h ties shared weights to
+  // their trained centroids). Runs before checkpoints and evaluation see the
+  // weights.
+  std::function<void(int64_t, float)> after_update;
 };
 
 // Evaluates `model` on `data` without recording a graph.
