@@ -13,7 +13,8 @@ namespace pare::autograd {
 
 Var fake_quant_weight_s8(const Var& w) {
   if (w.value().ndim() < 1 || w.dim(0) < 1)
-    fail("fake_quant_weight_s8: needs a weight with output channels on axis 0, got ", w.shape().str());
+    fail("fake_quant_weight_s8: needs a weight with output channels on axis 0, got ",
+         w.shape().str());
   const int64_t rows = w.dim(0), cols = w.numel() / rows;
   Tensor y = Tensor::empty(w.shape());
   std::vector<int8_t> q(static_cast<size_t>(w.numel()));

@@ -55,8 +55,9 @@ Var walk(const nn::Model& model, const Var& x, nn::ForwardContext& ctx,
       if (l.type == "linear")
         h = autograd::linear(xin, win, bias);
       else
-        h = autograd::conv2d(xin, win, bias,
-                             {.stride = l.stride ? l.stride : 1, .pad = l.pad, .circular = l.circular});
+        h = autograd::conv2d(
+            xin, win, bias,
+            {.stride = l.stride ? l.stride : 1, .pad = l.pad, .circular = l.circular});
     } else if (l.type == "relu") {
       h = autograd::relu(h);
     } else if (l.type == "sigmoid") {
@@ -148,13 +149,14 @@ json calibrate_activations(const nn::Model& model, const float* x, int64_t sampl
   autograd::NoGradGuard no_grad;
   nn::ForwardContext ctx{.training = false};
   ActivationGrids grids;
-  walk(model, Var(input), ctx,
-       [&](const std::string& name, const Var& h) {
-         const auto [lo, hi] = activation_range(h.value().f32(), h.numel(), options);
-         grids[name] = grid_for_range(lo, hi);
-         return h;
-       },
-       identity);
+  walk(
+      model, Var(input), ctx,
+      [&](const std::string& name, const Var& h) {
+        const auto [lo, hi] = activation_range(h.value().f32(), h.numel(), options);
+        grids[name] = grid_for_range(lo, hi);
+        return h;
+      },
+      identity);
   json method{{"method", options.method}};
   if (options.method == "percentile") method["percentile"] = options.percentile;
   return grids_to_json(grids, method);
@@ -173,8 +175,10 @@ ActivationGrids grids_from_json(const json& activations, const std::string& sour
     grid.zero_point = g["zero_point"].get<int32_t>();
     grid.min = g.value("min", 0.0f);
     grid.max = g.value("max", 0.0f);
-    if (!(grid.scale > 0 && std::isfinite(grid.scale)) || grid.zero_point < 0 || grid.zero_point > 255)
-      fail(source, ": META: the activation grid of ", name, " is not a u8 grid (scale > 0, zero point 0..255)");
+    if (!(grid.scale > 0 && std::isfinite(grid.scale)) || grid.zero_point < 0 ||
+        grid.zero_point > 255)
+      fail(source, ": META: the activation grid of ", name,
+           " is not a u8 grid (scale > 0, zero point 0..255)");
     out[name] = grid;
   }
   return out;
@@ -203,7 +207,8 @@ Var FakeQuantModel::forward(const Var& x, nn::ForwardContext& ctx) {
         ActivationGrid& g = grids_.at(name);
         if (ctx.training && ema_ > 0.0f) {
           const auto [lo, hi] = std::minmax_element(h.value().f32(), h.value().f32() + h.numel());
-          g = grid_for_range((1.0f - ema_) * g.min + ema_ * *lo, (1.0f - ema_) * g.max + ema_ * *hi);
+          g = grid_for_range((1.0f - ema_) * g.min + ema_ * *lo,
+                             (1.0f - ema_) * g.max + ema_ * *hi);
         }
         return autograd::fake_quant_u8(h, g.scale, g.zero_point);
       },
@@ -216,7 +221,8 @@ Int8Net Int8Net::from_file(const format::File& file, const std::string& source) 
   const nn::ModelSpec spec = nn::parse_model_spec(file.spec_json, source + ": SPEC");
   json meta = file.meta_json.empty() ? json::object() : json::parse(file.meta_json);
   if (!meta.contains("activations") || !meta["activations"].is_object())
-    fail(source, ": META has no \"activations\" (write the file with pare compress --int8 --calibrate)");
+    fail(source,
+         ": META has no \"activations\" (write the file with pare compress --int8 --calibrate)");
   const ActivationGrids grids = grids_from_json(meta["activations"], source);
   std::map<std::string, const format::Tensor*> tensors;
   for (const format::Tensor& t : file.tensors) tensors[t.name] = &t;
@@ -244,7 +250,10 @@ Int8Net Int8Net::from_file(const format::File& file, const std::string& source) 
     if (l.type == "maxpool" || l.type == "avgpool") {
       if (shape.size() != 3) fail(source, ": layer ", name, " needs a (C, H, W) input");
       layer.kind = l.type == "maxpool" ? Kind::maxpool : Kind::avgpool;
-      layer.pool = {.c = shape[0], .h = shape[1], .w = shape[2], .k = l.kernel,
+      layer.pool = {.c = shape[0],
+                    .h = shape[1],
+                    .w = shape[2],
+                    .k = l.kernel,
                     .stride = l.stride ? l.stride : l.kernel};
       if (l.kernel < 1 || shape[1] < l.kernel || shape[2] < l.kernel)
         fail(source, ": layer ", name, ": window ", l.kernel, " does not fit its input");
@@ -262,13 +271,20 @@ Int8Net Int8Net::from_file(const format::File& file, const std::string& source) 
     std::vector<int64_t> want;
     if (conv) {
       if (shape.size() != 3) fail(source, ": layer ", name, " needs a (C, H, W) input");
-      layer.conv = {.c = shape[0], .h = shape[1], .w = shape[2], .kh = l.kernel, .kw = l.kernel,
-                    .stride = l.stride ? l.stride : 1, .pad = l.pad, .circular = l.circular};
+      layer.conv = {.c = shape[0],
+                    .h = shape[1],
+                    .w = shape[2],
+                    .kh = l.kernel,
+                    .kw = l.kernel,
+                    .stride = l.stride ? l.stride : 1,
+                    .pad = l.pad,
+                    .circular = l.circular};
       if (l.kernel < 1 || layer.conv.out_h() < 1 || layer.conv.out_w() < 1)
         fail(source, ": layer ", name, ": kernel ", l.kernel, " does not fit its input");
       want = {l.out, shape[0], l.kernel, l.kernel};
     } else {
-      if (shape.size() != 1) fail(source, ": layer ", name, " needs a flat input (a flatten layer before it)");
+      if (shape.size() != 1)
+        fail(source, ": layer ", name, " needs a flat input (a flatten layer before it)");
       want = {l.out, width};
     }
     if (w.dtype != format::DType::s8 || w.quant.kind != format::QuantKind::channel ||
@@ -293,7 +309,8 @@ Int8Net Int8Net::from_file(const format::File& file, const std::string& source) 
     layer.row_sums.resize(static_cast<size_t>(layer.rows));
     if (layer.sparse) {
       std::vector<float> mask(static_cast<size_t>(layer.rows * layer.cols), 1.0f);
-      for (size_t i = 0; i < mask.size() && !w.present.empty(); ++i) mask[i] = w.present[i] ? 1.0f : 0.0f;
+      for (size_t i = 0; i < mask.size() && !w.present.empty(); ++i)
+        mask[i] = w.present[i] ? 1.0f : 0.0f;
       const int64_t nnz = kernels::csr_nnz_f32(layer.rows, layer.cols, mask.data(), layer.cols);
       layer.row_ptr.resize(static_cast<size_t>(layer.rows + 1));
       layer.col_idx.resize(static_cast<size_t>(nnz));
@@ -307,7 +324,8 @@ Int8Net Int8Net::from_file(const format::File& file, const std::string& source) 
       for (size_t i = 0; i < dense.size() && !w.present.empty(); ++i)
         if (!w.present[i]) dense[i] = 0;
       layer.w = std::move(dense);
-      kernels::sum_rows_s8(layer.rows, layer.cols, layer.row_sums.data(), layer.w.data(), layer.cols);
+      kernels::sum_rows_s8(layer.rows, layer.cols, layer.row_sums.data(), layer.w.data(),
+                           layer.cols);
     }
     layer.bias.assign(static_cast<size_t>(layer.rows), 0.0f);
     if (l.bias) {
@@ -338,13 +356,14 @@ void Int8Net::forward(int64_t batch, const float* x, float* out) const {
   // depend on the chunking, so every thread count gives the same bits.
   constexpr int64_t kChunk = 64;
   const int64_t chunks = (batch + kChunk - 1) / kChunk;
-  ops::parallel_range(chunks, 2.0 * static_cast<double>(macs_ * kChunk), [&](int64_t lo, int64_t hi) {
-    Scratch s;
-    for (int64_t c = lo; c < hi; ++c) {
-      const int64_t i = c * kChunk, nb = std::min(kChunk, batch - i);
-      forward_chunk(nb, x + i * inputs_, out + i * outputs_, s);
-    }
-  });
+  ops::parallel_range(chunks, 2.0 * static_cast<double>(macs_ * kChunk),
+                      [&](int64_t lo, int64_t hi) {
+                        Scratch s;
+                        for (int64_t c = lo; c < hi; ++c) {
+                          const int64_t i = c * kChunk, nb = std::min(kChunk, batch - i);
+                          forward_chunk(nb, x + i * inputs_, out + i * outputs_, s);
+                        }
+                      });
 }
 
 void Int8Net::forward_chunk(int64_t batch, const float* x, float* out, Scratch& s) const {
@@ -398,15 +417,18 @@ void Int8Net::forward_chunk(int64_t batch, const float* x, float* out, Scratch& 
         std::vector<float>& next = s.next;
         next.resize(static_cast<size_t>(batch * oc * p));
         for (int64_t i = 0; i < batch; ++i) {
-          kernels::quantize_per_tensor_u8(in, q.data(), h.data() + i * in, l.x_scale, l.x_zero_point);
+          kernels::quantize_per_tensor_u8(in, q.data(), h.data() + i * in, l.x_scale,
+                                          l.x_zero_point);
           kernels::im2col_u8(g, rows.data(), p, 0, q.data(), static_cast<uint8_t>(l.x_zero_point));
-          kernels::spmm_u8s8_s32(p, acc.data(), p, w, rows.data(), p, l.row_sums.data(), l.x_zero_point);
+          kernels::spmm_u8s8_s32(p, acc.data(), p, w, rows.data(), p, l.row_sums.data(),
+                                 l.x_zero_point);
           float* out_i = next.data() + i * oc * p;
           for (int64_t r = 0; r < oc; ++r) {
             const float scale = l.x_scale * l.w_scales[static_cast<size_t>(r)];
             const float bias = l.bias[static_cast<size_t>(r)];
             for (int64_t j = 0; j < p; ++j)
-              out_i[r * p + j] = std::fma(static_cast<float>(acc[static_cast<size_t>(r * p + j)]), scale, bias);
+              out_i[r * p + j] =
+                  std::fma(static_cast<float>(acc[static_cast<size_t>(r * p + j)]), scale, bias);
           }
         }
         h.swap(next);
@@ -424,15 +446,17 @@ void Int8Net::forward_chunk(int64_t batch, const float* x, float* out, Scratch& 
       // Feature-major for the CSR product: x^T (cols, batch) -> acc^T (rows, batch).
       qt.resize(q.size());
       for (int64_t i = 0; i < batch; ++i)
-        for (int64_t j = 0; j < l.cols; ++j) qt[static_cast<size_t>(j * batch + i)] = q[static_cast<size_t>(i * l.cols + j)];
+        for (int64_t j = 0; j < l.cols; ++j)
+          qt[static_cast<size_t>(j * batch + i)] = q[static_cast<size_t>(i * l.cols + j)];
       acct.resize(acc.size());
       kernels::spmm_u8s8_s32(batch, acct.data(), batch, w, qt.data(), batch, l.row_sums.data(),
                              l.x_zero_point);
       for (int64_t r = 0; r < l.rows; ++r)
-        for (int64_t i = 0; i < batch; ++i) acc[static_cast<size_t>(i * l.rows + r)] = acct[static_cast<size_t>(r * batch + i)];
+        for (int64_t i = 0; i < batch; ++i)
+          acc[static_cast<size_t>(i * l.rows + r)] = acct[static_cast<size_t>(r * batch + i)];
     } else {
-      kernels::qgemm_u8s8_s32(batch, l.rows, l.cols, acc.data(), l.rows, q.data(), l.cols, l.w.data(),
-                              l.cols, l.row_sums.data(), l.x_zero_point);
+      kernels::qgemm_u8s8_s32(batch, l.rows, l.cols, acc.data(), l.rows, q.data(), l.cols,
+                              l.w.data(), l.cols, l.row_sums.data(), l.x_zero_point);
     }
     h.resize(static_cast<size_t>(batch * l.rows));
     kernels::dequantize_s32_to_f32(batch, l.rows, h.data(), l.rows, acc.data(), l.rows,

@@ -51,7 +51,8 @@ using ActivationGrids = std::map<std::string, ActivationGrid>;  // by layer, "co
 // (1 for an empty range), zero_point = round(-lo / scale) in [0, 255].
 ActivationGrid grid_for_range(float lo, float hi);
 // The range of x: (n,) by `options` (validated), as (lo, hi). n >= 1.
-std::pair<float, float> activation_range(const float* x, int64_t n, const CalibrationOptions& options);
+std::pair<float, float> activation_range(const float* x, int64_t n,
+                                         const CalibrationOptions& options);
 
 // The layers integer inference quantizes (linear and conv2d), by name, in order.
 std::vector<std::string> quantized_layers(const nn::ModelSpec& spec);
@@ -112,12 +113,12 @@ class Int8Net {
   enum class Kind { linear, conv, relu, sigmoid, tanh, maxpool, avgpool };
   struct Layer {
     Kind kind = Kind::linear;
-    int64_t rows = 0, cols = 0;       // weight as (out, in) / (OC, C*KH*KW)
-    kernels::Conv2dGeometry conv;     // conv
-    kernels::Pool2dGeometry pool;     // maxpool, avgpool
+    int64_t rows = 0, cols = 0;    // weight as (out, in) / (OC, C*KH*KW)
+    kernels::Conv2dGeometry conv;  // conv
+    kernels::Pool2dGeometry pool;  // maxpool, avgpool
     float x_scale = 1;
     int32_t x_zero_point = 0;
-    std::vector<int8_t> w;          // dense (rows, cols), or CSR values
+    std::vector<int8_t> w;                  // dense (rows, cols), or CSR values
     std::vector<int32_t> row_ptr, col_idx;  // CSR when sparse
     bool sparse = false;
     std::vector<float> w_scales, bias;

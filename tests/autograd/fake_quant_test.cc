@@ -16,7 +16,8 @@ namespace {
 
 TEST(FakeQuant, ActivationsLandOnTheGridAndClip) {
   // scale 0.1, zero point 20: the grid covers [-2.0, 23.5].
-  const std::vector<float> xs = {-3.0f, -2.0f, -0.04f, 0.0f, 0.05f, 0.149f, 1.2345f, 23.5f, 23.6f, 100.0f};
+  const std::vector<float> xs = {-3.0f,  -2.0f,   -0.04f, 0.0f,  0.05f,
+                                 0.149f, 1.2345f, 23.5f,  23.6f, 100.0f};
   Tensor t = Tensor::empty({static_cast<int64_t>(xs.size())});
   for (size_t i = 0; i < xs.size(); ++i) t.f32()[i] = xs[i];
   Var x(t, /*requires_grad=*/true);
@@ -27,8 +28,8 @@ TEST(FakeQuant, ActivationsLandOnTheGridAndClip) {
     code = std::fmin(std::fmax(code, 0.0), 255.0);
     EXPECT_EQ(y.value().f32()[i], static_cast<float>(code - 20) * 0.1f) << xs[i];
   }
-  EXPECT_EQ(y.value().f32()[0], static_cast<float>(-20) * 0.1f);   // clipped low
-  EXPECT_EQ(y.value().f32()[9], static_cast<float>(235) * 0.1f);   // clipped high
+  EXPECT_EQ(y.value().f32()[0], static_cast<float>(-20) * 0.1f);  // clipped low
+  EXPECT_EQ(y.value().f32()[9], static_cast<float>(235) * 0.1f);  // clipped high
   // Straight-through: an upstream gradient g_i passes inside [-2.0, 23.5] only.
   Tensor seed = Tensor::empty(t.shape());
   for (size_t i = 0; i < xs.size(); ++i) seed.f32()[i] = static_cast<float>(i + 1);
@@ -38,16 +39,17 @@ TEST(FakeQuant, ActivationsLandOnTheGridAndClip) {
     const bool inside = xs[i] >= lo && xs[i] <= hi;
     EXPECT_EQ(x.grad().f32()[i], inside ? static_cast<float>(i + 1) : 0.0f) << xs[i];
   }
-  EXPECT_EQ(x.grad().f32()[0], 0.0f);  // -3: clipped
+  EXPECT_EQ(x.grad().f32()[0], 0.0f);      // -3: clipped
   EXPECT_EQ(x.grad().f32()[1], 1.0f * 2);  // -2.0: the range's edge passes
-  EXPECT_EQ(x.grad().f32()[8], 0.0f);  // 23.6: clipped
+  EXPECT_EQ(x.grad().f32()[8], 0.0f);      // 23.6: clipped
   EXPECT_EQ(x.grad().f32()[9], 0.0f);
 }
 
 TEST(FakeQuant, WeightsPerChannelAreTheInt8WeightsWithIdentityGradient) {
   const int64_t rows = 3, cols = 5;
   Tensor t = Tensor::empty({rows, cols});
-  for (int64_t i = 0; i < rows * cols; ++i) t.f32()[i] = std::sin(1.7f * static_cast<float>(i)) * (1 + i % 3);
+  for (int64_t i = 0; i < rows * cols; ++i)
+    t.f32()[i] = std::sin(1.7f * static_cast<float>(i)) * (1 + i % 3);
   Var w(t, true);
   Var y = fake_quant_weight_s8(w);
   std::vector<int8_t> q(rows * cols);
@@ -59,7 +61,8 @@ TEST(FakeQuant, WeightsPerChannelAreTheInt8WeightsWithIdentityGradient) {
     EXPECT_EQ(y.value().f32()[i], back[static_cast<size_t>(i)]) << i;
     err = std::fmax(err, std::fabs(y.value().f32()[i] - t.f32()[i]));
     // Within half a step of its row's grid.
-    EXPECT_LE(std::fabs(y.value().f32()[i] - t.f32()[i]), s[static_cast<size_t>(i / cols)] * 0.5001f);
+    EXPECT_LE(std::fabs(y.value().f32()[i] - t.f32()[i]),
+              s[static_cast<size_t>(i / cols)] * 0.5001f);
   }
   EXPECT_GT(err, 0);  // it does round
   Tensor seed = Tensor::empty(t.shape());

@@ -26,10 +26,8 @@ nn::ModelSpec cnn() {
   spec.name = "qat_cnn";
   spec.input = {1, 8, 8};
   spec.layers = {nn::LayerSpec{.type = "conv2d", .out = 4, .kernel = 3, .pad = 1},
-                 nn::LayerSpec{.type = "relu"},
-                 nn::LayerSpec{.type = "maxpool", .kernel = 2},
-                 nn::LayerSpec{.type = "flatten"},
-                 nn::LayerSpec{.type = "linear", .out = 4}};
+                 nn::LayerSpec{.type = "relu"}, nn::LayerSpec{.type = "maxpool", .kernel = 2},
+                 nn::LayerSpec{.type = "flatten"}, nn::LayerSpec{.type = "linear", .out = 4}};
   return spec;
 }
 
@@ -75,7 +73,8 @@ Tuned tune(const data::Dataset& d, float ema) {
   const json acts = io::calibrate_activations(*t.model, d.inputs.f32(), 64);
   t.calibrated = io::grids_from_json(acts, "calibration");
   io::FakeQuantModel fq(*t.model, t.calibrated, ema);
-  const QatConfig cfg{.epochs = 4, .batch = 16, .optimizer = {.name = "adam", .lr = 1e-2f}, .seed = 5};
+  const QatConfig cfg{
+      .epochs = 4, .batch = 16, .optimizer = {.name = "adam", .lr = 1e-2f}, .seed = 5};
   t.result = qat_finetune(*t.model, d, cfg, [&](const autograd::Var& x, nn::ForwardContext& ctx) {
     return fq.forward(x, ctx);
   });
@@ -86,10 +85,12 @@ Tuned tune(const data::Dataset& d, float ema) {
 // Integer inference on the int8 file of the tuned model and its fake-quantized
 // forward agree on x: (n, 1, 8, 8).
 void expect_int8_agrees(nn::Model& m, const io::ActivationGrids& grids, const Tensor& x) {
-  format::File f = io::to_file(m, json{{"activations", io::grids_to_json(grids, json::object())}}.dump());
+  format::File f =
+      io::to_file(m, json{{"activations", io::grids_to_json(grids, json::object())}}.dump());
   for (format::Tensor& t : f.tensors)
     if (t.dims.size() >= 2) io::quantize_s8_per_channel(t);
-  const io::Int8Net net = io::Int8Net::from_file(format::decode(format::encode(f), "qat.pare"), "qat.pare");
+  const io::Int8Net net =
+      io::Int8Net::from_file(format::decode(format::encode(f), "qat.pare"), "qat.pare");
   const int64_t n = x.dim(0);
   std::vector<float> got(static_cast<size_t>(n * 4));
   net.forward(n, x.f32(), got.data());
@@ -98,7 +99,8 @@ void expect_int8_agrees(nn::Model& m, const io::ActivationGrids& grids, const Te
   nn::ForwardContext ctx{.training = false};
   const autograd::Var want = fq.forward(autograd::Var(x), ctx);
   double scale = 0;
-  for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, static_cast<double>(std::fabs(want.value().f32()[i])));
+  for (int64_t i = 0; i < want.numel(); ++i)
+    scale = std::max(scale, static_cast<double>(std::fabs(want.value().f32()[i])));
   ASSERT_GT(scale, 0);
   for (int64_t i = 0; i < want.numel(); ++i)
     EXPECT_NEAR(got[static_cast<size_t>(i)], want.value().f32()[i], 1e-4 * scale) << i;
@@ -126,7 +128,8 @@ TEST(Qat, TrainsKeepsMasksAndTheInt8FileAgrees) {
     // Fixed ranges stay the calibrated grids; EMA ranges move.
     bool moved = false;
     for (const auto& [name, g] : t.grids)
-      moved |= g.scale != t.calibrated.at(name).scale || g.zero_point != t.calibrated.at(name).zero_point;
+      moved |= g.scale != t.calibrated.at(name).scale ||
+               g.zero_point != t.calibrated.at(name).zero_point;
     EXPECT_EQ(moved, ema > 0) << ema;
     Tensor x = Tensor::empty({40, 1, 8, 8});
     std::memcpy(x.f32(), d.inputs.f32(), static_cast<size_t>(x.numel()) * sizeof(float));
@@ -139,7 +142,9 @@ TEST(Qat, SameSeedSameBits) {
   Tuned a = tune(d, 0.05f), b = tune(d, 0.05f);
   for (const nn::Parameter* p : a.model->parameters()) {
     const nn::Parameter& q = *b.model->find(p->name);
-    EXPECT_EQ(std::memcmp(p->value().f32(), q.value().f32(), static_cast<size_t>(p->numel()) * 4), 0) << p->name;
+    EXPECT_EQ(std::memcmp(p->value().f32(), q.value().f32(), static_cast<size_t>(p->numel()) * 4),
+              0)
+        << p->name;
   }
   EXPECT_EQ(a.result.last_epoch_loss, b.result.last_epoch_loss);
 }
@@ -151,9 +156,11 @@ TEST(Qat, BadSettingsAreRefused) {
   testing::expect_error([&] { qat_finetune(*m, d, {.epochs = 0}, f); }, {"--qat-epochs"});
   testing::expect_error([&] { qat_finetune(*m, d, {.batch = 0}, f); }, {"--qat-batch"});
   testing::expect_error([&] { qat_finetune(*m, d, {.optimizer = {.lr = -1}}, f); }, {"--qat-lr"});
-  testing::expect_error([&] { io::FakeQuantModel(*m, {}, 0.0f); }, {"no activation grid", "conv2d1"});
+  testing::expect_error([&] { io::FakeQuantModel(*m, {}, 0.0f); },
+                        {"no activation grid", "conv2d1"});
   const json acts = io::calibrate_activations(*m, d.inputs.f32(), 8);
-  testing::expect_error([&] { io::FakeQuantModel(*m, io::grids_from_json(acts, "x"), 1.0f); }, {"--qat-ema"});
+  testing::expect_error([&] { io::FakeQuantModel(*m, io::grids_from_json(acts, "x"), 1.0f); },
+                        {"--qat-ema"});
 }
 
 }  // namespace
