@@ -5,7 +5,8 @@
 # epochs of fine-tuning and stored with 5-bit weight sharing.
 #
 # Usage: bash bench/onnx_import.sh [PARE_BINARY [OUT_DIR]]     (defaults: build/pare, runs/onnx_import)
-# Environment: EPOCHS (torch training, default 10), SEED (0), THREADS (2).
+# Environment: EPOCHS (torch training, default 10), SEED (0), THREADS (pare's threads, 2), TORCH_THREADS (1:
+# on a loaded two-core machine torch's OpenMP threads at 2 spin against each other, 10 s of training took 13 min).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 pare=${1:-$root/build/pare}
@@ -13,12 +14,13 @@ out=${2:-$root/runs/onnx_import}
 epochs=${EPOCHS:-10}
 seed=${SEED:-0}
 threads=${THREADS:-2}
+torch_threads=${TORCH_THREADS:-1}
 python=/usr/bin/python3
 mkdir -p "$out"
 
 echo "== torch $("$python" -c 'import torch; print(torch.__version__)'): LeNet-300-100, $epochs epochs of Adam"
-OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "$python" "$root/bench/torch_lenet300_onnx.py" \
-  --out "$out" --epochs "$epochs" --seed "$seed" --threads "$threads" | tee "$out/torch.json"
+OMP_NUM_THREADS=$torch_threads OPENBLAS_NUM_THREADS=$torch_threads "$python" "$root/bench/torch_lenet300_onnx.py" \
+  --out "$out" --epochs "$epochs" --seed "$seed" --threads "$torch_threads" | tee "$out/torch.json"
 
 echo "== pare import"
 "$pare" import "$out/model.onnx" -o "$out/lenet300.pare"

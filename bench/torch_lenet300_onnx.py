@@ -51,7 +51,7 @@ def main():
     ap.add_argument("--batch", type=int, default=60)
     ap.add_argument("--lr", type=float, default=1.2e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--opset", type=int, default=13)
     ap.add_argument("--data-dir", default=os.environ.get("FMNIST_DIR", DEFAULT_FMNIST_DIR))
     a = ap.parse_args()
