@@ -18,6 +18,7 @@
 #include "pare/io/onnx.h"
 #include "pare/data/batcher.h"
 #include "pare/io/pare_model.h"
+#include "pare/train/codebook_finetune.h"
 #include "pare/train/qat.h"
 #include "pare/train/trainer.h"
 
@@ -85,6 +86,21 @@ FormatCommands::FormatCommands(CLI::App& app) {
                         "the least lossy storage (float, int8, 8..2-bit sharing) that fits this many bytes");
   compress_->add_option("--max-accuracy-drop", max_accuracy_drop_,
                         "choose the smallest storage whose test accuracy on --data is at most this many points below the model's");
+  compress_->add_option("--finetune-epochs", finetune_epochs_,
+                        "with --share-bits: codebook fine-tuning for this many epochs on the training set of --data (each weight keeps its centroid, each centroid trains on the summed gradients of its weights, biases train, pruned weights stay zero); the recipe flags (--lr, --batch, --optimizer, --schedule, --seed, ...) apply to it")
+      ->capture_default_str();
+  {
+    // The training recipe's flags, for the fine-tuning only. --finetune-epochs
+    // counts the passes; no run directory, so no checkpoints; the layers run
+    // dense while the centroids train.
+    CLI::Option_group* recipe = compress_->add_option_group(
+        "codebook fine-tuning", "with --finetune-epochs: the training recipe of the fine-tuning");
+    finetune_.optimizer.lr = 1e-4f;
+    add_recipe_options(recipe, finetune_);
+    for (const char* name : {"--epochs", "--checkpoint-every", "--sparse"})
+      recipe->remove_option(recipe->get_option(name));
+    for (const CLI::Option* o : recipe->get_options()) finetune_options_.push_back(o);
+  }
   add_data_options(compress_, data_);
   compress_->add_flag("--json", json_, "print JSON");
 
@@ -191,6 +207,61 @@ void print_table(const json& d) {
                    d["ratio"].get<double>());
 }
 
+// Codebook fine-tuning (train/codebook_finetune.h) of the shared tensors of
+// `f`: their indices and presence stay, their codebooks become the tuned ones,
+// and every other tensor (the biases) is rewritten from the tuned model.
+// Returns what META records about it.
+json finetune_codebooks(nn::Model& model, format::File& f, const DataOptions& data_options,
+                        train::TrainConfig cfg, int64_t epochs, bool quiet) {
+  data::TrainTest d = load_data(data_options, cfg.seed, nullptr);
+  standardize_for(model, d);
+  cfg.epochs = epochs;
+  std::vector<train::SharedWeight> shared;
+  for (const format::Tensor& t : f.tensors)
+    if (t.quant.kind == format::QuantKind::codebook)
+      shared.push_back({.name = t.name, .index = t.values, .present = t.present, .centroids = t.quant.centroids});
+  // The shared model before tuning, for the report.
+  for (const train::SharedWeight& s : shared) {
+    nn::Parameter* p = model.find(s.name);
+    train::tie_weights(p->numel(), p->value().f32(), s.index.data(), s.present.empty() ? nullptr : s.present.data(),
+                       s.centroids.data());
+  }
+  const train::EvalResult train_before = train::evaluate(model, d.train, 1000);
+  const train::EvalResult before = d.test.size() ? train::evaluate(model, d.test, 1000) : train::EvalResult{};
+  Progress progress(!quiet);
+  const train::TrainResult r = train::codebook_finetune(
+      model, shared, d.train, d.test, cfg,
+      epoch_printer(progress, epochs, /*as_json=*/false, quiet, model.spec().loss == "bce_with_logits"));
+  progress.finish();
+  const format::File tuned = io::to_file(model, "{}");
+  size_t next = 0;
+  for (size_t i = 0; i < f.tensors.size(); ++i) {
+    format::Tensor& t = f.tensors[i];
+    PARE_CHECK(t.name == tuned.tensors[i].name, "tensor order changed: ", t.name);
+    if (t.quant.kind == format::QuantKind::codebook)
+      t.quant.centroids = shared[next++].centroids;
+    else
+      t = tuned.tensors[i];
+  }
+  const train::EvalResult train_after = train::evaluate(model, d.train, 1000);
+  if (!quiet)
+    std::cout << "codebook fine-tuning: " << epochs << " epochs, " << r.steps << " steps, training-set loss "
+              << fmt("%.4f", train_before.loss) << " -> " << fmt("%.4f", train_after.loss)
+              << (d.test.size() ? ", test accuracy " + fmt("%.2f%%", 100 * before.accuracy) + " -> " +
+                                      fmt("%.2f%%", 100 * r.final_test.accuracy)
+                                : std::string())
+              << " (" << fmt("%.1f s", r.seconds) << ")\n";
+  json record{{"epochs", epochs}, {"batch", cfg.batch}, {"optimizer", cfg.optimizer.name},
+              {"lr", cfg.optimizer.lr}, {"schedule", cfg.schedule.name}, {"seed", cfg.seed},
+              {"steps", r.steps}, {"train_loss_before", train_before.loss}, {"train_loss", train_after.loss},
+              {"seconds", r.seconds}};
+  if (d.test.size()) {
+    record["test_accuracy_before"] = before.accuracy;
+    record["test_accuracy"] = r.final_test.accuracy;
+  }
+  return record;
+}
+
 }  // namespace
 
 int FormatCommands::run_compress() {
@@ -198,6 +269,16 @@ int FormatCommands::run_compress() {
   if (share_bits_ != 0 && int8_) fail("pare compress: choose one of --share-bits and --int8");
   if (share_bits_ != 0 && (share_bits_ < 1 || share_bits_ > 8))
     fail("--share-bits ", share_bits_, ": the codebook index takes 1 to 8 bits");
+  for (const CLI::Option* o : finetune_options_)
+    if (o->count() && finetune_epochs_ == 0)
+      fail(o->get_name(false, true), " is a codebook fine-tuning setting: it goes with --finetune-epochs N");
+  if (compress_->count("--finetune-epochs")) {
+    if (finetune_epochs_ < 1) fail("--finetune-epochs must be at least 1, got ", finetune_epochs_);
+    if (share_bits_ == 0)
+      fail("--finetune-epochs trains the codebooks of weight sharing: give --share-bits K (not --int8, --max-bytes or --max-accuracy-drop)");
+    if (!compress_->count("--data"))
+      fail("--finetune-epochs trains on data: give the training set with --data (e.g. --data fashion-mnist)");
+  }
   auto model = load_any_model(from_);
   if (max_bytes_ != 0 || max_accuracy_drop_ >= 0) {
     if (share_bits_ || int8_) fail("--max-bytes / --max-accuracy-drop choose the storage themselves: drop --int8 / --share-bits");
@@ -258,6 +339,10 @@ int FormatCommands::run_compress() {
     if (t.dims.size() < 2) continue;
     if (share_bits_) io::share_weights(t, share_bits_);
     if (int8_) io::quantize_s8_per_channel(t);
+  }
+  if (finetune_epochs_ > 0) {
+    meta["codebook_finetune"] = finetune_codebooks(*model, f, data_, finetune_, finetune_epochs_, json_);
+    f.meta_json = meta.dump();
   }
   format::WriteOptions options;
   options.allow_zstd = !no_zstd_;

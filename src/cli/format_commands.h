@@ -61,6 +61,11 @@ class FormatCommands {
   int64_t max_bytes_ = 0;            // 0: no byte budget
   double max_accuracy_drop_ = -1;    // < 0: no accuracy budget
   int choose_storage(nn::Model& model);  // --max-bytes / --max-accuracy-drop
+  // --finetune-epochs: codebook fine-tuning of --share-bits (train/codebook_finetune.h)
+  // with the training recipe flags (add_recipe_options), which are refused without it.
+  int64_t finetune_epochs_ = 0;  // 0: none
+  train::TrainConfig finetune_;  // a fine-tune's small step: Adam at 1e-4 unless --lr
+  std::vector<const CLI::Option*> finetune_options_;
   DataOptions data_;
 };
 
