@@ -8,7 +8,8 @@
 #   cnn         conv2d (with and without bias, padded, strided), maxpool, avgpool, tanh, sigmoid, flatten,
 #               dropout, linear
 # Each is exported as a float graph, checked by the onnx checker, run in onnxruntime (graph optimizations off
-# and on, whole test set and batches of 7) and compared with `pare eval --save-outputs`: max |diff| <= 1e-4.
+# and on, whole test set and batches of 7) and compared with `pare eval --save-outputs`: max |diff| <= 1e-4;
+# and imported back with `pare import`, it gives the same outputs (max |diff| <= 1e-5).
 # Then mlp, mlp_pruned and cnn are written as int8 .pare files (pare compress --int8 --calibrate), exported
 # in QDQ form and compared with `pare eval --int8 --save-outputs`: max |diff| <= one step of an 8-bit grid
 # over the logits' range (onnx_ort.py tolerance_int8), argmax agreement >= 99 %, and with ORT's graph
@@ -62,6 +63,20 @@ for name in mlp mlp_pruned mlp_act cnn; do
     --save-outputs "$run/$name.pare_out.npy" >/dev/null
   "$py" "$here/onnx_ort.py" check float "$run/$name.onnx" "$run/${data}_test_x.npy" \
     "$run/$name.pare_out.npy" "${ops[$name]}" || status=1
+  # Round trip: the export imported back is the same network: the same outputs up to summation order (the
+  # pruned model runs sparse kernels, its import dense ones).
+  "$pare" import "$run/$name.onnx" -o "$run/$name.rt.pare" >/dev/null
+  "$pare" eval "$run/$name.rt.pare" --data "$run/${data}_test_x.npy" --labels "$run/${data}_test_y.npy" \
+    --save-outputs "$run/$name.rt_out.npy" >/dev/null
+  "$py" - "$run/$name.pare_out.npy" "$run/$name.rt_out.npy" <<'PY' || status=1
+import sys
+import numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+d = float(np.abs(a - b).max()) if a.shape == b.shape else float("inf")
+print(f"  pare import of the export: max|diff| {d:.3g} against the model exported")
+if not d <= 1e-5:
+    sys.exit(f"FAIL: the imported export differs from the model ({a.shape} vs {b.shape}, max diff {d})")
+PY
 done
 
 for name in mlp mlp_pruned cnn; do
