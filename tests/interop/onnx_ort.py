@@ -3,10 +3,11 @@
 Usage:
   onnx_ort.py data RUN_DIR
       writes RUN_DIR/{mlp,cnn}_{train,test}_{x,y}.npy and the model specs mlp.json, mlp_act.json, cnn.json
-  onnx_ort.py check float|int8 MODEL.onnx X.npy PARE_OUT.npy [OP,OP,...]
+  onnx_ort.py check float|w8|int8 MODEL.onnx X.npy PARE_OUT.npy [OP,OP,...]
       checks the graph (and that it holds the listed ops) (onnx checker, IR/opset, names, symbolic batch, QDQ structure for int8), runs it in
       onnxruntime with graph optimizations off and on, and compares with pare's outputs:
         float: max |ort - pare| <= 1e-4
+        w8:    (s8 weights behind DequantizeLinear, float activations) max |ort - pare| <= 1e-4
         int8:  max |ort - pare| <= one output step (see tolerance_int8) and argmax agreement >= 99 %; with
                ORT's graph optimizations off (the QDQ graph as written) also >= 99 % of outputs within 1e-4
 """
@@ -110,16 +111,20 @@ def check_graph(path, mode, required_ops):
     missing = set(required_ops) - set(ops)
     if missing:
         fail(f"{path}: no {sorted(missing)} node (nodes: {counts})")
-    if mode == "int8":
+    if mode in ("int8", "w8"):
         # QDQ: every Gemm/MatMul/Conv takes its weight from a DequantizeLinear of an s8 initializer with one scale
-        # per output channel (axis 0), and its activation input from a DequantizeLinear(QuantizeLinear(...)).
+        # per output channel (axis 0), and (int8) its activation input from a DequantizeLinear(QuantizeLinear(...))
+        # or (w8, weights-only int8) a float activation.
         producer = {o: n for n in g.node for o in n.output}
         linear = [n for n in g.node if n.op_type in ("Gemm", "MatMul", "Conv")]
         if not linear:
             fail(f"{path}: no Gemm/MatMul/Conv node")
         for n in linear:
             act, wt = producer.get(n.input[0]), producer.get(n.input[1])
-            if act is None or act.op_type != "DequantizeLinear" or producer.get(act.input[0]) is None \
+            if mode == "w8":
+                if act is not None and act.op_type == "DequantizeLinear":
+                    fail(f"{path}: {n.op_type} {n.name}: a quantized activation in a weights-only export")
+            elif act is None or act.op_type != "DequantizeLinear" or producer.get(act.input[0]) is None \
                     or producer[act.input[0]].op_type != "QuantizeLinear":
                 fail(f"{path}: {n.op_type} {n.name}: activation input is not DequantizeLinear(QuantizeLinear(.))")
             if wt is None or wt.op_type != "DequantizeLinear" or wt.input[0] not in inits:
@@ -145,6 +150,8 @@ def check_graph(path, mode, required_ops):
         bad = [op for op in ops if op in ("QuantizeLinear", "DequantizeLinear")]
         if bad:
             fail(f"{path}: float export has {bad}")
+    if mode == "w8" and "QuantizeLinear" in ops:
+        fail(f"{path}: weights-only int8 export has QuantizeLinear")
     print(f"  {os.path.basename(path)}: onnx {onnx.__version__} checker ok (full_check), IR {m.ir_version}, "
           f"opset {opsets.get('ai.onnx')}, nodes {counts}")
 
@@ -182,7 +189,7 @@ def check(mode, path, x_path, pare_path, required_ops=""):
     if ref.dtype != np.float32 or ref.ndim != 2 or ref.shape[0] != x.shape[0]:
         fail(f"{pare_path}: pare eval --save-outputs wrote {ref.dtype} {ref.shape}, expected float32 "
              f"({x.shape[0]}, classes)")
-    tol = FLOAT_TOL if mode == "float" else tolerance_int8(ref)
+    tol = tolerance_int8(ref) if mode == "int8" else FLOAT_TOL
     ok = True
     for optimize in (False, True):
         for batch in (None, 7):  # the whole test set at once, and in batches of 7 (the batch dim is symbolic)
@@ -191,7 +198,7 @@ def check(mode, path, x_path, pare_path, required_ops=""):
                 fail(f"{name}: onnxruntime output {out.shape}, pare {ref.shape}")
             diff = np.abs(out.astype(np.float64) - ref)
             agree = float(np.mean(out.argmax(1) == ref.argmax(1)))
-            good = diff.max() <= tol and (mode == "float" or agree >= ARGMAX_MIN)
+            good = diff.max() <= tol and (mode != "int8" or agree >= ARGMAX_MIN)
             if mode == "int8" and not optimize:
                 # Without graph optimizations ORT runs the QDQ graph as written: float DequantizeLinear of the
                 # same u8/s8 values, a float product. pare's integer product is that computation exactly (up to
@@ -209,7 +216,7 @@ def check(mode, path, x_path, pare_path, required_ops=""):
 def main():
     if len(sys.argv) >= 3 and sys.argv[1] == "data":
         make_data(sys.argv[2])
-    elif len(sys.argv) in (6, 7) and sys.argv[1] == "check" and sys.argv[2] in ("float", "int8"):
+    elif len(sys.argv) in (6, 7) and sys.argv[1] == "check" and sys.argv[2] in ("float", "w8", "int8"):
         check(*sys.argv[2:])
     else:
         sys.exit(__doc__)

@@ -13,7 +13,8 @@
 # Then mlp, mlp_pruned and cnn are written as int8 .pare files (pare compress --int8 --calibrate), exported
 # in QDQ form and compared with `pare eval --int8 --save-outputs`: max |diff| <= one step of an 8-bit grid
 # over the logits' range (onnx_ort.py tolerance_int8), argmax agreement >= 99 %, and with ORT's graph
-# optimizations off (the QDQ graph run as written) >= 99 % of the outputs within 1e-4.
+# optimizations off (the QDQ graph run as written) >= 99 % of the outputs within 1e-4. mlp and cnn with int8
+# weights only (no --calibrate) export s8 weights behind DequantizeLinear and float activations: within 1e-4.
 #
 # onnxruntime, onnx and numpy go into a venv under WORK_DIR that sees Debian's python3 packages (created once,
 # reused while it imports them).
@@ -77,6 +78,18 @@ print(f"  pare import of the export: max|diff| {d:.3g} against the model exporte
 if not d <= 1e-5:
     sys.exit(f"FAIL: the imported export differs from the model ({a.shape} vs {b.shape}, max diff {d})")
 PY
+done
+
+# Weights-only int8 (pare compress --int8 without --calibrate): s8 weights behind DequantizeLinear, float
+# activations; pare eval runs the dequantized weights in float, so the float tolerance holds.
+for name in mlp cnn; do
+  echo "$name (int8 weights, float activations):"
+  "$pare" compress "$run/$name/model.bin" -o "$run/${name}_w8.pare" --int8 >/dev/null
+  "$pare" export "$run/${name}_w8.pare" --format onnx -o "$run/${name}_w8.onnx" >/dev/null
+  "$pare" eval "$run/${name}_w8.pare" --data "$run/${name}_test_x.npy" --labels "$run/${name}_test_y.npy" \
+    --save-outputs "$run/${name}_w8.pare_out.npy" >/dev/null
+  "$py" "$here/onnx_ort.py" check w8 "$run/${name}_w8.onnx" "$run/${name}_test_x.npy" \
+    "$run/${name}_w8.pare_out.npy" "${ops[$name]},DequantizeLinear" || status=1
 done
 
 for name in mlp mlp_pruned cnn; do
