@@ -3,11 +3,14 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "pare/base/file.h"
+#include "pare/codegen/emit_c.h"
+#include "pare/codegen/program.h"
 #include "pare/cli/common.h"
 #include "pare/format/pare_file.h"
 #include "pare/format/safetensors.h"
@@ -109,7 +112,20 @@ FormatCommands::FormatCommands(CLI::App& app) {
   export_->add_option("--format", export_format_, "safetensors | onnx")
       ->check(CLI::IsMember({"safetensors", "onnx"}))
       ->capture_default_str();
-  export_->add_option("-o,--out", out_, "the file to write")->required();
+  export_->add_option("-o,--out", out_, "the file to write (with --target c: the directory)")->required();
+  export_->add_option("--target", export_target_,
+                      "c: the int8 .pare file as C99 for a microcontroller (model.h, model.c, pare_runtime.h/.c; docs/mcu.md)")
+      ->check(CLI::IsMember({"c"}));
+  export_->add_option("--sparse", export_sparse_,
+                      "with --target c: linear layers in CSR: auto (when smaller) | on | off")
+      ->capture_default_str();
+  add_data_options(export_, export_data_);
+  export_->add_option("--calibration-samples", calibration_samples_,
+                      "with --target c and --data: training samples that calibrate the output grid when the file has none")
+      ->capture_default_str();
+  export_->add_option("--test-vectors", test_vectors_,
+                      "with --target c and --data: also write pare_test_vectors.h, this many test samples quantized with pare's outputs for them (a device harness compares byte for byte)")
+      ->capture_default_str();
   export_->add_flag("--json", json_, "print JSON");
 
   import_ = app.add_subcommand("import", "read an ONNX model (a float MLP or CNN, e.g. from torch.onnx.export) as a .pare file pare can evaluate, prune, fine-tune and compress");
@@ -415,6 +431,7 @@ int FormatCommands::choose_storage(nn::Model& model) {
 }
 
 int FormatCommands::run_export() {
+  if (!export_target_.empty()) return run_export_c();
   if (export_format_ == "onnx") {
     // From a .pare file as it is (int8 weights stay int8); a model.bin as its float .pare form.
     const format::File file = io::is_pare_path(from_) ? format::read_file(from_)
@@ -441,6 +458,88 @@ int FormatCommands::run_export() {
   write_file_atomic(out_, bytes);
   std::cout << "wrote " << out_ << " (" << bytes.size() << " bytes, " << model->parameters().size()
             << " parameters)\n";
+  return 0;
+}
+
+namespace {
+bool file_has_output_grid(const format::File& file) {
+  const json meta = json::parse(file.meta_json.empty() ? "{}" : file.meta_json, nullptr, false);
+  return meta.is_object() && meta.contains("activations") && meta["activations"].is_object() &&
+         meta["activations"].contains("output");
+}
+}  // namespace
+
+int FormatCommands::run_export_c() {
+  if (export_->count("--format")) fail("pare export: --target c and --format are alternatives");
+  if (!io::is_pare_path(from_))
+    fail("pare export --target c reads an int8 .pare file (pare compress --int8 --calibrate), got ", from_);
+  format::File file = format::read_file(from_);
+  codegen::PlanOptions options;
+  options.sparse = export_sparse_;
+  if (test_vectors_ < 0) fail("--test-vectors must be at least 0, got ", test_vectors_);
+  if (test_vectors_ > 0 && export_data_.data.empty()) fail("--test-vectors needs --data (its test samples)");
+  std::optional<data::TrainTest> d;
+  std::unique_ptr<nn::Model> model;
+  if (!export_data_.data.empty()) {
+    model = io::from_file(file, from_);
+    d = load_data(export_data_, 0, nullptr);
+    standardize_for(*model, *d);
+  }
+  if (d && !file_has_output_grid(file)) {
+    // The output's grid, when the file was written without one.
+    const int64_t n = std::min<int64_t>(calibration_samples_, d->train.size());
+    if (n < 1) fail("--calibration-samples must be at least 1");
+    data::Batcher batcher(d->train, n, /*shuffle=*/false);
+    Rng order(0);
+    batcher.start_epoch(order);
+    Tensor x, y;
+    batcher.next(x, y);
+    const io::ActivationGrid g = codegen::calibrate_output(*model, x.f32(), x.dim(0));
+    options.output = codegen::grid_from_u8(g.scale, g.zero_point);
+  }
+  const codegen::Program program = codegen::plan(file, from_, options);
+  std::vector<codegen::SourceFile> files = codegen::emit_c(program);
+  if (test_vectors_ > 0) {
+    const data::Dataset& set = d->test.size() > 0 ? d->test : d->train;
+    const int64_t n = std::min<int64_t>(test_vectors_, set.size());
+    data::Batcher batcher(set, n, /*shuffle=*/false);
+    Rng order(0);
+    batcher.start_epoch(order);
+    Tensor x, y;
+    batcher.next(x, y);
+    if (x.numel() != n * program.input_size) fail("--data: samples of ", x.numel() / n, " values, the model takes ", program.input_size);
+    std::vector<int8_t> q(static_cast<size_t>(x.numel()));
+    for (int64_t i = 0; i < n; ++i)
+      codegen::quantize_input(program, x.f32() + i * program.input_size, q.data() + i * program.input_size,
+                              /*standardized=*/true);
+    std::vector<int32_t> labels;
+    if (y.dtype() == DType::i32) labels.assign(y.data<int32_t>(), y.data<int32_t>() + n);
+    files.push_back(codegen::emit_test_vectors(program, q, labels));
+  }
+  std::filesystem::create_directories(out_);
+  int64_t bytes = 0;
+  for (const codegen::SourceFile& f : files) {
+    write_file_atomic((std::filesystem::path(out_) / f.name).string(), f.text);
+    bytes += static_cast<int64_t>(f.text.size());
+  }
+  json ops = json::array();
+  for (const codegen::Op& op : program.ops)
+    ops.push_back({{"layer", op.layer}, {"kernel", codegen::op_kind_name(op.kind)}, {"macs", op.macs},
+                   {"constant_bytes", op.constant_bytes()}});
+  if (json_) {
+    std::cout << json{{"out", out_}, {"arena_bytes", program.arena_bytes},
+                      {"constant_bytes", program.constant_bytes()}, {"macs", program.macs()},
+                      {"input_size", program.input_size}, {"output_size", program.output_size}, {"ops", ops}}
+                     .dump()
+              << std::endl;
+  } else {
+    std::cout << "wrote " << out_ << "/{model.h, model.c, pare_runtime.h, pare_runtime.c} (" << bytes
+              << " bytes of C): arena " << program.arena_bytes << " bytes, constants " << program.constant_bytes()
+              << " bytes, " << program.macs() << " MACs per inference\n";
+    for (const codegen::Op& op : program.ops)
+      std::cout << "  " << op.layer << ": " << codegen::op_kind_name(op.kind) << ", " << op.macs << " MACs, "
+                << op.constant_bytes() << " bytes\n";
+  }
   return 0;
 }
 

@@ -35,6 +35,7 @@ class FormatCommands {
   int run_inspect();
   int run_export();
   int run_import();
+  int run_export_c();
   int run_delta();
   int run_apply();
 
@@ -46,6 +47,10 @@ class FormatCommands {
   CLI::App* apply_ = nullptr;
   std::string base_, tuned_;
   std::string export_format_ = "safetensors";
+  std::string export_target_;           // "c": pare export --target c
+  std::string export_sparse_ = "auto";  // --target c: CSR linear layers
+  DataOptions export_data_;
+  int64_t test_vectors_ = 0;            // --target c: pare_test_vectors.h samples
   std::string from_, out_, file_;
   bool no_zstd_ = false, json_ = false;
   int share_bits_ = 0;     // 0: no weight sharing

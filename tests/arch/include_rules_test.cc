@@ -31,12 +31,13 @@ const std::map<std::string, std::set<std::string>>& allowed_includes() {
       {"optim", {"nn", "autograd", "base", "kernels", "tensor"}},
       {"prune", {"nn", "autograd", "base", "kernels", "tensor"}},
       {"io", {"nn", "format", "autograd", "base", "kernels", "tensor"}},
+      {"codegen", {"io", "nn", "format", "autograd", "base", "kernels", "tensor"}},
       {"train", {"optim", "prune", "nn", "autograd", "data", "base", "kernels", "tensor"}},
       {"experiments",
        {"train", "optim", "prune", "nn", "autograd", "data", "base", "kernels", "tensor"}},
       {"cli",
        {"base", "format", "kernels", "tensor", "data", "autograd", "nn", "optim", "prune", "io",
-        "train", "experiments"}},
+        "codegen", "train", "experiments"}},
   };
   return table;
 }

@@ -1,0 +1,133 @@
+/* pare's integer-only inference kernels: see pare_runtime.h for the
+ * arithmetic. Plain C99; every loop keeps the written order. */
+#include "pare_runtime.h"
+
+/* pare-kernel: dense */
+void pare_dense_s8(const int8_t *x, int32_t x_zp, const int8_t *w, const int32_t *bias,
+                   const int32_t *mult, const int8_t *shift, pare_out_grid out, int32_t rows,
+                   int32_t cols, int8_t *y) {
+  int32_t r, i;
+  for (r = 0; r < rows; ++r) {
+    const int8_t *wr = w + (size_t)r * (size_t)cols;
+    int32_t acc = bias ? bias[r] : 0;
+    for (i = 0; i < cols; ++i) acc += ((int32_t)x[i] - x_zp) * (int32_t)wr[i];
+    y[r] = pare_clamp_s8(out.y_zp + pare_requantize(acc, mult[r], shift[r]), out.y_min, out.y_max);
+  }
+}
+/* pare-kernel-end */
+
+/* pare-kernel: csr */
+void pare_csr_s8(const int8_t *x, int32_t x_zp, const uint16_t *row_ptr, const uint16_t *col,
+                 const int8_t *val, const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                 pare_out_grid out, int32_t rows, int8_t *y) {
+  int32_t r, p;
+  for (r = 0; r < rows; ++r) {
+    int32_t acc = bias ? bias[r] : 0;
+    for (p = row_ptr[r]; p < (int32_t)row_ptr[r + 1]; ++p)
+      acc += ((int32_t)x[col[p]] - x_zp) * (int32_t)val[p];
+    y[r] = pare_clamp_s8(out.y_zp + pare_requantize(acc, mult[r], shift[r]), out.y_min, out.y_max);
+  }
+}
+/* pare-kernel-end */
+
+/* pare-kernel: conv2d */
+void pare_conv2d_s8(const int8_t *x, int32_t x_zp, int32_t c, int32_t h, int32_t w,
+                    const int8_t *wt, const int32_t *bias, const int32_t *mult,
+                    const int8_t *shift, pare_out_grid out, int32_t oc, int32_t k,
+                    int32_t stride, int32_t pad, int32_t circular, int8_t *y) {
+  const int32_t oh = circular ? h : (h + 2 * pad - k) / stride + 1;
+  const int32_t ow = circular ? w : (w + 2 * pad - k) / stride + 1;
+  int32_t o, oy, ox, ci, ky, kx;
+  for (o = 0; o < oc; ++o) {
+    const int8_t *wo = wt + (size_t)o * (size_t)(c * k * k);
+    for (oy = 0; oy < oh; ++oy) {
+      for (ox = 0; ox < ow; ++ox) {
+        int32_t acc = bias ? bias[o] : 0;
+        for (ci = 0; ci < c; ++ci) {
+          const int8_t *xc = x + (size_t)ci * (size_t)(h * w);
+          const int8_t *wc = wo + ci * k * k;
+          for (ky = 0; ky < k; ++ky) {
+            int32_t iy = oy * stride + ky - pad;
+            if (circular) {
+              iy = (iy % h + h) % h;
+            } else if (iy < 0 || iy >= h) {
+              continue;
+            }
+            for (kx = 0; kx < k; ++kx) {
+              int32_t ix = ox * stride + kx - pad;
+              if (circular) {
+                ix = (ix % w + w) % w;
+              } else if (ix < 0 || ix >= w) {
+                continue;
+              }
+              acc += ((int32_t)xc[iy * w + ix] - x_zp) * (int32_t)wc[ky * k + kx];
+            }
+          }
+        }
+        y[((size_t)o * (size_t)oh + (size_t)oy) * (size_t)ow + (size_t)ox] =
+            pare_clamp_s8(out.y_zp + pare_requantize(acc, mult[o], shift[o]), out.y_min, out.y_max);
+      }
+    }
+  }
+}
+/* pare-kernel-end */
+
+/* pare-kernel: maxpool */
+void pare_maxpool_s8(const int8_t *x, int32_t c, int32_t h, int32_t w, int32_t k,
+                     int32_t stride, int8_t *y) {
+  const int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
+  int32_t ci, oy, ox, ky, kx;
+  for (ci = 0; ci < c; ++ci) {
+    const int8_t *xc = x + (size_t)ci * (size_t)(h * w);
+    for (oy = 0; oy < oh; ++oy) {
+      for (ox = 0; ox < ow; ++ox) {
+        int8_t m = xc[oy * stride * w + ox * stride];
+        for (ky = 0; ky < k; ++ky)
+          for (kx = 0; kx < k; ++kx) {
+            const int8_t v = xc[(oy * stride + ky) * w + ox * stride + kx];
+            if (v > m) m = v;
+          }
+        y[((size_t)ci * (size_t)oh + (size_t)oy) * (size_t)ow + (size_t)ox] = m;
+      }
+    }
+  }
+}
+/* pare-kernel-end */
+
+/* pare-kernel: avgpool */
+void pare_avgpool_s8(const int8_t *x, int32_t c, int32_t h, int32_t w, int32_t k,
+                     int32_t stride, int8_t *y) {
+  const int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1, n = k * k;
+  int32_t ci, oy, ox, ky, kx;
+  for (ci = 0; ci < c; ++ci) {
+    const int8_t *xc = x + (size_t)ci * (size_t)(h * w);
+    for (oy = 0; oy < oh; ++oy) {
+      for (ox = 0; ox < ow; ++ox) {
+        int32_t s = 0;
+        for (ky = 0; ky < k; ++ky)
+          for (kx = 0; kx < k; ++kx) s += xc[(oy * stride + ky) * w + ox * stride + kx];
+        /* C99 division truncates toward zero: adding half of n away from
+         * zero first rounds half away from zero. */
+        y[((size_t)ci * (size_t)oh + (size_t)oy) * (size_t)ow + (size_t)ox] =
+            (int8_t)(s >= 0 ? (s + n / 2) / n : (s - n / 2) / n);
+      }
+    }
+  }
+}
+/* pare-kernel-end */
+
+/* pare-kernel: relu */
+void pare_relu_s8(const int8_t *x, int32_t zp, int32_t n, int8_t *y) {
+  int32_t i;
+  for (i = 0; i < n; ++i) y[i] = x[i] < zp ? (int8_t)zp : x[i];
+}
+/* pare-kernel-end */
+
+/* pare-kernel: argmax */
+int32_t pare_argmax_s8(const int8_t *x, int32_t n) {
+  int32_t i, best = 0;
+  for (i = 1; i < n; ++i)
+    if (x[i] > x[best]) best = i;
+  return best;
+}
+/* pare-kernel-end */
