@@ -59,6 +59,11 @@ def models():
             x = nn.functional.max_pool2d(torch.sigmoid(self.c2(torch.tanh(self.c1(x)))), 2)
             return self.fc(x.view(x.size(0), -1))
 
+    def cnn_bn():
+        # BatchNorm2d after a conv: torch.onnx.export of the eval-mode net folds it into the Conv's weights.
+        return nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(96, 3))
+
     # name: (data set, constructor or the name of a net trained before, the exported module around it or None)
     return {
         "mlp": ("vec", mlp, None),
@@ -67,6 +72,7 @@ def models():
         "mlp_softmax": ("vec", "mlp", lambda m: nn.Sequential(m, nn.Softmax(dim=1))),
         "cnn": ("img", cnn, None),
         "cnn_view": ("img", ViewCNN, None),
+        "cnn_bn": ("img", cnn_bn, None),
     }
 
 
@@ -147,7 +153,10 @@ EXPECTED_OPS = {
     "mlp_softmax": {"Gemm", "Relu", "Softmax"},
     "cnn": {"Conv", "Relu", "MaxPool", "AveragePool", "Flatten", "Gemm"},
     "cnn_view": {"Conv", "Tanh", "Sigmoid", "MaxPool", "Shape", "Gather", "Reshape", "Gemm"},
+    "cnn_bn": {"Conv", "Relu", "MaxPool", "Flatten", "Gemm"},
 }
+# Ops an export must not hold (cnn_bn: the BatchNormalization is folded).
+ABSENT_OPS = {"cnn_bn": {"BatchNormalization"}}
 
 
 def make(out):
@@ -186,6 +195,8 @@ def make(out):
                   f"{100 * np.mean(logits.argmax(1) == yt):.1f}%, ops {' '.join(ops)}")
             if not EXPECTED_OPS[name] <= set(ops):
                 sys.exit(f"FAIL: {path} lacks {EXPECTED_OPS[name] - set(ops)}: the test does not cover them")
+            if ABSENT_OPS.get(name, set()) & set(ops):
+                sys.exit(f"FAIL: {path} holds {ABSENT_OPS[name] & set(ops)}: torch did not fold it")
     bad = nn.Sequential(nn.Linear(12, 8), nn.LeakyReLU(0.1), nn.Linear(8, 4)).eval()
     export(bad, torch.zeros(2, 12), f"{out}/bad_leakyrelu.onnx", 13)
 

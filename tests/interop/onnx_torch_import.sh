@@ -2,7 +2,7 @@
 # Interop test: `pare import` reads what torch.onnx.export writes (Debian's python3-torch 1.13, opsets 13
 # and 14), and the imported model is a pare model like any other.
 #
-# onnx_torch_import.py trains four small torch nets on synthetic data and exports them:
+# onnx_torch_import.py trains five small torch nets on synthetic data and exports them:
 #   mlp          Linear/ReLU/Dropout                 -> Gemm, Relu
 #   mlp_matmul   x @ W + b written out                -> MatMul, Add, Relu
 #   mlp_softmax  mlp with a Softmax at the end (13)   -> Gemm, Relu, Softmax (pare drops the Softmax)
@@ -10,6 +10,8 @@
 #                                                     -> Conv, Relu, MaxPool, Pad (zeros), AveragePool, Flatten, Gemm
 #   cnn_view     strided Conv2d without bias, Tanh, Sigmoid, MaxPool2d, x.view(x.size(0), -1), Linear
 #                                                     -> Conv, Tanh, Sigmoid, MaxPool, Shape/Gather/.../Reshape, Gemm
+#   cnn_bn       Conv2d, BatchNorm2d, ReLU, MaxPool2d, Flatten, Linear
+#                                                     -> Conv (the batch norm folded in), Relu, MaxPool, Flatten, Gemm
 # Each export is imported with `pare import`, evaluated with `pare eval --save-outputs` and compared with
 # torch's logits on the same test inputs: max |diff| <= 1e-4. Then the imported mlp and cnn go through
 # `pare prune --from ... --sparsity 0.5` (the pruned model has half its weights zero and keeps its accuracy)
@@ -35,7 +37,7 @@ fi
 
 status=0
 for onnx in mlp_op13 mlp_op14 mlp_matmul_op13 mlp_matmul_op14 mlp_softmax_op13 cnn_op13 cnn_op14 cnn_view_op13 \
-  cnn_view_op14; do
+  cnn_view_op14 cnn_bn_op13 cnn_bn_op14; do
   name=${onnx%_op1?}
   case $name in cnn*) data=img ;; *) data=vec ;; esac
   echo "$onnx.onnx:"
