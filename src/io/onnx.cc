@@ -5,6 +5,7 @@
 #include <onnx/onnx_pb.h>
 #include <onnx/shape_inference/implementation.h>
 
+#include <cctype>
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -121,13 +122,32 @@ onnx::ModelProto parse_model(std::string_view bytes, const std::string& source) 
   return m;
 }
 
+// Text from a file, fit for a one-line message or a spec name: printable
+// ASCII only, whitespace runs as one space.
+std::string printable(const std::string& text, size_t max_bytes = 400) {
+  std::string out;
+  for (unsigned char ch : text) {
+    if (out.size() >= max_bytes) {
+      out += "...";
+      break;
+    }
+    if (ch == '\n' || ch == '\r' || ch == '\t' || ch == ' ') {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else {
+      out += ch >= 0x20 && ch < 0x7f ? static_cast<char>(ch) : '?';
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
 // The checker alone: libonnx 1.12's shape inference divides by a zero stride
 // (SIGFPE) instead of reporting it, so it runs only on pare's own exports.
 void run_checker(const onnx::ModelProto& m, const std::string& source) {
   try {
     onnx::checker::check_model(m);
   } catch (const std::exception& e) {
-    fail(source, ": the ONNX checker refuses the model: ", e.what());
+    fail(source, ": the ONNX checker refuses the model: ", printable(e.what()));
   }
 }
 
@@ -141,7 +161,7 @@ void check_onnx(std::string_view bytes, const std::string& source) {
                                        /*enable_data_propagation=*/false};
     onnx::shape_inference::InferShapes(m, onnx::OpSchemaRegistry::Instance(), strict);
   } catch (const std::exception& e) {
-    fail(source, ": ONNX shape inference refuses the model: ", e.what());
+    fail(source, ": ONNX shape inference refuses the model: ", printable(e.what()));
   }
 }
 
@@ -453,7 +473,11 @@ class Importer {
     if (spec_.input.size() == 2) fail(source_, ": input \"", in->name(), "\" is 3-D; pare reads 2-D or 4-D inputs");
     cur_ = in->name();
     shape_ = spec_.input;
-    spec_.name = m_.graph().name().empty() ? "imported" : m_.graph().name();
+    // The spec's name: the graph's, in letters, digits, '_', '-' and '.'.
+    std::string name;
+    for (char ch : m_.graph().name().substr(0, 64))
+      name += std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.' ? ch : '_';
+    spec_.name = name.empty() ? "imported" : name;
   }
 
   void add_layer(nn::LayerSpec l) {

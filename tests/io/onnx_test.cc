@@ -379,6 +379,22 @@ TEST(Onnx, RefusesWhatItCannotImportNamingTheNode) {
     t.output("y", {2});
     expect_error([&] { from_onnx(t.bytes(), "ext.onnx"); }, {"external"});
   }
+  {  // a graph that is not sorted: the checker's message comes on one line
+    Graph t({2});
+    t.node("Relu", {"later"}, "y");
+    t.node("Relu", {"input.1"}, "later");
+    t.output("y", {2});
+    expect_error([&] { from_onnx(t.bytes(), "unsorted.onnx"); }, {"unsorted.onnx", "checker"});
+  }
+  {  // a graph name that is not UTF-8 becomes a plain spec name
+    Graph t({2});
+    t.g->set_name(std::string("torch_j\x80t"));
+    t.node("Relu", {"input.1"}, "y");
+    t.output("y", {2});
+    const OnnxImport im = from_onnx(t.bytes(), "name.onnx");
+    EXPECT_EQ(im.model->spec().name, "torch_j_t");
+    EXPECT_NO_THROW(nn::model_spec_to_json(im.model->spec()));
+  }
   {  // a feature dimension without a size
     Graph t({2});
     t.g->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(1)->set_dim_param("n");
