@@ -123,6 +123,8 @@ FormatCommands::FormatCommands(CLI::App& app) {
   export_->add_option("--calibration-samples", calibration_samples_,
                       "with --target c and --data: training samples that calibrate the output grid when the file has none")
       ->capture_default_str();
+  export_->add_flag("--device-cost", device_cost_,
+                    "with --target c: build a minimal Cortex-M0+ firmware around the C and measure flash, RAM and instructions per inference in QEMU; estimate time, energy and inferences per CR2032 (docs/mcu.md); writes DIR/device_cost.json");
   export_->add_option("--test-vectors", test_vectors_,
                       "with --target c and --data: also write pare_test_vectors.h, this many test samples quantized with pare's outputs for them (a device harness compares byte for byte)")
       ->capture_default_str();
@@ -522,16 +524,25 @@ int FormatCommands::run_export_c() {
     write_file_atomic((std::filesystem::path(out_) / f.name).string(), f.text);
     bytes += static_cast<int64_t>(f.text.size());
   }
+  std::optional<codegen::DeviceCost> cost;
+  if (device_cost_) {
+    // Measured on the C just written; model.h then states the figures.
+    cost = codegen::measure_device_cost(out_, (std::filesystem::path(out_) / "device").string());
+    const std::vector<codegen::SourceFile> again = codegen::emit_c(program, &*cost);
+    write_file_atomic((std::filesystem::path(out_) / again[0].name).string(), again[0].text);
+    write_file_atomic((std::filesystem::path(out_) / "device_cost.json").string(), cost->to_json().dump(2) + "\n");
+    std::filesystem::remove_all(std::filesystem::path(out_) / "device");
+  }
   json ops = json::array();
   for (const codegen::Op& op : program.ops)
     ops.push_back({{"layer", op.layer}, {"kernel", codegen::op_kind_name(op.kind)}, {"macs", op.macs},
                    {"constant_bytes", op.constant_bytes()}});
   if (json_) {
-    std::cout << json{{"out", out_}, {"arena_bytes", program.arena_bytes},
+    json j{{"out", out_}, {"arena_bytes", program.arena_bytes},
                       {"constant_bytes", program.constant_bytes()}, {"macs", program.macs()},
-                      {"input_size", program.input_size}, {"output_size", program.output_size}, {"ops", ops}}
-                     .dump()
-              << std::endl;
+                      {"input_size", program.input_size}, {"output_size", program.output_size}, {"ops", ops}};
+    if (cost) j["device_cost"] = cost->to_json();
+    std::cout << j.dump() << std::endl;
   } else {
     std::cout << "wrote " << out_ << "/{model.h, model.c, pare_runtime.h, pare_runtime.c} (" << bytes
               << " bytes of C): arena " << program.arena_bytes << " bytes, constants " << program.constant_bytes()
@@ -539,6 +550,17 @@ int FormatCommands::run_export_c() {
     for (const codegen::Op& op : program.ops)
       std::cout << "  " << op.layer << ": " << codegen::op_kind_name(op.kind) << ", " << op.macs << " MACs, "
                 << op.constant_bytes() << " bytes\n";
+    if (cost)
+      std::cout << "on " << cost->mcu.cpu << " (measured: minimal firmware, " << cost->compiler << " -Os; QEMU "
+                << cost->mcu.qemu_board << "): flash " << cost->flash_bytes << " bytes, RAM " << cost->ram_bytes
+                << " bytes (data " << cost->firmware_data << ", bss " << cost->firmware_bss << ", stack "
+                << cost->stack_bytes << "), " << cost->instructions << " instructions per inference\n"
+                << "estimated at " << fmt("%.0f", cost->mcu.clock_hz / 1e6) << " MHz, CPI "
+                << fmt("%.1f", cost->mcu.cycles_per_instruction) << ", "
+                << fmt("%.0f", cost->mcu.amps_per_hz * 1e12) << " uA/MHz, " << fmt("%.1f", cost->mcu.volts)
+                << " V: " << fmt("%.3f", cost->seconds * 1e3) << " ms, " << fmt("%.2f", cost->joules * 1e6)
+                << " uJ per inference; a CR2032 (225 mAh) powers " << fmt("%.3g", cost->inferences_per_coin_cell)
+                << " inferences\n";
   }
   return 0;
 }

@@ -51,6 +51,7 @@ class FormatCommands {
   std::string export_sparse_ = "auto";  // --target c: CSR linear layers
   DataOptions export_data_;
   int64_t test_vectors_ = 0;            // --target c: pare_test_vectors.h samples
+  bool device_cost_ = false;            // --target c: measure on a Cortex-M0+ in QEMU
   std::string from_, out_, file_;
   bool no_zstd_ = false, json_ = false;
   int share_bits_ = 0;     // 0: no weight sharing

@@ -91,7 +91,7 @@ SourceFile emit_test_vectors(const Program& p, const std::vector<int8_t>& inputs
   return {"pare_test_vectors.h", os.str()};
 }
 
-std::vector<SourceFile> emit_c(const Program& p) {
+std::vector<SourceFile> emit_c(const Program& p, const DeviceCost* cost) {
   if (p.ops.empty()) fail("model ", p.name, ": nothing to export");
   std::set<std::string> used{"argmax"};
   for (const Op& op : p.ops) used.insert(op_kind_name(op.kind));
@@ -111,7 +111,16 @@ std::vector<SourceFile> emit_c(const Program& p) {
     << "/* Flash taken by the model's constants (weights, indices, biases,\n"
     << " * requantization multipliers and shifts); the code comes on top. */\n"
     << "#define PARE_MODEL_CONSTANT_BYTES " << p.constant_bytes() << "\n"
-    << "#define PARE_MODEL_MACS " << p.macs() << "\n"
+    << "#define PARE_MODEL_MACS " << p.macs() << "\n";
+  if (cost)
+    h << "/* Measured on " << cost->mcu.cpu << " (" << cost->compiler << ", -Os): a minimal firmware\n"
+      << " * around this model takes PARE_MODEL_FLASH_BYTES of flash and PARE_MODEL_RAM_BYTES of\n"
+      << " * RAM (data, bss and the deepest stack), and one inference executes\n"
+      << " * PARE_MODEL_INSTRUCTIONS instructions (counted in QEMU). */\n"
+      << "#define PARE_MODEL_FLASH_BYTES " << cost->flash_bytes << "\n"
+      << "#define PARE_MODEL_RAM_BYTES " << cost->ram_bytes << "\n"
+      << "#define PARE_MODEL_INSTRUCTIONS " << cost->instructions << "\n";
+  h
     << "/* Grids: real = (q - zero point) * scale. */\n"
     << "#define PARE_MODEL_INPUT_ZERO_POINT " << p.input.zero_point << "\n"
     << "#define PARE_MODEL_OUTPUT_ZERO_POINT " << p.output.zero_point << "\n\n"

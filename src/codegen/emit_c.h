@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "pare/codegen/device_cost.h"
 #include "pare/codegen/program.h"
 
 namespace pare::codegen {
@@ -19,7 +20,8 @@ struct SourceFile {
   std::string text;
 };
 
-std::vector<SourceFile> emit_c(const Program& program);
+// `cost`, when given, adds the measured device figures to model.h.
+std::vector<SourceFile> emit_c(const Program& program, const DeviceCost* cost = nullptr);
 
 // pare_test_vectors.h: `inputs` (n * input_size, already quantized) with the
 // outputs run() gives them, and their labels (n, or empty): what a harness on
