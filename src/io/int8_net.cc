@@ -79,6 +79,11 @@ Var walk(const nn::Model& model, const Var& x, nn::ForwardContext& ctx,
 
 Var identity(const Var& v) { return v; }
 
+// Below this fraction of weights kept a convolution runs its CSR product.
+// LeNet-5's convolutions (one image, 1 thread): dense over quads 4x fewer
+// instructions per weight than CSR, so CSR wins only when very sparse.
+constexpr double kConvSparseBelow = 0.25;
+
 std::string dims_str(const std::vector<int64_t>& d) {
   std::string s = "(";
   for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
@@ -302,10 +307,13 @@ Int8Net Int8Net::from_file(const format::File& file, const std::string& source) 
     std::memcpy(dense.data(), w.values.data(), dense.size());
     const int64_t kept = w.present_count();
     // Sparse where it is sparse: below a third of the weights the CSR product
-    // does less work than the dense one (kernels/quant.h's benchmarks).
-    // Convolutions always run on CSR (spmm_u8s8_s32 over the patches,
-    // vectorised along the output plane), so pruned filters skip their zeros.
-    layer.sparse = conv || kept * 3 < layer.rows * layer.cols;
+    // does less work than the dense one (kernels/quant.h's benchmarks). A
+    // convolution's dense product takes four taps per instruction
+    // (qgemm_s8u8k4_s32), its CSR product one, so it goes sparse only below
+    // kConvSparseBelow of its weights.
+    layer.sparse = conv ? static_cast<double>(kept) <
+                              kConvSparseBelow * static_cast<double>(layer.rows * layer.cols)
+                        : kept * 3 < layer.rows * layer.cols;
     layer.row_sums.resize(static_cast<size_t>(layer.rows));
     if (layer.sparse) {
       std::vector<float> mask(static_cast<size_t>(layer.rows * layer.cols), 1.0f);
@@ -326,6 +334,14 @@ Int8Net Int8Net::from_file(const format::File& file, const std::string& source) 
       layer.w = std::move(dense);
       kernels::sum_rows_s8(layer.rows, layer.cols, layer.row_sums.data(), layer.w.data(),
                            layer.cols);
+      if (conv) {  // rows padded with zeros to whole quads of taps
+        const int64_t k4 = (layer.cols + 3) / 4;
+        std::vector<int8_t> padded(static_cast<size_t>(layer.rows * k4 * 4), 0);
+        for (int64_t r = 0; r < layer.rows; ++r)
+          std::memcpy(padded.data() + r * k4 * 4, layer.w.data() + r * layer.cols,
+                      static_cast<size_t>(layer.cols));
+        layer.w = std::move(padded);
+      }
     }
     layer.bias.assign(static_cast<size_t>(layer.rows), 0.0f);
     if (l.bias) {
@@ -411,8 +427,10 @@ void Int8Net::forward_chunk(int64_t batch, const float* x, float* out, Scratch& 
         const kernels::Conv2dGeometry& g = l.conv;
         const int64_t in = g.c * g.h * g.w, p = g.out_h() * g.out_w(), k = l.cols, oc = l.rows;
         const kernels::CsrS8 w{oc, k, l.row_ptr.data(), l.col_idx.data(), l.w.data()};
+        const int64_t k4 = (k + 3) / 4;
         q.resize(static_cast<size_t>(in));
         rows.resize(static_cast<size_t>(k * p));
+        if (!l.sparse) s.x4.resize(static_cast<size_t>(k4 * p * 4));
         acc.resize(static_cast<size_t>(oc * p));
         std::vector<float>& next = s.next;
         next.resize(static_cast<size_t>(batch * oc * p));
@@ -420,8 +438,14 @@ void Int8Net::forward_chunk(int64_t batch, const float* x, float* out, Scratch& 
           kernels::quantize_per_tensor_u8(in, q.data(), h.data() + i * in, l.x_scale,
                                           l.x_zero_point);
           kernels::im2col_u8(g, rows.data(), p, 0, q.data(), static_cast<uint8_t>(l.x_zero_point));
-          kernels::spmm_u8s8_s32(p, acc.data(), p, w, rows.data(), p, l.row_sums.data(),
-                                 l.x_zero_point);
+          if (l.sparse) {
+            kernels::spmm_u8s8_s32(p, acc.data(), p, w, rows.data(), p, l.row_sums.data(),
+                                   l.x_zero_point);
+          } else {
+            kernels::pack_k4_u8(k, p, s.x4.data(), rows.data(), p);
+            kernels::qgemm_s8u8k4_s32(oc, p, k4, acc.data(), p, l.w.data(), k4 * 4, s.x4.data(),
+                                      l.row_sums.data(), l.x_zero_point);
+          }
           float* out_i = next.data() + i * oc * p;
           for (int64_t r = 0; r < oc; ++r) {
             const float scale = l.x_scale * l.w_scales[static_cast<size_t>(r)];

@@ -4,8 +4,9 @@
 // weight layer's input quantized to u8 with the per-tensor scale and zero
 // point calibrated when the file was written (META "activations"). Linear
 // layers pruned below a third run the sparse int8 product; convolutions are
-// lowered image by image by im2col_u8 and run the same CSR int8 product over
-// the patches (the filter bank as CSR: pruned filters skip their zeros). Biases,
+// lowered image by image by im2col_u8 and multiply the patches four taps per
+// instruction (pack_k4_u8, qgemm_s8u8k4_s32: VNNI), or, pruned below a
+// quarter, by the CSR int8 product (pruned filters skip their zeros). Biases,
 // activations (ReLU, sigmoid, tanh), pooling and the output stay float: max
 // pooling commutes with the monotone u8 grid, and average pooling on float
 // is what the fake-quantized model does.
@@ -104,7 +105,7 @@ class Int8Net {
   void forward(int64_t batch, const float* x, float* out) const;
   int64_t inputs() const { return inputs_; }
   int64_t outputs() const { return outputs_; }
-  // How many linear layers run the sparse int8 product (convolutions always do).
+  // How many linear layers run the sparse int8 product.
   int sparse_layers() const;
   // How many convolutions run on the int8 kernels.
   int conv_layers() const;
@@ -127,7 +128,7 @@ class Int8Net {
   // Buffers one forward call reuses across its chunks of samples.
   struct Scratch {
     std::vector<float> h, y, next;
-    std::vector<uint8_t> q, rows, qt;  // rows: a convolution's patches
+    std::vector<uint8_t> q, rows, qt, x4;  // rows: a convolution's patches
     std::vector<int32_t> acc, acct;
   };
   void forward_chunk(int64_t batch, const float* x, float* out, Scratch& s) const;

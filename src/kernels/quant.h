@@ -126,6 +126,23 @@ PARE_KERNEL_PAIR(void, dequantize_s32_to_f32, int64_t m, int64_t n, float* y, in
 PARE_KERNEL_PAIR(void, im2col_u8, const Conv2dGeometry& g, uint8_t* cols, int64_t ld, int64_t col0,
                  const uint8_t* x, uint8_t pad)
 
+// ---- Dense product over k-quads (integer convolutions) --------------------------------
+// The layout of the VNNI instruction (vpdpbusd: four u8 x s8 products summed
+// into each 32-bit lane): x as k-quads, w with rows padded to whole quads.
+// x4: (k4, n, 4) u8 = x: (k, n) u8 (row stride ldx) with
+// x4[(q*n + j)*4 + r] = x(4q + r, j), 0 where 4q + r >= k; k4 = ceil(k / 4).
+PARE_KERNEL_PAIR(void, pack_k4_u8, int64_t k, int64_t n, uint8_t* x4, const uint8_t* x,
+                 int64_t ldx)
+// acc: (m, n) int32, row stride ldacc,
+//   = w: (m, 4*k4) s8 (row stride ldw) times x4: (k4, n, 4) u8 (pack_k4_u8)
+//     - x_zero_point * w_row_sums[i]
+// i.e. w x for x: (k, n) with w's rows zero beyond k. w_row_sums: (m,) from
+// sum_rows_s8; may be null when x_zero_point == 0. Same bound and wrap-around
+// as qgemm_u8s8_s32 (file comment).
+PARE_KERNEL_PAIR(void, qgemm_s8u8k4_s32, int64_t m, int64_t n, int64_t k4, int32_t* acc,
+                 int64_t ldacc, const int8_t* w, int64_t ldw, const uint8_t* x4,
+                 const int32_t* w_row_sums, int32_t x_zero_point)
+
 // ---- Sparse (CSR) products -------------------------------------------------------------
 // q: (rows, cols) s8 with row stride ldq and a 0/1 float mask (null: keep all)
 // -> CSR (size col_idx and values with csr_nnz_f32(rows, cols, mask, ldm)).

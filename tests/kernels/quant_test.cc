@@ -399,5 +399,42 @@ TEST(QuantTest, Im2colMatchesRefAndFloatIm2col) {
   }
 }
 
+// pack_k4_u8 and qgemm_s8u8k4_s32: fast equals ref bit for bit over k around
+// whole quads (1, 3, 4, 5, 25, 150), n around the 16- and 64-column blocks, with
+// and without a zero point; the ref equals an int64 sum of (x - zx) w over the
+// unpacked x, and the packed tail is zero.
+TEST(QuantTest, Qgemm4MatchesRefAndTheUnpackedProduct) {
+  Rng rng(31);
+  for (int64_t k : {1, 3, 4, 5, 25, 150})
+    for (int64_t n : {1, 15, 16, 17, 63, 64, 65, 130})
+      for (int64_t m : {1, 6})
+        for (int32_t zx : {0, 131}) {
+          const int64_t k4 = (k + 3) / 4, ldx = n + 2, ldw = 4 * k4 + 4;
+          const std::vector<uint8_t> x = random_ints<uint8_t>(rng, k * ldx, 0, 255);
+          std::vector<int8_t> w = random_ints<int8_t>(rng, m * ldw, -128, 127);
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t c = k; c < ldw; ++c) w[static_cast<size_t>(i * ldw + c)] = c < 4 * k4 ? 0 : 99;
+          std::vector<uint8_t> a(static_cast<size_t>(k4 * n * 4), 7), b(a.size(), 8);
+          pack_k4_u8__ref(k, n, a.data(), x.data(), ldx);
+          pack_k4_u8(k, n, b.data(), x.data(), ldx);
+          ASSERT_TRUE(same_bytes(a, b)) << k << "x" << n;
+          for (int64_t j = 0; j < n; ++j)
+            for (int64_t r = k; r < 4 * k4; ++r) ASSERT_EQ(a[static_cast<size_t>(((r / 4) * n + j) * 4 + r % 4)], 0);
+          std::vector<int32_t> sums(static_cast<size_t>(m));
+          sum_rows_s8__ref(m, k, sums.data(), w.data(), ldw);
+          std::vector<int32_t> ra(static_cast<size_t>(m * n)), fa(ra.size());
+          qgemm_s8u8k4_s32__ref(m, n, k4, ra.data(), n, w.data(), ldw, a.data(), sums.data(), zx);
+          qgemm_s8u8k4_s32(m, n, k4, fa.data(), n, w.data(), ldw, a.data(), sums.data(), zx);
+          ASSERT_TRUE(same_bytes(ra, fa)) << m << "x" << n << "x" << k << " zx " << zx;
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) {
+              int64_t want = 0;
+              for (int64_t l = 0; l < k; ++l)
+                want += (static_cast<int64_t>(x[static_cast<size_t>(l * ldx + j)]) - zx) * w[static_cast<size_t>(i * ldw + l)];
+              ASSERT_EQ(ra[static_cast<size_t>(i * n + j)], want) << i << "," << j;
+            }
+        }
+}
+
 }  // namespace
 }  // namespace pare::kernels

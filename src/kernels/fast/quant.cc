@@ -554,4 +554,76 @@ void im2col_u8(const Conv2dGeometry& g, uint8_t* cols, int64_t ld, int64_t col0,
       }
 }
 
+// ---- Dense product over k-quads ---------------------------------------------------------
+// Four x4 rows of 16 columns at a time: per quad q, one broadcast of w's four
+// bytes and one vpdpbusd per 16 columns (64 bytes of x4); the column tail
+// masked. Without VNNI, a plain loop the compiler may vectorise.
+void pack_k4_u8(int64_t k, int64_t n, uint8_t* x4, const uint8_t* x, int64_t ldx) {
+  const int64_t full = k / 4;
+  for (int64_t q = 0; q < full; ++q) {
+    const uint8_t* r0 = x + 4 * q * ldx;
+    const uint8_t* r1 = r0 + ldx;
+    const uint8_t* r2 = r1 + ldx;
+    const uint8_t* r3 = r2 + ldx;
+    uint8_t* d = x4 + q * n * 4;
+    for (int64_t j = 0; j < n; ++j) {
+      d[4 * j] = r0[j];
+      d[4 * j + 1] = r1[j];
+      d[4 * j + 2] = r2[j];
+      d[4 * j + 3] = r3[j];
+    }
+  }
+  if (full * 4 < k) {
+    uint8_t* d = x4 + full * n * 4;
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t r = 0; r < 4; ++r) d[4 * j + r] = 4 * full + r < k ? x[(4 * full + r) * ldx + j] : 0;
+  }
+}
+
+void qgemm_s8u8k4_s32(int64_t m, int64_t n, int64_t k4, int32_t* acc, int64_t ldacc,
+                      const int8_t* w, int64_t ldw, const uint8_t* x4,
+                      const int32_t* w_row_sums, int32_t x_zero_point) {
+  for (int64_t i = 0; i < m; ++i) {
+    const int8_t* wi = w + i * ldw;
+    const int32_t corr = x_zero_point != 0
+                             ? static_cast<int32_t>(static_cast<uint32_t>(x_zero_point) *
+                                                    static_cast<uint32_t>(w_row_sums[i]))
+                             : 0;
+    int32_t* ai = acc + i * ldacc;
+    int64_t j = 0;
+#if defined(PARE_QUANT_VNNI)
+    const __m512i vcorr = _mm512_set1_epi32(corr);
+    for (; j < n; j += 64) {
+      __mmask16 mk[4];
+      for (int t = 0; t < 4; ++t) {
+        const int64_t left = n - j - 16 * t;
+        mk[t] = tail_mask(left <= 0 ? 0 : left < 16 ? left : 16);
+      }
+      __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
+      for (int64_t q = 0; q < k4; ++q) {
+        int32_t quad;
+        std::memcpy(&quad, wi + 4 * q, 4);
+        const __m512i b = _mm512_set1_epi32(quad);
+        const uint8_t* xq = x4 + (q * n + j) * 4;
+        c0 = _mm512_dpbusd_epi32(c0, _mm512_maskz_loadu_epi32(mk[0], xq), b);
+        c1 = _mm512_dpbusd_epi32(c1, _mm512_maskz_loadu_epi32(mk[1], xq + 64), b);
+        c2 = _mm512_dpbusd_epi32(c2, _mm512_maskz_loadu_epi32(mk[2], xq + 128), b);
+        c3 = _mm512_dpbusd_epi32(c3, _mm512_maskz_loadu_epi32(mk[3], xq + 192), b);
+      }
+      _mm512_mask_storeu_epi32(ai + j, mk[0], _mm512_sub_epi32(c0, vcorr));
+      _mm512_mask_storeu_epi32(ai + j + 16, mk[1], _mm512_sub_epi32(c1, vcorr));
+      _mm512_mask_storeu_epi32(ai + j + 32, mk[2], _mm512_sub_epi32(c2, vcorr));
+      _mm512_mask_storeu_epi32(ai + j + 48, mk[3], _mm512_sub_epi32(c3, vcorr));
+    }
+#endif
+    for (; j < n; ++j) {
+      uint32_t s = 0;
+      for (int64_t q = 0; q < k4; ++q)
+        for (int64_t r = 0; r < 4; ++r)
+          s += static_cast<uint32_t>(static_cast<int32_t>(wi[4 * q + r]) * x4[(q * n + j) * 4 + r]);
+      ai[j] = static_cast<int32_t>(s - static_cast<uint32_t>(corr));
+    }
+  }
+}
+
 }  // namespace pare::kernels

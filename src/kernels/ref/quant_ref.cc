@@ -171,4 +171,26 @@ void im2col_u8__ref(const Conv2dGeometry& g, uint8_t* cols, int64_t ld, int64_t 
       }
 }
 
+void pack_k4_u8__ref(int64_t k, int64_t n, uint8_t* x4, const uint8_t* x, int64_t ldx) {
+  const int64_t k4 = (k + 3) / 4;
+  for (int64_t q = 0; q < k4; ++q)
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t r = 0; r < 4; ++r)
+        x4[(q * n + j) * 4 + r] = 4 * q + r < k ? x[(4 * q + r) * ldx + j] : 0;
+}
+
+void qgemm_s8u8k4_s32__ref(int64_t m, int64_t n, int64_t k4, int32_t* acc, int64_t ldacc,
+                           const int8_t* w, int64_t ldw, const uint8_t* x4,
+                           const int32_t* w_row_sums, int32_t x_zero_point) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t s = 0;
+      for (int64_t q = 0; q < k4; ++q)
+        for (int64_t r = 0; r < 4; ++r)
+          s += static_cast<int64_t>(w[i * ldw + 4 * q + r]) * x4[(q * n + j) * 4 + r];
+      if (x_zero_point != 0) s -= static_cast<int64_t>(x_zero_point) * w_row_sums[i];
+      acc[i * ldacc + j] = wrap(s);
+    }
+}
+
 }  // namespace pare::kernels
