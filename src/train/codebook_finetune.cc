@@ -44,8 +44,8 @@ CodebookTying::CodebookTying(nn::Model& model, std::vector<SharedWeight>& shared
       // A present weight the mask prunes would be revived by tying, an absent
       // one the mask keeps silently pruned: either way not the model given.
       if (present != kept)
-        fail(s.name, ": entry ", i, " is ", present ? "present" : "absent",
-             " in the codebook but ", kept ? "kept" : "pruned", " by the weight's mask");
+        fail(s.name, ": entry ", i, " is ", present ? "present" : "absent", " in the codebook but ",
+             kept ? "kept" : "pruned", " by the weight's mask");
       if (present && s.index[static_cast<size_t>(i)] >= k)
         fail(s.name, ": entry ", i, " refers to centroid ", int{s.index[static_cast<size_t>(i)]},
              " of a codebook of ", k);
@@ -53,7 +53,8 @@ CodebookTying::CodebookTying(nn::Model& model, std::vector<SharedWeight>& shared
     weights_.push_back(p);
     auto c = std::make_unique<nn::Parameter>();
     c->name = s.name + ".centroids";
-    c->var = autograd::Var(Tensor::from({static_cast<int64_t>(k)}, s.centroids), /*requires_grad=*/true);
+    c->var =
+        autograd::Var(Tensor::from({static_cast<int64_t>(k)}, s.centroids), /*requires_grad=*/true);
     c->var.bind_grad(Tensor::zeros({static_cast<int64_t>(k)}));
     c->is_weight = false;  // nothing to prune: centroids are shared by their weights
     centroid_params.push_back(c.get());
@@ -98,9 +99,13 @@ TrainResult codebook_finetune(nn::Model& model, std::vector<SharedWeight>& share
   if (shared.empty()) fail("codebook fine-tuning: no shared weights (give --share-bits)");
   if (train.size() == 0) fail("codebook fine-tuning: no training samples (give --data)");
   if (!cfg.out_dir.empty() || cfg.resume)
-    fail("codebook fine-tuning keeps no run directory: the centroids' optimizer state is not checkpointed");
-  if (cfg.sparse.enabled()) fail("codebook fine-tuning keeps every weight's cluster: no --sparse-training");
-  if (cfg.update_fraction > 0) fail("codebook fine-tuning trains whole codebooks: no --update-fraction");
+    fail(
+        "codebook fine-tuning keeps no run directory: the centroids' optimizer state is not "
+        "checkpointed");
+  if (cfg.sparse.enabled())
+    fail("codebook fine-tuning keeps every weight's cluster: no --sparse-training");
+  if (cfg.update_fraction > 0)
+    fail("codebook fine-tuning trains whole codebooks: no --update-fraction");
   cfg.validate();
   CodebookTying tying(model, shared, cfg.optimizer);
   tying.tie();

@@ -48,10 +48,10 @@ void tie_weights(int64_t n, float* w, const uint8_t* index, const uint8_t* prese
 
 // One weight tensor stored by weight sharing, as in the .pare tensor.
 struct SharedWeight {
-  std::string name;               // the model's parameter ("linear1.weight")
-  std::vector<uint8_t> index;     // numel entries, row-major: each entry's centroid
-  std::vector<uint8_t> present;   // numel entries of 0/1 (0: pruned), or empty: all present
-  std::vector<float> centroids;   // the codebook; fine-tuning changes only these
+  std::string name;              // the model's parameter ("linear1.weight")
+  std::vector<uint8_t> index;    // numel entries, row-major: each entry's centroid
+  std::vector<uint8_t> present;  // numel entries of 0/1 (0: pruned), or empty: all present
+  std::vector<float> centroids;  // the codebook; fine-tuning changes only these
 };
 
 // The tying of a model's shared weights to trainable centroids: the state
@@ -77,8 +77,8 @@ class CodebookTying {
  private:
   nn::Model& model_;
   std::vector<SharedWeight>& shared_;
-  std::vector<nn::Parameter*> weights_;                   // per SharedWeight
-  std::vector<std::unique_ptr<nn::Parameter>> centroids_; // per SharedWeight: (k,) value and grad
+  std::vector<nn::Parameter*> weights_;                    // per SharedWeight
+  std::vector<std::unique_ptr<nn::Parameter>> centroids_;  // per SharedWeight: (k,) value and grad
   std::unique_ptr<optim::Optimizer> optimizer_;
 };
 

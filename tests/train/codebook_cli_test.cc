@@ -71,8 +71,10 @@ class CodebookCliTest : public testing::TempDirTest {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
     pid_t pid = -1;
     const int rc = posix_spawn(&pid, PARE_BIN, &fa, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -87,12 +89,14 @@ class CodebookCliTest : public testing::TempDirTest {
   }
 
   // A clean failure: exit code 1 and one line "pare: error: ..." naming every fragment.
-  void expect_one_line_error(const std::vector<std::string>& args, std::initializer_list<std::string> fragments) {
+  void expect_one_line_error(const std::vector<std::string>& args,
+                             std::initializer_list<std::string> fragments) {
     const Outcome r = run(args);
     EXPECT_EQ(r.code, 1) << r.err;
     EXPECT_EQ(r.err.rfind("pare: error: ", 0), 0u) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    for (const std::string& f : fragments) EXPECT_NE(r.err.find(f), std::string::npos) << "lacks '" << f << "': " << r.err;
+    for (const std::string& f : fragments)
+      EXPECT_NE(r.err.find(f), std::string::npos) << "lacks '" << f << "': " << r.err;
   }
 
   std::vector<std::string> compress(const std::string& out, std::vector<std::string> more) {
@@ -103,8 +107,10 @@ class CodebookCliTest : public testing::TempDirTest {
 };
 
 TEST_F(CodebookCliTest, WritesTheTunedCodebooksOverTheIndicesOfPlainSharing) {
-  const std::vector<std::string> tune = {"--share-bits", "2", "--finetune-epochs", "2", "--data", path("plane.csv"),
-                                         "--lr", "3e-3", "--batch", "32", "--seed", "7", "--json"};
+  const std::vector<std::string> tune = {
+      "--share-bits", "2",    "--finetune-epochs", "2",  "--data", path("plane.csv"),
+      "--lr",         "3e-3", "--batch",           "32", "--seed", "7",
+      "--json"};
   ASSERT_EQ(run(compress("plain.pare", {"--share-bits", "2", "--json"})).code, 0);
   const Outcome tuned_run = run(compress("tuned.pare", tune));
   ASSERT_EQ(tuned_run.code, 0) << tuned_run.err;
@@ -124,7 +130,8 @@ TEST_F(CodebookCliTest, WritesTheTunedCodebooksOverTheIndicesOfPlainSharing) {
       EXPECT_EQ(b.values, a.values) << a.name << ": the indices must not change";
       EXPECT_EQ(b.present, a.present) << a.name;
       EXPECT_EQ(b.quant.bits, 2) << a.name;
-      EXPECT_NE(b.quant.centroids, a.quant.centroids) << a.name << ": the codebook should have trained";
+      EXPECT_NE(b.quant.centroids, a.quant.centroids)
+          << a.name << ": the codebook should have trained";
     } else {
       EXPECT_NE(b.values, a.values) << a.name << ": the biases should have trained";
     }
@@ -142,19 +149,26 @@ TEST_F(CodebookCliTest, WritesTheTunedCodebooksOverTheIndicesOfPlainSharing) {
   ASSERT_EQ(again.tensors.size(), tuned.tensors.size());
   for (size_t i = 0; i < again.tensors.size(); ++i) {
     EXPECT_TRUE(again.tensors[i].values == tuned.tensors[i].values) << again.tensors[i].name;
-    EXPECT_TRUE(again.tensors[i].quant.centroids == tuned.tensors[i].quant.centroids) << again.tensors[i].name;
+    EXPECT_TRUE(again.tensors[i].quant.centroids == tuned.tensors[i].quant.centroids)
+        << again.tensors[i].name;
   }
 }
 
 TEST_F(CodebookCliTest, BadSettingsFailWithOneLine) {
   const std::string data = path("plane.csv");
-  expect_one_line_error(compress("x.pare", {"--finetune-epochs", "1", "--data", data}), {"--share-bits"});
-  expect_one_line_error(compress("x.pare", {"--int8", "--finetune-epochs", "1", "--data", data}), {"--share-bits"});
-  expect_one_line_error(compress("x.pare", {"--share-bits", "3", "--finetune-epochs", "1"}), {"--data"});
-  expect_one_line_error(compress("x.pare", {"--share-bits", "3", "--finetune-epochs", "0", "--data", data}),
-                        {"--finetune-epochs", "at least 1"});
-  expect_one_line_error(compress("x.pare", {"--share-bits", "3", "--lr", "0.01"}), {"--lr", "--finetune-epochs"});
-  expect_one_line_error(compress("x.pare", {"--share-bits", "3", "--finetune-epochs", "1", "--data", data, "--lr", "-1"}),
+  expect_one_line_error(compress("x.pare", {"--finetune-epochs", "1", "--data", data}),
+                        {"--share-bits"});
+  expect_one_line_error(compress("x.pare", {"--int8", "--finetune-epochs", "1", "--data", data}),
+                        {"--share-bits"});
+  expect_one_line_error(compress("x.pare", {"--share-bits", "3", "--finetune-epochs", "1"}),
+                        {"--data"});
+  expect_one_line_error(
+      compress("x.pare", {"--share-bits", "3", "--finetune-epochs", "0", "--data", data}),
+      {"--finetune-epochs", "at least 1"});
+  expect_one_line_error(compress("x.pare", {"--share-bits", "3", "--lr", "0.01"}),
+                        {"--lr", "--finetune-epochs"});
+  expect_one_line_error(compress("x.pare", {"--share-bits", "3", "--finetune-epochs", "1", "--data",
+                                            data, "--lr", "-1"}),
                         {"--lr"});
   EXPECT_FALSE(file_exists(path("x.pare")));
 }

@@ -71,7 +71,8 @@ std::vector<SharedWeight> share(const nn::Model& m, int bits, format::File* file
   for (format::Tensor& t : f.tensors) {
     if (t.dims.size() < 2) continue;
     io::share_weights(t, bits);
-    shared.push_back({.name = t.name, .index = t.values, .present = t.present, .centroids = t.quant.centroids});
+    shared.push_back(
+        {.name = t.name, .index = t.values, .present = t.present, .centroids = t.quant.centroids});
   }
   if (file) *file = std::move(f);
   return shared;
@@ -151,11 +152,14 @@ TEST_F(CodebookFinetuneTest, OneSgdStepMovesEachCentroidByTheSumOfItsWeightsGrad
     }
     for (int64_t i = 0; i < w->numel(); ++i) {
       const bool present = shared[s].present.empty() || shared[s].present[static_cast<size_t>(i)];
-      EXPECT_EQ(w->value().f32()[i], present ? shared[s].centroids[shared[s].index[static_cast<size_t>(i)]] : 0.0f);
+      EXPECT_EQ(w->value().f32()[i],
+                present ? shared[s].centroids[shared[s].index[static_cast<size_t>(i)]] : 0.0f);
     }
   }
   // The tying steps centroids only; the biases are the loop's business.
-  EXPECT_EQ(std::memcmp(bias_before.raw(), m->find("linear1.bias")->value().raw(), bias_before.nbytes()), 0);
+  EXPECT_EQ(
+      std::memcmp(bias_before.raw(), m->find("linear1.bias")->value().raw(), bias_before.nbytes()),
+      0);
 }
 
 TrainConfig finetune_recipe() {
@@ -186,7 +190,8 @@ TEST_F(CodebookFinetuneTest, KeepsIndicesAndMasksTiesEveryWeightAndTheFileHoldsT
       const bool present = shared[s].present.empty() || shared[s].present[static_cast<size_t>(i)];
       const float v = w.value().f32()[i];
       if (present) {
-        EXPECT_EQ(v, shared[s].centroids[shared[s].index[static_cast<size_t>(i)]]) << shared[s].name << " " << i;
+        EXPECT_EQ(v, shared[s].centroids[shared[s].index[static_cast<size_t>(i)]])
+            << shared[s].name << " " << i;
       } else {
         EXPECT_EQ(v, 0.0f) << shared[s].name << " " << i;
         EXPECT_EQ(w.mask.f32()[i], 0.0f);
@@ -198,7 +203,9 @@ TEST_F(CodebookFinetuneTest, KeepsIndicesAndMasksTiesEveryWeightAndTheFileHoldsT
     }
   }
   // Biases trained as usual.
-  EXPECT_NE(std::memcmp(bias_before.raw(), m->find("linear1.bias")->value().raw(), bias_before.nbytes()), 0);
+  EXPECT_NE(
+      std::memcmp(bias_before.raw(), m->find("linear1.bias")->value().raw(), bias_before.nbytes()),
+      0);
 
   // As the CLI writes it: the shared tensors' codebooks replaced, every other
   // tensor from the tuned model. The file's model is the tuned model, bit for
@@ -229,16 +236,16 @@ TEST_F(CodebookFinetuneTest, LowersTheTrainingLossOfTheSharedModel) {
   std::vector<SharedWeight> shared = share(*m, 2);
   for (const SharedWeight& s : shared) {
     nn::Parameter* w = m->find(s.name);
-    tie_weights(w->numel(), w->value().f32(), s.index.data(), s.present.empty() ? nullptr : s.present.data(),
-                s.centroids.data());
+    tie_weights(w->numel(), w->value().f32(), s.index.data(),
+                s.present.empty() ? nullptr : s.present.data(), s.centroids.data());
   }
   const double untuned = evaluate(*m, train_, 512).loss;
   codebook_finetune(*m, shared, train_, {}, finetune_recipe());
   // The network the file describes: each weight its tuned centroid.
   for (const SharedWeight& s : shared) {
     nn::Parameter* w = m->find(s.name);
-    tie_weights(w->numel(), w->value().f32(), s.index.data(), s.present.empty() ? nullptr : s.present.data(),
-                s.centroids.data());
+    tie_weights(w->numel(), w->value().f32(), s.index.data(),
+                s.present.empty() ? nullptr : s.present.data(), s.centroids.data());
   }
   const double tuned = evaluate(*m, train_, 512).loss;
   EXPECT_LT(tuned, 0.9 * untuned) << "untuned " << untuned << ", tuned " << tuned;
@@ -254,7 +261,8 @@ TEST_F(CodebookFinetuneTest, SameSeedSameBits) {
     cfg.parallel = "data";  // the batch split across both threads, summed in a fixed order
     codebook_finetune(*m, shared, train_, {}, cfg);
     blobs[run] = testing::blob(*m);
-    for (const SharedWeight& s : shared) codebooks[run].insert(codebooks[run].end(), s.centroids.begin(), s.centroids.end());
+    for (const SharedWeight& s : shared)
+      codebooks[run].insert(codebooks[run].end(), s.centroids.begin(), s.centroids.end());
   }
   EXPECT_EQ(blobs[0], blobs[1]);
   EXPECT_EQ(codebooks[0], codebooks[1]);
@@ -263,9 +271,11 @@ TEST_F(CodebookFinetuneTest, SameSeedSameBits) {
 TEST_F(CodebookFinetuneTest, RefusesSettingsItCannotHonour) {
   auto m = pruned_mlp(train_);
   std::vector<SharedWeight> none;
-  expect_error([&] { codebook_finetune(*m, none, train_, {}, finetune_recipe()); }, {"--share-bits"});
+  expect_error([&] { codebook_finetune(*m, none, train_, {}, finetune_recipe()); },
+               {"--share-bits"});
   std::vector<SharedWeight> shared = share(*m, 2);
-  expect_error([&] { codebook_finetune(*m, shared, data::Dataset{}, {}, finetune_recipe()); }, {"--data"});
+  expect_error([&] { codebook_finetune(*m, shared, data::Dataset{}, {}, finetune_recipe()); },
+               {"--data"});
   TrainConfig with_dir = finetune_recipe();
   with_dir.out_dir = dir_;
   expect_error([&] { codebook_finetune(*m, shared, train_, {}, with_dir); }, {"run directory"});
@@ -292,7 +302,8 @@ TEST_F(CodebookFinetuneTest, RefusesSettingsItCannotHonour) {
   size_t pruned = 0;
   while (wrong[0].present[pruned]) ++pruned;
   wrong[0].present[pruned] = 1;  // would revive a pruned weight
-  expect_error([&] { CodebookTying(*m, wrong, sgd); }, {"linear1.weight", "pruned by the weight's mask"});
+  expect_error([&] { CodebookTying(*m, wrong, sgd); },
+               {"linear1.weight", "pruned by the weight's mask"});
 }
 
 }  // namespace
