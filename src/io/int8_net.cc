@@ -420,10 +420,11 @@ void Int8Net::forward_chunk(int64_t batch, const float* x, float* out, Scratch& 
         continue;
       }
       case Kind::conv: {
-        // Image by image: its u8 patches as a feature-major (K, P) matrix, the
-        // CSR filter bank times it (vectorised along P) into the (OC, P)
-        // plane, dequantized as dequantize_s32_to_f32 does (the scale product
-        // rounded to float, then one fma with the bias).
+        // Image by image: its u8 patches as a feature-major (K, P) matrix; the
+        // filter bank times it into the (OC, P) plane, dense over quads of
+        // taps (packed first) or as CSR, both vectorised along P; dequantized
+        // as dequantize_s32_to_f32 does (the scale product rounded to float,
+        // then one fma with the bias).
         const kernels::Conv2dGeometry& g = l.conv;
         const int64_t in = g.c * g.h * g.w, p = g.out_h() * g.out_w(), k = l.cols, oc = l.rows;
         const kernels::CsrS8 w{oc, k, l.row_ptr.data(), l.col_idx.data(), l.w.data()};
