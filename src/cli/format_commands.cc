@@ -94,13 +94,12 @@ FormatCommands::FormatCommands(CLI::App& app) {
       ->capture_default_str();
   {
     // The training recipe's flags, for the fine-tuning only. --finetune-epochs
-    // counts the passes; no run directory, so no checkpoints; the layers run
-    // dense while the centroids train.
+    // counts the passes; no run directory, so no checkpoints.
     CLI::Option_group* recipe = compress_->add_option_group(
         "codebook fine-tuning", "with --finetune-epochs: the training recipe of the fine-tuning");
     finetune_.optimizer.lr = 1e-4f;
     add_recipe_options(recipe, finetune_);
-    for (const char* name : {"--epochs", "--checkpoint-every", "--sparse"})
+    for (const char* name : {"--epochs", "--checkpoint-every"})
       recipe->remove_option(recipe->get_option(name));
     for (const CLI::Option* o : recipe->get_options()) finetune_options_.push_back(o);
   }

@@ -16,6 +16,13 @@ void centroid_gradients(int64_t n, int64_t k, float* grad_c, const float* grad_w
   for (int64_t c = 0; c < k; ++c) grad_c[c] = static_cast<float>(sum[static_cast<size_t>(c)]);
 }
 
+void centroid_gradients_packed(int64_t nnz, int64_t k, float* grad_c, const float* grad_packed,
+                               const int32_t* pos, const uint8_t* index) {
+  std::vector<double> sum(static_cast<size_t>(k), 0.0);
+  for (int64_t j = 0; j < nnz; ++j) sum[index[pos[j]]] += static_cast<double>(grad_packed[j]);
+  for (int64_t c = 0; c < k; ++c) grad_c[c] = static_cast<float>(sum[static_cast<size_t>(c)]);
+}
+
 void tie_weights(int64_t n, float* w, const uint8_t* index, const uint8_t* present,
                  const float* centroids) {
   for (int64_t i = 0; i < n; ++i) w[i] = !present || present[i] ? centroids[index[i]] : 0.0f;
@@ -68,8 +75,11 @@ CodebookTying::~CodebookTying() = default;
 void CodebookTying::tie() {
   for (size_t i = 0; i < shared_.size(); ++i) {
     const SharedWeight& s = shared_[i];
-    tie_weights(weights_[i]->numel(), weights_[i]->value().f32(), s.index.data(),
+    nn::Parameter& w = *weights_[i];
+    tie_weights(w.numel(), w.value().f32(), s.index.data(),
                 s.present.empty() ? nullptr : s.present.data(), centroids_[i]->value().f32());
+    // A sparse layer training packed reads these, not the dense values.
+    if (w.packed.defined()) w.sparse->gather(w.value().f32(), w.packed.value().f32(), nullptr);
   }
 }
 
@@ -77,8 +87,13 @@ void CodebookTying::update(float lr) {
   for (size_t i = 0; i < shared_.size(); ++i) {
     const SharedWeight& s = shared_[i];
     nn::Parameter& c = *centroids_[i];
-    centroid_gradients(weights_[i]->numel(), c.numel(), c.grad().f32(), weights_[i]->grad().f32(),
-                       s.index.data(), s.present.empty() ? nullptr : s.present.data());
+    nn::Parameter& w = *weights_[i];
+    if (w.packed.defined())
+      centroid_gradients_packed(w.sparse->nnz(), c.numel(), c.grad().f32(), w.packed.grad().f32(),
+                                w.sparse->pos.data(), s.index.data());
+    else
+      centroid_gradients(w.numel(), c.numel(), c.grad().f32(), w.grad().f32(), s.index.data(),
+                         s.present.empty() ? nullptr : s.present.data());
   }
   optimizer_->step(lr);
   for (size_t i = 0; i < shared_.size(); ++i) {
@@ -109,16 +124,12 @@ TrainResult codebook_finetune(nn::Model& model, std::vector<SharedWeight>& share
   cfg.validate();
   CodebookTying tying(model, shared, cfg.optimizer);
   tying.tie();
-  TrainConfig c = cfg;
-  // A sparse layer's packed values and gradients live beside the store that
-  // the hook reads and writes.
-  c.sparse_kernels = "off";
   Observer o = observer;
   o.after_update = [&tying, &observer](int64_t step, float lr) {
     tying.update(lr);
     if (observer.after_update) observer.after_update(step, lr);
   };
-  return fit(model, train, test, c, o);
+  return fit(model, train, test, cfg, o);
 }
 
 }  // namespace pare::train

@@ -6,13 +6,14 @@
 // at zero; every other parameter (the biases) trains as usual.
 //
 // The loop is train::fit, driven through its after_update hook: fit's
-// backward leaves every weight's gradient in the store, the hook sums them
-// into centroid gradients, steps the centroids with the recipe's optimizer
-// (SGD, Adam, AdamW; same learning rate and schedule) and writes each
-// centroid back into its weights. The weight values fit's own optimizer wrote
-// are overwritten, so the network trained and evaluated is always the tied
-// one. Masked layers run dense meanwhile (a sparse layer keeps packed values
-// and gradients beside the store).
+// backward leaves every weight's gradient in the store (or, for a layer
+// running sparse on packed storage, in its packed gradient), the hook sums
+// them into centroid gradients, steps the centroids with the recipe's
+// optimizer (SGD, Adam, AdamW; same learning rate and schedule) and writes
+// each centroid back into its weights, dense and packed. The weight values
+// fit's own optimizer wrote are overwritten, so the network trained and
+// evaluated is always the tied one. Pruned layers may run on the sparse
+// kernels (cfg.sparse_kernels), as in any training.
 //
 // This room sees no .pare file: a SharedWeight holds the index, presence and
 // codebook of a weight as io::share_weights leaves them in a format::Tensor
@@ -41,6 +42,13 @@ namespace pare::train {
 void centroid_gradients(int64_t n, int64_t k, float* grad_c, const float* grad_w,
                         const uint8_t* index, const uint8_t* present);
 
+// The same for a weight that trains packed (nn::Parameter::packed, a sparse
+// layer): its gradient (nnz,) in pattern order, pos (nnz,) the dense position
+// of each entry (CsrPattern::pos, increasing, so the sums run in the same
+// order as above); every pattern entry is present.
+void centroid_gradients_packed(int64_t nnz, int64_t k, float* grad_c, const float* grad_packed,
+                               const int32_t* pos, const uint8_t* index);
+
 // w[i] = centroids[index[i]] where present (present null: everywhere), 0
 // elsewhere (a pruned weight).
 void tie_weights(int64_t n, float* w, const uint8_t* index, const uint8_t* present,
@@ -65,11 +73,13 @@ class CodebookTying {
   CodebookTying(nn::Model& model, std::vector<SharedWeight>& shared,
                 const optim::OptimizerConfig& optimizer);
   ~CodebookTying();
-  // Writes each centroid into its weights (pruned entries: 0).
+  // Writes each centroid into its weights (pruned entries: 0), and into the
+  // packed values of a weight that has them.
   void tie();
-  // From the gradients in the model's store: each centroid's gradient (the
-  // sum over its members), one optimizer step at lr on the centroids, copied
-  // into SharedWeight::centroids, then tie().
+  // From the gradients in the model's store (packed gradients for a packed
+  // weight): each centroid's gradient (the sum over its members), one
+  // optimizer step at lr on the centroids, copied into
+  // SharedWeight::centroids, then tie().
   void update(float lr);
   // Centroid gradients of the last update, per SharedWeight (for tests).
   std::vector<float> last_gradient(size_t i) const;
@@ -88,8 +98,7 @@ class CodebookTying {
 // return SharedWeight::centroids hold the tuned codebooks, the model's shared
 // weights equal their centroids exactly and indices and presence are as they
 // were. The recipe must not ask for a run directory, sparse training or
-// sparse fine-tuning (Error naming the setting otherwise); masked layers run
-// dense whatever cfg.sparse_kernels says.
+// sparse fine-tuning (Error naming the setting otherwise).
 TrainResult codebook_finetune(nn::Model& model, std::vector<SharedWeight>& shared,
                               const data::Dataset& train, const data::Dataset& test,
                               const TrainConfig& cfg, const Observer& observer = {});

@@ -16,6 +16,7 @@
 #include "pare/base/thread_pool.h"
 #include "pare/io/compress.h"
 #include "pare/io/pare_model.h"
+#include "pare/nn/sparse_dispatch.h"
 #include "testing/errors.h"
 #include "train_helpers.h"
 
@@ -249,6 +250,39 @@ TEST_F(CodebookFinetuneTest, LowersTheTrainingLossOfTheSharedModel) {
   }
   const double tuned = evaluate(*m, train_, 512).loss;
   EXPECT_LT(tuned, 0.9 * untuned) << "untuned " << untuned << ", tuned " << tuned;
+}
+
+// Pruned layers on the sparse kernels: packed storage (op-parallel steps)
+// and the dense weight gathered per call (data-parallel steps) tie and train
+// like the dense layers, to float rounding.
+TEST_F(CodebookFinetuneTest, TrainsTheSameOnTheSparseKernels) {
+  std::vector<std::vector<float>> codebooks;
+  for (const auto& [kernels, parallel] : {std::pair{"off", "ops"}, {"on", "ops"}, {"on", "data"}}) {
+    auto m = pruned_mlp(train_);
+    std::vector<SharedWeight> shared = share(*m, 2);
+    const std::vector<SharedWeight> before = shared;
+    TrainConfig cfg = finetune_recipe();
+    cfg.sparse_kernels = kernels;
+    cfg.parallel = parallel;
+    codebook_finetune(*m, shared, train_, {}, cfg);
+    EXPECT_FALSE(nn::any_sparse(*m)) << "fit leaves the layers dense";
+    std::vector<float> all;
+    for (size_t s = 0; s < shared.size(); ++s) {
+      EXPECT_NE(shared[s].centroids, before[s].centroids) << kernels << " " << parallel;
+      const nn::Parameter& w = *m->find(shared[s].name);
+      for (int64_t i = 0; i < w.numel(); ++i) {
+        const bool present = shared[s].present.empty() || shared[s].present[static_cast<size_t>(i)];
+        ASSERT_EQ(w.value().f32()[i],
+                  present ? shared[s].centroids[shared[s].index[static_cast<size_t>(i)]] : 0.0f)
+            << kernels << " " << parallel << " " << shared[s].name << " " << i;
+      }
+      all.insert(all.end(), shared[s].centroids.begin(), shared[s].centroids.end());
+    }
+    codebooks.push_back(all);
+  }
+  for (size_t run = 1; run < codebooks.size(); ++run)
+    for (size_t c = 0; c < codebooks[0].size(); ++c)
+      EXPECT_NEAR(codebooks[run][c], codebooks[0][c], 1e-4) << run << " " << c;
 }
 
 TEST_F(CodebookFinetuneTest, SameSeedSameBits) {
