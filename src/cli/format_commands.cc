@@ -58,6 +58,48 @@ double int8_accuracy(const io::Int8Net& net, const data::Dataset& set, int64_t b
   return static_cast<double>(correct) / static_cast<double>(set.size());
 }
 
+ProgramScore program_score(const codegen::Program& program, const data::Dataset& set, int64_t batch,
+                           const std::string& outputs_npy) {
+  if (set.size() == 0) fail("no samples to evaluate");
+  data::Batcher batcher(set, batch, /*shuffle=*/false);
+  Rng order(0);
+  batcher.start_epoch(order);
+  Tensor x, y;
+  std::vector<int8_t> out, all;
+  double right = 0, exact = 0, outputs = 0;
+  const int64_t per = program.output_size;
+  while (batcher.next(x, y)) {
+    const int64_t b = x.dim(0);
+    if (x.numel() != b * program.input_size)
+      fail("program eval: inputs of ", x.numel() / b, " values, the model takes ", program.input_size);
+    out.resize(static_cast<size_t>(b * per));
+    codegen::run_batch(program, b, x.f32(), out.data());
+    if (!outputs_npy.empty()) all.insert(all.end(), out.begin(), out.end());
+    for (int64_t i = 0; i < b; ++i) {
+      const int8_t* row = out.data() + i * per;
+      if (y.dtype() == DType::i32) {
+        right += (std::max_element(row, row + per) - row) == y.data<int32_t>()[i];
+        outputs += 1;
+      } else {
+        int64_t ok = 0;
+        for (int64_t j = 0; j < per; ++j) ok += (row[j] > program.output.zero_point) == (y.f32()[i * per + j] > 0.5f);
+        right += static_cast<double>(ok);
+        exact += ok == per;
+        outputs += static_cast<double>(per);
+      }
+    }
+  }
+  if (!outputs_npy.empty()) {
+    Tensor t = Tensor::empty({set.size(), per}, DType::i8);
+    std::copy(all.begin(), all.end(), t.data<int8_t>());
+    data::write_npy(outputs_npy, t);
+  }
+  ProgramScore s;
+  s.accuracy = outputs > 0 ? right / outputs : 0;
+  s.exact = y.dtype() == DType::i32 ? s.accuracy : exact / static_cast<double>(set.size());
+  return s;
+}
+
 FormatCommands::FormatCommands(CLI::App& app) {
   compress_ = app.add_subcommand(
       "compress", "write a saved model as a .pare file: pruned weights sparse, each tensor in its smallest encoding, zstd where it pays");
@@ -346,6 +388,11 @@ int FormatCommands::run_compress() {
                   << " steps, training loss " << fmt("%.4f", r.first_epoch_loss) << " -> "
                   << fmt("%.4f", r.last_epoch_loss) << " (" << fmt("%.1f", r.seconds) << " s)\n";
     }
+    // The network's output grid too: the integer-only program of
+    // pare export --target c and pare eval --program requantize onto it.
+    const io::ActivationGrid out_grid = codegen::calibrate_output(*model, x.f32(), x.dim(0), calibration);
+    acts["output"] = {{"scale", out_grid.scale}, {"zero_point", out_grid.zero_point},
+                      {"min", out_grid.min}, {"max", out_grid.max}};
     meta["activations"] = acts;
   } else if (qat_epochs_ != 0 || compress_->count("--calibration") || compress_->count("--percentile")) {
     fail("--calibration, --percentile and --qat-epochs go with --int8 --calibrate");
@@ -514,8 +561,13 @@ int FormatCommands::run_export_c() {
       codegen::quantize_input(program, x.f32() + i * program.input_size, q.data() + i * program.input_size,
                               /*standardized=*/true);
     std::vector<int32_t> labels;
-    if (y.dtype() == DType::i32) labels.assign(y.data<int32_t>(), y.data<int32_t>() + n);
-    files.push_back(codegen::emit_test_vectors(program, q, labels));
+    std::vector<uint8_t> targets;
+    if (y.dtype() == DType::i32) {
+      labels.assign(y.data<int32_t>(), y.data<int32_t>() + n);
+    } else if (program.binary_output && y.numel() == n * program.output_size) {
+      for (int64_t i = 0; i < y.numel(); ++i) targets.push_back(y.f32()[i] > 0.5f ? 1 : 0);
+    }
+    files.push_back(codegen::emit_test_vectors(program, q, labels, targets));
   }
   std::filesystem::create_directories(out_);
   int64_t bytes = 0;

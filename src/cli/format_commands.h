@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "pare/cli/common.h"
+#include "pare/codegen/program.h"
 #include "pare/io/int8_net.h"
 #include "pare/nn/module.h"
 
@@ -23,6 +24,16 @@ std::unique_ptr<nn::Model> load_any_model(const std::string& path);
 // outputs: when given, receives the logits of every sample in order.
 double int8_accuracy(const io::Int8Net& net, const data::Dataset& set, int64_t batch,
                      std::vector<float>* outputs = nullptr);
+
+// The integer-only program (codegen/program.h) on a test set: top-1
+// accuracy, or for independent logits (bce) the fraction of outputs right and
+// of samples with every output right. outputs_npy: when not empty, the int8
+// outputs are written there (samples, outputs).
+struct ProgramScore {
+  double accuracy = 0, exact = 0;
+};
+ProgramScore program_score(const codegen::Program& program, const data::Dataset& set, int64_t batch,
+                           const std::string& outputs_npy);
 
 class FormatCommands {
  public:

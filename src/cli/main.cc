@@ -13,6 +13,7 @@
 #include "pare/base/file.h"
 #include "pare/base/thread_pool.h"
 #include "pare/cli/common.h"
+#include "pare/codegen/program.h"
 #include "pare/cli/format_commands.h"
 #include "pare/io/int8_net.h"
 #include "pare/io/pare_model.h"
@@ -140,6 +141,9 @@ int main(int argc, char** argv) {
                 "masked linear layers: auto (sparse kernels below the measured crossover density) | on | off")
       ->capture_default_str();
   e->add_option("--batch", eval_batch, "samples per forward pass")->capture_default_str();
+  bool eval_program = false;
+  e->add_flag("--program", eval_program,
+              "run the integer-only program pare export --target c emits (a .pare file from pare compress --int8 --calibrate): what a microcontroller computes, bit for bit");
   std::string eval_outputs;
   e->add_option("--save-outputs", eval_outputs,
                 "write the network's outputs (logits) for every test sample, in order, as a float32 .npy (samples, outputs)");
@@ -185,6 +189,27 @@ int main(int argc, char** argv) {
       data::TrainTest d = load_data(eval_data, 0, nullptr);
       cli::standardize_for(*model, d);
       const data::Dataset& set = d.test.size() > 0 ? d.test : d.train;
+      if (eval_program) {
+        if (!file) fail("--program evaluates a .pare file, got ", model_file);
+        if (eval_int8) fail("--program and --int8 are alternatives");
+        const codegen::Program program = codegen::plan(*file, model_file);
+        Stopwatch sw;
+        const cli::ProgramScore score = cli::program_score(program, set, eval_batch, eval_outputs);
+        const double seconds = sw.seconds();
+        if (eval_json)
+          std::cout << json{{"model", model->spec().name}, {"samples", set.size()}, {"accuracy", score.accuracy},
+                            {"exact", score.exact}, {"seconds", seconds}, {"kernels", "integer program"},
+                            {"arena_bytes", program.arena_bytes}, {"constant_bytes", program.constant_bytes()}}
+                           .dump()
+                    << std::endl;
+        else
+          std::cout << model->spec().name << " on " << set.size() << " samples, integer-only program ("
+                    << program.ops.size() << " steps, arena " << program.arena_bytes << " bytes): accuracy "
+                    << fmt("%.2f%%", 100 * score.accuracy)
+                    << (program.binary_output ? ", every output right " + fmt("%.2f%%", 100 * score.exact) : "")
+                    << " (" << fmt("%.3f", seconds) << " s)\n";
+        return 0;
+      }
       if (eval_int8) {
         const io::Int8Net net = io::Int8Net::from_file(*file, model_file);
         Stopwatch sw;

@@ -36,17 +36,14 @@ static void semihost(uint32_t op, const void *arg) {
   __asm volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
 }
 
+/* Hexadecimal, so that the firmware needs no division routine. */
 static void report(const char *label, uint32_t v) {
-  char buf[32];
+  char buf[40];
   int i = 0, k;
-  char digits[12];
-  int n = 0;
   while (*label) buf[i++] = *label++;
-  do {
-    digits[n++] = (char)('0' + v % 10u);
-    v /= 10u;
-  } while (v);
-  for (k = n - 1; k >= 0; --k) buf[i++] = digits[k];
+  buf[i++] = '0';
+  buf[i++] = 'x';
+  for (k = 28; k >= 0; k -= 4) buf[i++] = "0123456789abcdef"[(v >> k) & 15u];
   buf[i++] = '\n';
   buf[i] = 0;
   semihost(0x04, buf); /* SYS_WRITE0 */
@@ -234,7 +231,12 @@ DeviceCost measure_device_cost(const std::string& model_dir, const std::string& 
         "running the firmware in QEMU",
         "timeout 300 qemu-system-arm -M " + mcu.qemu_board + " -display none -serial none -monitor none -semihosting "
         "-plugin " + quote(w + "/insncount.so") + " -d plugin -D " + quote(log) + " -kernel " + quote(elf));
-    if (runs == 1) cost.stack_bytes = match_int(q.output, R"(stack (\d+))", "stack report");
+    if (runs == 1) {
+      std::smatch sm;
+      if (!std::regex_search(q.output, sm, std::regex(R"(stack 0x([0-9a-f]+))")))
+        fail("device cost: no stack report in: ", q.output.substr(0, 300));
+      cost.stack_bytes = std::stoll(sm[1], nullptr, 16);
+    }
     counted[runs - 1] = match_int(read_file(log), R"(instructions (\d+))", "instruction count");
   }
   cost.instructions = counted[1] - counted[0];

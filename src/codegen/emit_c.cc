@@ -67,11 +67,13 @@ std::string select_kernels(const std::string& text, const std::set<std::string>&
 }
 
 SourceFile emit_test_vectors(const Program& p, const std::vector<int8_t>& inputs,
-                             const std::vector<int32_t>& labels) {
+                             const std::vector<int32_t>& labels, const std::vector<uint8_t>& targets) {
   const auto n = static_cast<int64_t>(inputs.size()) / p.input_size;
   if (n < 1 || n * p.input_size != static_cast<int64_t>(inputs.size()))
     fail("test vectors: ", inputs.size(), " input bytes are not a whole number of ", p.input_size, "-byte inputs");
   if (!labels.empty() && static_cast<int64_t>(labels.size()) != n) fail("test vectors: ", labels.size(), " labels for ", n, " inputs");
+  if (!targets.empty() && static_cast<int64_t>(targets.size()) != n * p.output_size)
+    fail("test vectors: ", targets.size(), " targets for ", n, " outputs of ", p.output_size);
   std::vector<int8_t> outputs(static_cast<size_t>(n * p.output_size));
   std::vector<int8_t> arena(static_cast<size_t>(std::max<int64_t>(p.arena_bytes, 1)));
   for (int64_t i = 0; i < n; ++i)
@@ -86,6 +88,10 @@ SourceFile emit_test_vectors(const Program& p, const std::vector<int8_t>& inputs
   if (!labels.empty()) {
     os << "#define PARE_TEST_LABELS 1\n";
     array(os, "int32_t", "pare_test_labels", labels);
+  }
+  if (!targets.empty()) {
+    os << "#define PARE_TEST_TARGETS 1\n";
+    array(os, "uint8_t", "pare_test_targets", targets);
   }
   os << "\n#endif /* PARE_TEST_VECTORS_H */\n";
   return {"pare_test_vectors.h", os.str()};
@@ -187,9 +193,13 @@ std::vector<SourceFile> emit_c(const Program& p, const DeviceCost* cost) {
           << op.k << ", " << op.stride << ", " << op.pad << ", " << (op.circular ? 1 : 0) << ", " << y << ");\n";
         break;
       case OpKind::maxpool:
+        c << "  pare_maxpool_s8(" << x << ", " << op.c << ", " << op.h << ", " << op.w << ", " << op.k << ", "
+          << op.stride << ", " << y << ");\n";
+        break;
       case OpKind::avgpool:
-        c << "  pare_" << op_kind_name(op.kind) << "_s8(" << x << ", " << op.c << ", " << op.h << ", " << op.w << ", "
-          << op.k << ", " << op.stride << ", " << y << ");\n";
+        c << "  pare_avgpool_s8(" << x << ", " << op.x_zp << ", " << op.c << ", " << op.h << ", " << op.w << ", "
+          << op.k << ", " << op.stride << ", " << op.mult[0] << ", " << static_cast<int>(op.shift[0]) << ", "
+          << op.y_zp << ", " << y << ");\n";
         break;
       case OpKind::relu:
         c << "  pare_relu_s8(" << x << ", " << op.y_zp << ", " << op.c << ", " << y << ");\n";

@@ -24,10 +24,11 @@ struct SourceFile {
 std::vector<SourceFile> emit_c(const Program& program, const DeviceCost* cost = nullptr);
 
 // pare_test_vectors.h: `inputs` (n * input_size, already quantized) with the
-// outputs run() gives them, and their labels (n, or empty): what a harness on
-// the device compares its outputs with, byte for byte.
+// outputs run() gives them, and the truth when known: class labels (n), or
+// 0/1 targets per output (n * output_size, for independent logits such as the
+// Life net's cells): what a harness on the device compares its outputs with.
 SourceFile emit_test_vectors(const Program& program, const std::vector<int8_t>& inputs,
-                             const std::vector<int32_t>& labels);
+                             const std::vector<int32_t>& labels, const std::vector<uint8_t>& targets = {});
 
 // The runtime's text with only the kernel blocks named in `used` (between
 // "pare-kernel: NAME" and "pare-kernel-end" markers; "requantize" always).

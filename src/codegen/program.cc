@@ -186,7 +186,25 @@ Program plan(const format::File& file, const std::string& source, const PlanOpti
     if (spec.layers[i].type == "linear" || spec.layers[i].type == "conv2d") weight_layers.push_back(i);
   if (weight_layers.empty()) fail(source, ": the network has no linear or conv2d layer");
 
+  // The grid the tensor after spec layer i is on until the next weight layer
+  // takes it: that layer's input grid (or the output's). A weight layer with
+  // an average pool before the next one outputs on a grid of its own instead
+  // (META "<layer>.output", else the next grid widened by the window's area,
+  // which cannot saturate since a mean never exceeds the values it averages),
+  // and the pool requantizes onto the next grid.
+  auto next_grid = [&](size_t i) -> Grid {
+    const auto next = std::find_if(weight_layers.begin(), weight_layers.end(), [&](size_t w) { return w > i; });
+    return next == weight_layers.end() ? p.output : grid_of(spec.layers[*next].type + std::to_string(*next + 1));
+  };
+  auto avgpool_before_next_weight = [&](size_t i) -> const nn::LayerSpec* {
+    for (size_t j = i + 1; j < spec.layers.size(); ++j) {
+      if (spec.layers[j].type == "linear" || spec.layers[j].type == "conv2d") return nullptr;
+      if (spec.layers[j].type == "avgpool") return &spec.layers[j];
+    }
+    return nullptr;
+  };
   bool have_grid = false;  // the current tensor is int8 on some grid
+  Grid cur;
   for (size_t i = 0; i < spec.layers.size(); ++i) {
     const nn::LayerSpec& l = spec.layers[i];
     const std::string layer = l.type + std::to_string(i + 1);
@@ -200,9 +218,15 @@ Program plan(const format::File& file, const std::string& source, const PlanOpti
       const Grid x = grid_of(layer);
       if (!have_grid) p.input = x;
       have_grid = true;
-      const auto at = std::find(weight_layers.begin(), weight_layers.end(), i);
-      const Grid y = at + 1 == weight_layers.end() ? p.output
-                                                   : grid_of(spec.layers[*(at + 1)].type + std::to_string(*(at + 1) + 1));
+      Grid y = next_grid(i);
+      if (const nn::LayerSpec* pool = avgpool_before_next_weight(i)) {
+        if (grids.count(layer + ".output")) {
+          y = grid_of(layer + ".output");
+        } else {
+          y.scale *= static_cast<float>(pool->kernel * pool->kernel);
+        }
+      }
+      cur = y;
       Op op;
       op.layer = layer;
       op.x_zp = x.zero_point;
@@ -268,12 +292,7 @@ Program plan(const format::File& file, const std::string& source, const PlanOpti
       op.kind = OpKind::relu;
       op.layer = layer;
       op.c = static_cast<int32_t>(in_n);
-      // Between weight layers every tensor is on the next weight layer's grid
-      // (or the output's).
-      const auto next = std::find_if(weight_layers.begin(), weight_layers.end(), [&](size_t w) { return w > i; });
-      const Grid g = next == weight_layers.end() ? p.output
-                                                 : grid_of(spec.layers[*next].type + std::to_string(*next + 1));
-      op.y_zp = g.zero_point;
+      op.y_zp = cur.zero_point;
       op.in_bytes = op.out_bytes = in_n;
       p.ops.push_back(std::move(op));
     } else if (l.type == "maxpool" || l.type == "avgpool") {
@@ -287,6 +306,18 @@ Program plan(const format::File& file, const std::string& source, const PlanOpti
       op.stride = static_cast<int32_t>(l.stride ? l.stride : l.kernel);
       op.in_bytes = in_n;
       op.out_bytes = out_n;
+      if (op.kind == OpKind::avgpool) {
+        // The window's sum of (q - zero point) onto the next grid: a real
+        // multiplier of in_scale / (k * k * out_scale).
+        const Grid y = next_grid(i);
+        op.x_zp = cur.zero_point;
+        op.y_zp = y.zero_point;
+        op.mult.resize(1);
+        op.shift.resize(1);
+        fixed_point_multiplier(static_cast<double>(cur.scale) / (static_cast<double>(op.k) * op.k * y.scale),
+                               &op.mult[0], &op.shift[0]);
+        cur = y;
+      }
       p.ops.push_back(std::move(op));
     } else if ((l.type == "sigmoid" || l.type == "tanh") && i + 1 == spec.layers.size()) {
       continue;  // monotone: the output stays the logits, the decision is the same
@@ -362,9 +393,20 @@ void run(const Program& p, const int8_t* input, int8_t* output, int8_t* arena) {
                        op.rows, op.k, op.stride, op.pad, op.circular ? 1 : 0, y);
         break;
       case OpKind::maxpool: pare_maxpool_s8(x, op.c, op.h, op.w, op.k, op.stride, y); break;
-      case OpKind::avgpool: pare_avgpool_s8(x, op.c, op.h, op.w, op.k, op.stride, y); break;
+      case OpKind::avgpool:
+        pare_avgpool_s8(x, op.x_zp, op.c, op.h, op.w, op.k, op.stride, op.mult[0], op.shift[0], op.y_zp, y);
+        break;
       case OpKind::relu: pare_relu_s8(x, op.y_zp, op.c, y); break;
     }
+  }
+}
+
+void run_batch(const Program& p, int64_t n, const float* x, int8_t* out) {
+  std::vector<int8_t> q(static_cast<size_t>(p.input_size));
+  std::vector<int8_t> arena(static_cast<size_t>(std::max<int64_t>(p.arena_bytes, 1)));
+  for (int64_t i = 0; i < n; ++i) {
+    quantize_input(p, x + i * p.input_size, q.data(), /*standardized=*/true);
+    run(p, q.data(), out + i * p.output_size, arena.data());
   }
 }
 

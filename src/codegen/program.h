@@ -97,6 +97,10 @@ io::ActivationGrid calibrate_output(nn::Model& model, const float* x, int64_t sa
 // Runs the program on one input: output (output_size), arena (arena_bytes).
 void run(const Program& program, const int8_t* input, int8_t* output, int8_t* arena);
 
+// run() on n standardised inputs x (n * input_size floats), quantized first:
+// out (n * output_size).
+void run_batch(const Program& program, int64_t n, const float* x, int8_t* out);
+
 // x (input_size floats) quantized to the input grid as pare's int8 kernels
 // do (round half to even); raw inputs are first standardised when the program
 // says so, `standardized` ones (as pare's datasets hand them out) are not.

@@ -73,25 +73,26 @@ TEST(FixedPoint, RequantizeRoundsHalfUpExactly) {
   }
 }
 
-TEST(Runtime, AveragePoolRoundsHalfAwayFromZero) {
-  const int8_t x[8] = {1, 2, 0, 0, -1, -2, 0, 0};  // two 2x2 channels: sums 3 and -3 -> 0.75, -0.75
-  int8_t y[2];
-  pare_avgpool_s8(x, 2, 2, 2, 2, 2, y);
-  EXPECT_EQ(y[0], 1);
-  EXPECT_EQ(y[1], -1);
-  const int8_t h[4] = {1, 1, 0, 0};  // 0.5 -> 1
-  const int8_t nh[4] = {-1, -1, 0, 0};
-  pare_avgpool_s8(h, 1, 2, 2, 2, 2, y);
-  pare_avgpool_s8(nh, 1, 2, 2, 2, 2, y + 1);
-  EXPECT_EQ(y[0], 1);
-  EXPECT_EQ(y[1], -1);
+TEST(Runtime, AveragePoolRequantizesTheWindowSum) {
+  // Same grid in and out: the multiplier is 1/4 = 2^30 / 2^32.
+  const int8_t x[16] = {1, 2, 0, 0, -1, -2, 0, 0, 1, 1, 0, 0, -1, -1, 0, 0};  // four 2x2 channels
+  int8_t y[4];
+  pare_avgpool_s8(x, 0, 4, 2, 2, 2, 2, 1 << 30, 32, 0, y);
+  EXPECT_EQ(y[0], 1);   // 0.75
+  EXPECT_EQ(y[1], -1);  // -0.75
+  EXPECT_EQ(y[2], 1);   // 0.5: half up
+  EXPECT_EQ(y[3], 0);   // -0.5: half up
+  // Zero points: (q - 10) averaged, then onto zero point -3.
+  const int8_t z[4] = {14, 14, 10, 10};  // mean of (q - 10) = 2
+  pare_avgpool_s8(z, 10, 1, 2, 2, 2, 2, 1 << 30, 32, -3, y);
+  EXPECT_EQ(y[0], -1);
 }
 
 nn::ModelSpec small_cnn() {
   return nn::parse_model_spec(R"({"name": "cnn", "input": [2, 9, 9], "layers": [
     {"type": "conv2d", "out": 3, "kernel": 3, "pad": 1}, {"type": "relu"}, {"type": "maxpool", "kernel": 2},
     {"type": "conv2d", "out": 4, "kernel": 2, "stride": 2, "bias": false}, {"type": "relu"},
-    {"type": "maxpool", "kernel": 2, "stride": 1}, {"type": "flatten"},
+    {"type": "avgpool", "kernel": 2, "stride": 1}, {"type": "flatten"},
     {"type": "linear", "out": 6}, {"type": "relu"}, {"type": "linear", "out": 5}]})",
                               "cnn.json");
 }

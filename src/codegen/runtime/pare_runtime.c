@@ -31,6 +31,9 @@ void pare_csr_s8(const int8_t *x, int32_t x_zp, const uint16_t *row_ptr, const u
 /* pare-kernel-end */
 
 /* pare-kernel: conv2d */
+/* No division anywhere (Cortex-M0 has no divide instruction): a padded
+ * coordinate is at most `pad` outside the input, so wrapping it around the
+ * torus is one addition or subtraction. */
 void pare_conv2d_s8(const int8_t *x, int32_t x_zp, int32_t c, int32_t h, int32_t w,
                     const int8_t *wt, const int32_t *bias, const int32_t *mult,
                     const int8_t *shift, pare_out_grid out, int32_t oc, int32_t k,
@@ -40,27 +43,28 @@ void pare_conv2d_s8(const int8_t *x, int32_t x_zp, int32_t c, int32_t h, int32_t
   int32_t o, oy, ox, ci, ky, kx;
   for (o = 0; o < oc; ++o) {
     const int8_t *wo = wt + (size_t)o * (size_t)(c * k * k);
+    const int32_t b = bias ? bias[o] : 0;
     for (oy = 0; oy < oh; ++oy) {
       for (ox = 0; ox < ow; ++ox) {
-        int32_t acc = bias ? bias[o] : 0;
+        int32_t acc = b;
         for (ci = 0; ci < c; ++ci) {
           const int8_t *xc = x + (size_t)ci * (size_t)(h * w);
           const int8_t *wc = wo + ci * k * k;
           for (ky = 0; ky < k; ++ky) {
             int32_t iy = oy * stride + ky - pad;
-            if (circular) {
-              iy = (iy % h + h) % h;
-            } else if (iy < 0 || iy >= h) {
-              continue;
+            const int8_t *row, *wk = wc + ky * k;
+            if (iy < 0 || iy >= h) {
+              if (!circular) continue;
+              iy += iy < 0 ? h : -h;
             }
+            row = xc + iy * w;
             for (kx = 0; kx < k; ++kx) {
               int32_t ix = ox * stride + kx - pad;
-              if (circular) {
-                ix = (ix % w + w) % w;
-              } else if (ix < 0 || ix >= w) {
-                continue;
+              if (ix < 0 || ix >= w) {
+                if (!circular) continue;
+                ix += ix < 0 ? w : -w;
               }
-              acc += ((int32_t)xc[iy * w + ix] - x_zp) * (int32_t)wc[ky * k + kx];
+              acc += ((int32_t)row[ix] - x_zp) * (int32_t)wk[kx];
             }
           }
         }
@@ -95,9 +99,9 @@ void pare_maxpool_s8(const int8_t *x, int32_t c, int32_t h, int32_t w, int32_t k
 /* pare-kernel-end */
 
 /* pare-kernel: avgpool */
-void pare_avgpool_s8(const int8_t *x, int32_t c, int32_t h, int32_t w, int32_t k,
-                     int32_t stride, int8_t *y) {
-  const int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1, n = k * k;
+void pare_avgpool_s8(const int8_t *x, int32_t x_zp, int32_t c, int32_t h, int32_t w, int32_t k,
+                     int32_t stride, int32_t mult, int32_t shift, int32_t y_zp, int8_t *y) {
+  const int32_t oh = (h - k) / stride + 1, ow = (w - k) / stride + 1;
   int32_t ci, oy, ox, ky, kx;
   for (ci = 0; ci < c; ++ci) {
     const int8_t *xc = x + (size_t)ci * (size_t)(h * w);
@@ -105,11 +109,9 @@ void pare_avgpool_s8(const int8_t *x, int32_t c, int32_t h, int32_t w, int32_t k
       for (ox = 0; ox < ow; ++ox) {
         int32_t s = 0;
         for (ky = 0; ky < k; ++ky)
-          for (kx = 0; kx < k; ++kx) s += xc[(oy * stride + ky) * w + ox * stride + kx];
-        /* C99 division truncates toward zero: adding half of n away from
-         * zero first rounds half away from zero. */
+          for (kx = 0; kx < k; ++kx) s += (int32_t)xc[(oy * stride + ky) * w + ox * stride + kx] - x_zp;
         y[((size_t)ci * (size_t)oh + (size_t)oy) * (size_t)ow + (size_t)ox] =
-            (int8_t)(s >= 0 ? (s + n / 2) / n : (s - n / 2) / n);
+            pare_clamp_s8(y_zp + pare_requantize(s, mult, shift), -128, 127);
       }
     }
   }

@@ -16,7 +16,7 @@
  *   exactly in int64 (mult < 2^31, 1 <= shift <= 62). A fused ReLU is
  *   y_min = y_zp.
  *   Max pooling takes the largest q (the grid is monotone); average pooling
- *   rounds the mean half away from zero.
+ *   requantizes the window's sum like a weight layer's accumulator.
  *
  * Kernels are delimited by "pare-kernel" marker comments so that the
  * exporter copies only the ones a model uses. */
@@ -77,8 +77,11 @@ void pare_maxpool_s8(const int8_t *x, int32_t c, int32_t h, int32_t w, int32_t k
 /* pare-kernel-end */
 
 /* pare-kernel: avgpool */
-void pare_avgpool_s8(const int8_t *x, int32_t c, int32_t h, int32_t w, int32_t k,
-                     int32_t stride, int8_t *y);
+/* The window's sum of (x - x_zp), requantized onto the output grid:
+ * y = clamp(y_zp + pare_requantize(sum, mult, shift)), mult / 2^shift being
+ * x_scale / (k * k * y_scale). No division. */
+void pare_avgpool_s8(const int8_t *x, int32_t x_zp, int32_t c, int32_t h, int32_t w, int32_t k,
+                     int32_t stride, int32_t mult, int32_t shift, int32_t y_zp, int8_t *y);
 /* pare-kernel-end */
 
 /* pare-kernel: relu */

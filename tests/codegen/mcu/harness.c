@@ -42,7 +42,7 @@ static int run_all_on_heap_arena(int fill, int8_t *ends) {
 int main(void) {
   int8_t out[PARE_MODEL_OUTPUT_SIZE];
   int32_t i, j;
-  long mismatches = 0, correct = 0;
+  long mismatches = 0, correct = 0, wrong_cells = 0;
   unsigned long checksum = 2166136261UL; /* FNV-1a over every output byte */
   for (i = 0; i < PARE_TEST_VECTORS; ++i) {
     pare_model_run(pare_test_inputs + (size_t)i * PARE_MODEL_INPUT_SIZE, out);
@@ -53,9 +53,21 @@ int main(void) {
 #ifdef PARE_TEST_LABELS
     if (pare_model_argmax(out) == pare_test_labels[i]) ++correct;
 #endif
+#ifdef PARE_TEST_TARGETS
+    /* Independent logits (the Life net's cells): 1 when above the zero point. */
+    {
+      long wrong = 0;
+      const int32_t zero_point = PARE_MODEL_OUTPUT_ZERO_POINT; /* may be 127: no cell is ever 1 */
+      for (j = 0; j < PARE_MODEL_OUTPUT_SIZE; ++j)
+        wrong += ((int32_t)out[j] > zero_point) !=
+                 (pare_test_targets[(size_t)i * PARE_MODEL_OUTPUT_SIZE + (size_t)j] != 0);
+      wrong_cells += wrong;
+      if (wrong == 0) ++correct;
+    }
+#endif
   }
-  printf("vectors %d mismatches %ld correct %ld checksum %08lx\n", (int)PARE_TEST_VECTORS, mismatches, correct,
-         checksum);
+  printf("vectors %d mismatches %ld correct %ld wrong_cells %ld checksum %08lx\n", (int)PARE_TEST_VECTORS, mismatches,
+         correct, wrong_cells, checksum);
 #ifdef PARE_HARNESS_ARENA
   {
     int8_t ends[2] = {0, 0};
