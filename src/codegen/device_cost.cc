@@ -16,10 +16,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The minimal firmware: a vector table, a reset handler that clears .bss,
-// paints the stack, runs the model PARE_RUNS times on an all-zero input,
-// reports the deepest stack use and exits, all through semihosting (no libc).
-// QEMU loads the ELF straight into RAM, so .data needs no copy.
+// The minimal firmware: a vector table and a reset handler that clears .bss,
+// runs the model PARE_RUNS times on an all-zero input and exits through
+// semihosting (no libc); flash is measured on this. With PARE_MEASURE_STACK
+// it also paints the stack first and reports the deepest use (a separate
+// build: the measuring code is not the model's flash). QEMU loads the ELF
+// straight into RAM, so .data needs no copy.
 constexpr const char* kFirmware = R"firmware(/* pare device-cost firmware (generated; see codegen/device_cost.h). */
 #include <stdint.h>
 #include "model.h"
@@ -37,6 +39,7 @@ static void semihost(uint32_t op, const void *arg) {
 }
 
 /* Hexadecimal, so that the firmware needs no division routine. */
+#if PARE_MEASURE_STACK
 static void report(const char *label, uint32_t v) {
   char buf[40];
   int i = 0, k;
@@ -48,17 +51,25 @@ static void report(const char *label, uint32_t v) {
   buf[i] = 0;
   semihost(0x04, buf); /* SYS_WRITE0 */
 }
+#endif
 
 void Reset_Handler(void) {
-  uint32_t *p, sp, *low = &__stack_top - PAINT_WORDS;
+  uint32_t *p;
   int r;
   for (p = &__bss_start__; p < &__bss_end__; ++p) *p = 0;
-  __asm volatile("mov %0, sp" : "=r"(sp));
-  for (p = low; p < (uint32_t *)(sp - 64u); ++p) *p = PAINT;
-  for (r = 0; r < PARE_RUNS; ++r) pare_model_run(input, output);
-  for (p = low; p < &__stack_top && *p == PAINT; ++p) {
+#if PARE_MEASURE_STACK
+  {
+    uint32_t sp, *low = &__stack_top - PAINT_WORDS;
+    __asm volatile("mov %0, sp" : "=r"(sp));
+    for (p = low; p < (uint32_t *)(sp - 64u); ++p) *p = PAINT;
+    for (r = 0; r < PARE_RUNS; ++r) pare_model_run(input, output);
+    for (p = low; p < &__stack_top && *p == PAINT; ++p) {
+    }
+    report("stack ", (uint32_t)((uint8_t *)&__stack_top - (uint8_t *)p));
   }
-  report("stack ", (uint32_t)((uint8_t *)&__stack_top - (uint8_t *)p));
+#else
+  for (r = 0; r < PARE_RUNS; ++r) pare_model_run(input, output);
+#endif
   {
     const uint32_t block[2] = {0x20026u, 0u}; /* ADP_Stopped_ApplicationExit, status 0 */
     semihost(0x20, block); /* SYS_EXIT_EXTENDED */
@@ -208,15 +219,19 @@ DeviceCost measure_device_cost(const std::string& model_dir, const std::string& 
     std::string v = must_run("arm-none-eabi-gcc --version", "arm-none-eabi-gcc --version").output;
     cost.compiler = v.substr(0, v.find('\n'));
   }
+  auto build = [&](const std::string& elf, int runs, bool measure_stack) {
+    must_run("compiling the firmware",
+             "arm-none-eabi-gcc -mcpu=" + mcu.cpu + " -mthumb -Os -std=c99 -ffreestanding -nostdlib -DPARE_MODEL_NO_FLOAT "
+             "-DPARE_RUNS=" + std::to_string(runs) + " -DPARE_MEASURE_STACK=" + (measure_stack ? "1" : "0") + " -I " +
+             quote(m) + " " + quote(w + "/firmware.c") + " " + quote(m + "/model.c") + " " +
+             quote(m + "/pare_runtime.c") +
+             " -lgcc -Wl,--section-start=.vectors=0x0 -Wl,--defsym=__stack_top=0x20010000 "
+             "-Wl,-e,Reset_Handler -o " + quote(elf));
+  };
   int64_t counted[2] = {0, 0};
   for (int runs = 1; runs <= 2; ++runs) {
     const std::string elf = w + "/firmware_" + std::to_string(runs) + ".elf";
-    must_run("compiling the firmware",
-             "arm-none-eabi-gcc -mcpu=" + mcu.cpu + " -mthumb -Os -std=c99 -ffreestanding -nostdlib -DPARE_MODEL_NO_FLOAT "
-             "-DPARE_RUNS=" + std::to_string(runs) + " -I " + quote(m) + " " + quote(w + "/firmware.c") + " " +
-             quote(m + "/model.c") + " " + quote(m + "/pare_runtime.c") +
-             " -lgcc -Wl,--section-start=.vectors=0x0 -Wl,--defsym=__stack_top=0x20010000 "
-             "-Wl,-e,Reset_Handler -o " + quote(elf));
+    build(elf, runs, /*measure_stack=*/false);
     if (runs == 1) {
       const std::string size = must_run("arm-none-eabi-size", "arm-none-eabi-size " + quote(elf)).output;
       std::smatch sm;
@@ -231,13 +246,18 @@ DeviceCost measure_device_cost(const std::string& model_dir, const std::string& 
         "running the firmware in QEMU",
         "timeout 300 qemu-system-arm -M " + mcu.qemu_board + " -display none -serial none -monitor none -semihosting "
         "-plugin " + quote(w + "/insncount.so") + " -d plugin -D " + quote(log) + " -kernel " + quote(elf));
-    if (runs == 1) {
-      std::smatch sm;
-      if (!std::regex_search(q.output, sm, std::regex(R"(stack 0x([0-9a-f]+))")))
-        fail("device cost: no stack report in: ", q.output.substr(0, 300));
-      cost.stack_bytes = std::stoll(sm[1], nullptr, 16);
-    }
     counted[runs - 1] = match_int(read_file(log), R"(instructions (\d+))", "instruction count");
+  }
+  {
+    const std::string elf = w + "/firmware_stack.elf";
+    build(elf, 1, /*measure_stack=*/true);
+    const CommandResult q = must_run("running the stack-measuring firmware in QEMU",
+                                     "timeout 300 qemu-system-arm -M " + mcu.qemu_board +
+                                         " -display none -serial none -monitor none -semihosting -kernel " + quote(elf));
+    std::smatch sm;
+    if (!std::regex_search(q.output, sm, std::regex(R"(stack 0x([0-9a-f]+))")))
+      fail("device cost: no stack report in: ", q.output.substr(0, 300));
+    cost.stack_bytes = std::stoll(sm[1], nullptr, 16);
   }
   cost.instructions = counted[1] - counted[0];
   cost.flash_bytes = cost.firmware_text + cost.firmware_data;
