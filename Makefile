@@ -38,7 +38,9 @@ test-asan: deps
 # evaluates the pruned model with dense kernels and with sparse ones (same
 # accuracy; the seconds and each layer's kernels are printed); then writes it
 # as a .pare file with 5-bit shared weights (docs/compression.md) and
-# evaluates the file.
+# evaluates the file; then as int8 with calibrated grids, scored by the
+# integer-only program a microcontroller runs, and exported as C99 with its
+# flash, RAM and instructions per inference on a Cortex-M0+ (docs/mcu.md).
 demo: build
 	$(BUILD)/pare train --model lenet300 --data fashion-mnist --epochs 10 --batch 60 \
 	  --optimizer adam --lr 1.2e-3 --schedule cosine --normalize --seed 0 \
@@ -50,6 +52,10 @@ demo: build
 	$(BUILD)/pare eval $(DEMO_DIR)/pruned90/model.bin --data fashion-mnist --sparse auto
 	$(BUILD)/pare compress $(DEMO_DIR)/pruned90/model.bin -o $(DEMO_DIR)/pruned90.pare --share-bits 5
 	$(BUILD)/pare eval $(DEMO_DIR)/pruned90.pare --data fashion-mnist
+	$(BUILD)/pare compress $(DEMO_DIR)/pruned90/model.bin -o $(DEMO_DIR)/pruned90_int8.pare --int8 \
+	  --calibrate --data fashion-mnist
+	$(BUILD)/pare eval $(DEMO_DIR)/pruned90_int8.pare --data fashion-mnist --program
+	$(BUILD)/pare export $(DEMO_DIR)/pruned90_int8.pare --target c -o $(DEMO_DIR)/c --device-cost
 
 bench: build
 	bash bench/run_train.sh
