@@ -110,7 +110,7 @@ FormatCommands::FormatCommands(CLI::App& app) {
                         "weight sharing: each weight tensor's kept values as k-bit indices into a per-tensor k-means codebook (1-8)");
   compress_->add_flag("--int8", int8_, "weights as int8 per output channel (symmetric)");
   compress_->add_flag("--calibrate", calibrate_,
-                      "with --int8: calibrate each linear and conv2d layer's u8 input grid on training samples of --data (--calibration), for pare eval --int8");
+                      "with --int8 (or --share-bits): calibrate each linear and conv2d layer's u8 input grid on training samples of --data (--calibration), for pare eval --int8");
   compress_->add_option("--calibration-samples", calibration_samples_, "training samples for --calibrate")
       ->capture_default_str();
   compress_->add_option("--calibration", calibration_,
@@ -350,7 +350,9 @@ int FormatCommands::run_compress() {
   if (share_bits_) meta["quantization"] = {{"weights", "k-means codebook per tensor"}, {"bits", share_bits_}};
   if (int8_) meta["quantization"] = {{"weights", "s8 per output channel"}};
   if (calibrate_) {
-    if (!int8_) fail("--calibrate goes with --int8");
+    if (!int8_ && !share_bits_)
+      fail("--calibrate goes with --int8 (or --share-bits K, for the integer program of pare export --target c)");
+    if (qat_epochs_ != 0 && !int8_) fail("--qat-epochs fine-tunes through int8 weights: it goes with --int8");
     if (calibration_samples_ < 1) fail("--calibration-samples must be at least 1");
     const io::CalibrationOptions calibration{.method = calibration_, .percentile = percentile_};
     calibration.validate();
@@ -586,7 +588,7 @@ int FormatCommands::run_export_c() {
   }
   json ops = json::array();
   for (const codegen::Op& op : program.ops)
-    ops.push_back({{"layer", op.layer}, {"kernel", codegen::op_kind_name(op.kind)}, {"macs", op.macs},
+    ops.push_back({{"layer", op.layer}, {"kernel", codegen::kernel_name(op)}, {"macs", op.macs},
                    {"constant_bytes", op.constant_bytes()}});
   if (json_) {
     json j{{"out", out_}, {"arena_bytes", program.arena_bytes},
@@ -599,7 +601,7 @@ int FormatCommands::run_export_c() {
               << " bytes of C): arena " << program.arena_bytes << " bytes, constants " << program.constant_bytes()
               << " bytes, " << program.macs() << " MACs per inference\n";
     for (const codegen::Op& op : program.ops)
-      std::cout << "  " << op.layer << ": " << codegen::op_kind_name(op.kind) << ", " << op.macs << " MACs, "
+      std::cout << "  " << op.layer << ": " << codegen::kernel_name(op) << ", " << op.macs << " MACs, "
                 << op.constant_bytes() << " bytes\n";
     if (cost)
       std::cout << "on " << cost->mcu.cpu << " (measured: minimal firmware, " << cost->compiler << " -Os; QEMU "

@@ -29,9 +29,15 @@ const char* op_kind_name(OpKind k) {
 }
 
 int64_t Op::constant_bytes() const {
-  return static_cast<int64_t>(weights.size() + 2 * (row_ptr.size() + col.size()) +
+  return static_cast<int64_t>(weights.size() + codes.size() + lut.size() + 2 * row_ptr.size() + steps.size() +
                               4 * (bias.size() + mult.size()) + shift.size());
 }
+std::string kernel_name(const Op& op) {
+  std::string name = op_kind_name(op.kind);
+  if ((op.kind == OpKind::dense || op.kind == OpKind::csr) && op.bits < 8) name += "_codes";
+  return name;
+}
+
 int64_t Program::constant_bytes() const {
   int64_t n = 0;
   for (const Op& op : ops) n += op.constant_bytes();
@@ -78,18 +84,134 @@ const format::Tensor* find_tensor(const format::File& file, const std::string& n
   return nullptr;
 }
 
-// The layer's weight as s8 (absent positions 0) with its per-channel scales.
-void s8_weight(const format::File& file, const std::string& layer, const std::string& source,
-               std::vector<int8_t>& q, std::vector<float>& scales) {
+// A weight layer's weights as int8 with per-output-channel scales, and, for
+// a shared-weight (codebook) tensor, each position's code into `lut` (the
+// centroids as int8 on one scale for the whole tensor; absent positions get
+// the code of 0, a code added when the codebook has none).
+struct Int8Weights {
+  std::vector<int8_t> values;  // absent positions 0
+  std::vector<float> scales;   // per output channel
+  int bits = 0;                // codebook: bits per code; 0: plain s8
+  std::vector<int32_t> codes;  // codebook: per position
+  std::vector<int8_t> lut;
+};
+
+Int8Weights int8_weights(const format::File& file, const std::string& layer, const std::string& source) {
   const format::Tensor* t = find_tensor(file, layer + ".weight");
   if (!t) fail(source, ": no tensor ", layer, ".weight");
-  if (t->dtype != format::DType::s8 || t->quant.kind != format::QuantKind::channel || t->quant.axis != 0)
+  Int8Weights w;
+  const auto n = static_cast<size_t>(t->numel());
+  w.values.assign(n, 0);
+  const bool channel = t->dtype == format::DType::s8 && t->quant.kind == format::QuantKind::channel && t->quant.axis == 0;
+  const bool codebook = t->dtype == format::DType::code && t->quant.kind == format::QuantKind::codebook;
+  if (channel) {
+    for (size_t i = 0; i < n; ++i)
+      if (t->present.empty() || t->present[i]) w.values[i] = static_cast<int8_t>(t->values[i]);
+    w.scales = t->quant.scales;
+    return w;
+  }
+  if (!codebook)
     fail(source, ": ", layer, ".weight is ", format::dtype_name(t->dtype),
-         ", not s8 per output channel; write the file with pare compress --int8 --calibrate");
-  q.assign(static_cast<size_t>(t->numel()), 0);
-  for (size_t i = 0; i < q.size(); ++i)
-    if (t->present.empty() || t->present[i]) q[i] = static_cast<int8_t>(t->values[i]);
-  scales = t->quant.scales;
+         ", not s8 per output channel or shared-weight codes; write the file with pare compress --int8 --calibrate "
+         "(or --share-bits K --calibrate)");
+  float top = 0;
+  for (float c : t->quant.centroids) top = std::max(top, std::fabs(c));
+  const float scale = top > 0 ? top / 127.0f : 1.0f;
+  for (float c : t->quant.centroids)
+    w.lut.push_back(static_cast<int8_t>(std::clamp(std::nearbyint(c / scale), -127.0f, 127.0f)));
+  bool any_absent = false;
+  for (size_t i = 0; i < n && !any_absent; ++i) any_absent = !t->present.empty() && !t->present[i];
+  int32_t zero_code = -1;
+  for (size_t j = 0; j < w.lut.size() && zero_code < 0; ++j)
+    if (w.lut[j] == 0) zero_code = static_cast<int32_t>(j);
+  if (any_absent && zero_code < 0) {
+    zero_code = static_cast<int32_t>(w.lut.size());
+    w.lut.push_back(0);
+  }
+  w.bits = 1;
+  while ((size_t{1} << w.bits) < w.lut.size()) ++w.bits;
+  w.codes.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const bool present = t->present.empty() || t->present[i];
+    w.codes[i] = present ? t->values[i] : zero_code;
+    w.values[i] = w.lut[static_cast<size_t>(w.codes[i])];
+  }
+  w.scales.assign(static_cast<size_t>(t->dims[0]), scale);
+  return w;
+}
+
+// Codes of `bits` each packed least significant bit first, plus the spare
+// byte pare_code reads.
+std::vector<uint8_t> pack_codes(const std::vector<int32_t>& codes, int bits) {
+  std::vector<uint8_t> out((codes.size() * static_cast<size_t>(bits) + 7) / 8 + 1, 0);
+  size_t bit = 0;
+  for (int32_t c : codes)
+    for (int b = 0; b < bits; ++b, ++bit)
+      if ((c >> b) & 1) out[bit >> 3] = static_cast<uint8_t>(out[bit >> 3] | (1u << (bit & 7)));
+  return out;
+}
+
+// A linear layer's weights (rows, cols) in the encoding whose constants take
+// the fewest bytes among those `sparse` allows: dense or CSR (column steps of
+// one byte), int8 values or codes.
+void encode_linear(Op& op, const Int8Weights& w, const std::string& sparse) {
+  const int64_t rows = op.rows, cols = op.c;
+  std::vector<int8_t> kept;
+  std::vector<int32_t> kept_codes;
+  std::vector<uint16_t> row_ptr{0};
+  std::vector<uint8_t> steps;
+  bool csr_fits = true;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t prev = -1;
+    for (int64_t c = 0; c < cols; ++c) {
+      const size_t i = static_cast<size_t>(r * cols + c);
+      if (w.values[i] == 0) continue;
+      for (int64_t gap = c - prev; gap > 0;) {
+        if (gap > 255) {
+          steps.push_back(0);
+          gap -= 255;
+        } else {
+          steps.push_back(static_cast<uint8_t>(gap));
+          gap = 0;
+        }
+      }
+      prev = c;
+      kept.push_back(w.values[i]);
+      if (w.bits) kept_codes.push_back(w.codes[i]);
+    }
+    csr_fits = csr_fits && kept.size() <= 65535;
+    row_ptr.push_back(static_cast<uint16_t>(std::min<size_t>(kept.size(), 65535)));
+  }
+  struct Choice {
+    bool csr, codes;
+    int64_t bytes;
+  };
+  std::vector<Choice> choices;
+  const int64_t csr_index = 2 * (rows + 1) + static_cast<int64_t>(steps.size());
+  const auto code_bytes = [&](int64_t n) { return (n * w.bits + 7) / 8 + 1 + static_cast<int64_t>(w.lut.size()); };
+  if (sparse != "on") choices.push_back({false, false, rows * cols});
+  if (sparse != "off" && csr_fits) choices.push_back({true, false, csr_index + static_cast<int64_t>(kept.size())});
+  if (w.bits && sparse != "on") choices.push_back({false, true, code_bytes(rows * cols)});
+  if (w.bits && sparse != "off" && csr_fits)
+    choices.push_back({true, true, csr_index + code_bytes(static_cast<int64_t>(kept.size()))});
+  if (choices.empty())
+    fail(op.layer, " has ", kept.size(), " nonzero weights; the CSR kernel takes at most 65535 (use --sparse auto or off)");
+  const Choice best = *std::min_element(choices.begin(), choices.end(),
+                                        [](const Choice& a, const Choice& b) { return a.bytes < b.bytes; });
+  op.kind = best.csr ? OpKind::csr : OpKind::dense;
+  op.macs = best.csr ? static_cast<int64_t>(kept.size()) : rows * cols;
+  if (best.csr) {
+    op.row_ptr = std::move(row_ptr);
+    op.steps = std::move(steps);
+  }
+  if (best.codes) {
+    op.bits = w.bits;
+    op.lut = w.lut;
+    op.codes = pack_codes(best.csr ? kept_codes : w.codes, w.bits);
+    op.weights.clear();
+  } else {
+    op.weights = best.csr ? std::move(kept) : w.values;
+  }
 }
 
 std::vector<float> float_tensor(const format::File& file, const std::string& name) {
@@ -233,38 +355,17 @@ Program plan(const format::File& file, const std::string& source, const PlanOpti
       op.y_zp = y.zero_point;
       const bool relu_next = i + 1 < spec.layers.size() && spec.layers[i + 1].type == "relu";
       op.y_min = relu_next ? y.zero_point : -128;
-      std::vector<float> scales;
-      s8_weight(file, layer, source, op.weights, scales);
+      const Int8Weights w = int8_weights(file, layer, source);
       const std::vector<float> bias = float_tensor(file, layer + ".bias");
       int64_t nnz = 0;
-      for (int8_t v : op.weights) nnz += v != 0;
+      for (int8_t v : w.values) nnz += v != 0;
       if (l.type == "linear") {
         op.rows = static_cast<int32_t>(l.out);
         op.c = static_cast<int32_t>(in_n);
-        const int64_t dense_bytes = int64_t{op.rows} * op.c;
-        const int64_t csr_bytes = 3 * nnz + 2 * (op.rows + 1);
-        const bool fits = nnz <= 65535 && op.c <= 65536;
-        const bool sparse = options.sparse == "on" ? true : options.sparse == "off" ? false : csr_bytes < dense_bytes;
-        if (sparse && !fits)
-          fail(source, ": ", layer, " has ", nnz, " nonzero weights; the CSR kernel takes at most 65535");
-        if (sparse) {
-          op.kind = OpKind::csr;
-          std::vector<int8_t> vals;
-          op.row_ptr.push_back(0);
-          for (int32_t r = 0; r < op.rows; ++r) {
-            for (int32_t cidx = 0; cidx < op.c; ++cidx) {
-              const int8_t v = op.weights[static_cast<size_t>(r) * op.c + cidx];
-              if (v == 0) continue;
-              vals.push_back(v);
-              op.col.push_back(static_cast<uint16_t>(cidx));
-            }
-            op.row_ptr.push_back(static_cast<uint16_t>(vals.size()));
-          }
-          op.weights = std::move(vals);
-        }
-        op.macs = op.kind == OpKind::csr ? nnz : dense_bytes;
+        encode_linear(op, w, options.sparse);
       } else {
         op.kind = OpKind::conv2d;
+        op.weights = w.values;
         op.c = static_cast<int32_t>(in[0]);
         op.h = static_cast<int32_t>(in[1]);
         op.w = static_cast<int32_t>(in[2]);
@@ -277,7 +378,7 @@ Program plan(const format::File& file, const std::string& source, const PlanOpti
           fail(source, ": ", layer, ": circular padding is exported for stride 1 and pad (kernel - 1) / 2");
         op.macs = (out_n / op.rows) * nnz;  // every output position uses each kept weight (zero padding aside)
       }
-      requantization(op, scales, bias, x.scale, y);
+      requantization(op, w.scales, bias, x.scale, y);
       op.in_bytes = in_n;
       op.out_bytes = out_n;
       if (relu_next) ++i;  // fused
@@ -382,11 +483,19 @@ void run(const Program& p, const int8_t* input, int8_t* output, int8_t* arena) {
     const int32_t* bias = op.bias.empty() ? nullptr : op.bias.data();
     switch (op.kind) {
       case OpKind::dense:
-        pare_dense_s8(x, op.x_zp, op.weights.data(), bias, op.mult.data(), op.shift.data(), g, op.rows, op.c, y);
+        if (op.bits < 8)
+          pare_dense_codes_s8(x, op.x_zp, op.codes.data(), op.bits, op.lut.data(), bias, op.mult.data(),
+                              op.shift.data(), g, op.rows, op.c, y);
+        else
+          pare_dense_s8(x, op.x_zp, op.weights.data(), bias, op.mult.data(), op.shift.data(), g, op.rows, op.c, y);
         break;
       case OpKind::csr:
-        pare_csr_s8(x, op.x_zp, op.row_ptr.data(), op.col.data(), op.weights.data(), bias, op.mult.data(),
-                    op.shift.data(), g, op.rows, y);
+        if (op.bits < 8)
+          pare_csr_codes_s8(x, op.x_zp, op.row_ptr.data(), op.steps.data(), op.codes.data(), op.bits, op.lut.data(),
+                            bias, op.mult.data(), op.shift.data(), g, op.rows, y);
+        else
+          pare_csr_s8(x, op.x_zp, op.row_ptr.data(), op.steps.data(), op.weights.data(), bias, op.mult.data(),
+                      op.shift.data(), g, op.rows, y);
         break;
       case OpKind::conv2d:
         pare_conv2d_s8(x, op.x_zp, op.c, op.h, op.w, op.weights.data(), bias, op.mult.data(), op.shift.data(), g,

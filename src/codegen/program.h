@@ -37,6 +37,10 @@ struct Grid {
 
 enum class OpKind { dense, csr, conv2d, maxpool, avgpool, relu };
 const char* op_kind_name(OpKind k);
+struct Op;
+// The runtime kernel an op calls ("dense", "csr_codes", ...): its kind, and
+// for linear layers whether the weights are codes into a lookup table.
+std::string kernel_name(const Op& op);
 
 struct Op {
   OpKind kind = OpKind::dense;
@@ -48,8 +52,15 @@ struct Op {
   bool circular = false;               // conv2d
   int32_t x_zp = 0;                    // weight ops: the input's zero point
   int32_t y_zp = 0, y_min = -128, y_max = 127;  // weight ops: output grid and clamp (fused ReLU: y_min = y_zp); relu: zp
-  std::vector<int8_t> weights;         // dense (rows, c), conv (rows, c, k, k), or CSR values
-  std::vector<uint16_t> row_ptr, col;  // csr
+  // Weights: int8 values (dense (rows, c), conv (rows, c, k, k), or the CSR
+  // values in row order), or, when bits < 8, `codes` of `bits` each (packed,
+  // one spare byte) into the int8 table `lut`.
+  std::vector<int8_t> weights;
+  int32_t bits = 8;
+  std::vector<uint8_t> codes;
+  std::vector<int8_t> lut;
+  std::vector<uint16_t> row_ptr;  // csr: where each row's values start
+  std::vector<uint8_t> steps;     // csr: column steps (pare_runtime.h, pare_csr_s8)
   std::vector<int32_t> bias, mult;     // bias may be empty
   std::vector<int8_t> shift;
   int64_t in_bytes = 0, out_bytes = 0;
@@ -76,7 +87,8 @@ struct Program {
 struct PlanOptions {
   // The output's grid; unset: META "activations"."output" of the file.
   std::optional<Grid> output;
-  // Linear layers: "auto" (CSR when its constants take fewer bytes), "on", "off".
+  // Linear layers: "auto" (the encoding whose constants take fewest bytes:
+  // dense or CSR, int8 values or codebook codes), "on" (CSR), "off" (dense).
   std::string sparse = "auto";
 };
 

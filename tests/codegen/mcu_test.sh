@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The C export proven on the target instruction set (issue #7): for three int8
-# models (a Fashion-MNIST MLP and CNN, and the Game of Life net on 32x32
-# boards), `pare export --target c` writes the C; the test
+# The C export proven on the target instruction set (issue #7): for four int8
+# models (a pruned Fashion-MNIST MLP as int8 CSR and as 3-bit shared-weight
+# codes, a CNN, and the Game of Life net on 32x32 boards), `pare export
+# --target c` writes the C; the test
 #   - compiles it warning-free with gcc and clang (-std=c99 -Wall -Wextra
 #     -Werror -pedantic) and runs it on the host: every output byte equal to
 #     pare's own integer inference (pare_test_vectors.h);
@@ -101,8 +102,15 @@ EOF
 "$pare" compress mlp_pruned/model.bin -o mlp.pare --int8 --calibrate --data fashion-mnist \
   --calibration-samples 500 >/dev/null
 export_model mlp.pare mlp_c --data fashion-mnist --test-vectors 40 --calibration-samples 500
-grep -q pare_csr_s8 mlp_c/model.c || fail "the pruned MLP's first layer is not exported as CSR"
+grep -q "pare_csr_s8(" mlp_c/model.c || fail "the pruned MLP's first layer is not exported as CSR"
 check_model mlp_c
+
+# 1b. The same MLP with 3-bit shared weights: codes into an int8 table, decoded on the fly.
+"$pare" compress mlp_pruned/model.bin -o mlp_shared.pare --share-bits 3 --calibrate --data fashion-mnist \
+  --calibration-samples 500 >/dev/null
+export_model mlp_shared.pare mlp_shared_c --data fashion-mnist --test-vectors 40 --calibration-samples 500
+grep -q "_codes_s8(" mlp_shared_c/model.c || fail "the shared-weight MLP is not exported as codes"
+check_model mlp_shared_c
 
 # 2. A small CNN: zero padding, stride, max and average pooling.
 cat >cnn.json <<'EOF'
@@ -131,4 +139,4 @@ export_model mlp.pare mlp_again --data fashion-mnist --test-vectors 40 --calibra
 for f in model.h model.c pare_runtime.h pare_runtime.c pare_test_vectors.h; do
   cmp -s "mlp_c/$f" "mlp_again/$f" || fail "exporting twice gave different $f"
 done
-echo "PASS: three models, host (gcc, clang, ASan) = Cortex-M0+ = Cortex-M4 in QEMU = pare, bit for bit"
+echo "PASS: four models, host (gcc, clang, ASan) = Cortex-M0+ = Cortex-M4 in QEMU = pare, bit for bit"

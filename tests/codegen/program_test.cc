@@ -191,6 +191,77 @@ TEST(Program, SparseAndDenseLinearLayersGiveTheSameBytes) {
   EXPECT_EQ(run_all(ps, m.x, m.n), run_all(pd, m.x, m.n));
 }
 
+// A shared-weight file (io::share_weights) goes out as codes into an int8
+// table, dense or CSR; the four linear encodings give the same bytes, the
+// smallest is chosen, and the codes decode to the table's values.
+TEST(Program, SharedWeightCodesRunLikeTheirValues) {
+  const nn::ModelSpec mlp = nn::parse_model_spec(R"({"name": "mlp", "input": [300], "layers": [
+    {"type": "linear", "out": 20}, {"type": "relu"}, {"type": "linear", "out": 6}]})",
+                                                 "mlp.json");
+  Int8Model m = int8_model(mlp, 8, 16);  // weights s8, 60 % kept
+  // The same model with 3-bit shared weights instead of s8.
+  auto model = io::from_file(m.file, "m");
+  format::File shared = io::to_file(*model, m.file.meta_json);
+  for (format::Tensor& t : shared.tensors)
+    if (t.dims.size() >= 2) io::share_weights(t, 3);
+  shared = format::decode(format::encode(shared), "shared.pare");
+  PlanOptions on, off, best;
+  on.sparse = "on";
+  off.sparse = "off";
+  const Program pc = plan(shared, "s", on), pd = plan(shared, "s", off), pa = plan(shared, "s", best);
+  ASSERT_EQ(pc.ops[0].kind, OpKind::csr);
+  ASSERT_EQ(pd.ops[0].kind, OpKind::dense);
+  EXPECT_EQ(pd.ops[0].bits, 4);  // 8 centroids and a code for the pruned zeros
+  EXPECT_EQ(kernel_name(pd.ops[0]), "dense_codes");
+  EXPECT_LE(pa.ops[0].constant_bytes(), std::min(pc.ops[0].constant_bytes(), pd.ops[0].constant_bytes()));
+  // Packed codes: 300 x 20 four-bit codes and the spare byte.
+  EXPECT_EQ(pd.ops[0].codes.size(), 300u * 20u / 2u + 1u);
+  EXPECT_EQ(run_all(pc, m.x, m.n), run_all(pd, m.x, m.n));
+  EXPECT_EQ(run_all(pa, m.x, m.n), run_all(pd, m.x, m.n));
+  // The table holds the centroids on one int8 scale: its largest is +-127.
+  int top = 0;
+  for (int8_t v : pd.ops[0].lut) top = std::max(top, std::abs(static_cast<int>(v)));
+  EXPECT_EQ(top, 127);
+  // Decoded codes are the table's values at the kept positions, 0 elsewhere.
+  const format::Tensor& t = shared.tensors[0];
+  for (uint32_t i = 0; i < 300u * 20u; ++i) {
+    const int32_t code = pare_code(pd.ops[0].codes.data(), i, pd.ops[0].bits);
+    const bool present = t.present.empty() || t.present[i];
+    ASSERT_EQ(pd.ops[0].lut[static_cast<size_t>(code)], present ? pd.ops[0].lut[t.values[i]] : 0) << i;
+  }
+}
+
+// Column steps of one byte: a gap over 255 takes a 0 byte per 255 columns.
+TEST(Program, CsrStepsCrossLongGaps) {
+  const nn::ModelSpec wide = nn::parse_model_spec(R"({"name": "wide", "input": [1000], "layers": [
+    {"type": "linear", "out": 2}]})",
+                                                  "wide.json");
+  auto model = nn::Model::build(wide, 1);
+  nn::Parameter* w = model->find("linear1.weight");
+  w->mask = Tensor::empty(w->value().shape());
+  for (float& v : w->mask.span_f32()) v = 0.0f;
+  for (int64_t c : {0, 255, 256, 700, 999}) w->mask.f32()[c] = 1.0f;  // row 0
+  w->mask.f32()[1000 + 999] = 1.0f;                                   // row 1: one weight at the end
+  w->apply_mask();
+  std::vector<float> x(2000);
+  Rng rng(3);
+  for (float& v : x) v = rng.normal();
+  json acts = io::calibrate_activations(*model, x.data(), 2);
+  const io::ActivationGrid g = calibrate_output(*model, x.data(), 2);
+  acts["output"] = {{"scale", g.scale}, {"zero_point", g.zero_point}};
+  format::File f = io::to_file(*model, json{{"activations", acts}}.dump());
+  for (format::Tensor& t : f.tensors)
+    if (t.dims.size() >= 2) io::quantize_s8_per_channel(t);
+  PlanOptions on, off;
+  on.sparse = "on";
+  off.sparse = "off";
+  const Program pc = plan(f, "w", on), pd = plan(f, "w", off);
+  // Row 0: steps 1, 255, 1, 0 (255) + 189, 0 (255) + 44; row 1: three 0s (765) + 235.
+  const std::vector<uint8_t> want{1, 255, 1, 0, 189, 0, 44, 0, 0, 0, 235};
+  EXPECT_EQ(pc.ops[0].steps, want);
+  EXPECT_EQ(run_all(pc, x, 2), run_all(pd, x, 2));
+}
+
 TEST(Program, ArenaIsTheLargestLivePairAndNoStepOverlapsItself) {
   const Int8Model m = int8_model(small_cnn(), 4, 4);
   const Program p = plan(m.file, "mem.pare");

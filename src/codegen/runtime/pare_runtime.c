@@ -17,14 +17,56 @@ void pare_dense_s8(const int8_t *x, int32_t x_zp, const int8_t *w, const int32_t
 /* pare-kernel-end */
 
 /* pare-kernel: csr */
-void pare_csr_s8(const int8_t *x, int32_t x_zp, const uint16_t *row_ptr, const uint16_t *col,
+void pare_csr_s8(const int8_t *x, int32_t x_zp, const uint16_t *row_ptr, const uint8_t *steps,
                  const int8_t *val, const int32_t *bias, const int32_t *mult, const int8_t *shift,
                  pare_out_grid out, int32_t rows, int8_t *y) {
   int32_t r, p;
   for (r = 0; r < rows; ++r) {
+    int32_t acc = bias ? bias[r] : 0, col = -1;
+    for (p = row_ptr[r]; p < (int32_t)row_ptr[r + 1]; ++p) {
+      while (*steps == 0) {
+        col += 255;
+        ++steps;
+      }
+      col += *steps++;
+      acc += ((int32_t)x[col] - x_zp) * (int32_t)val[p];
+    }
+    y[r] = pare_clamp_s8(out.y_zp + pare_requantize(acc, mult[r], shift[r]), out.y_min, out.y_max);
+  }
+}
+/* pare-kernel-end */
+
+/* pare-kernel: dense_codes */
+void pare_dense_codes_s8(const int8_t *x, int32_t x_zp, const uint8_t *codes, int32_t bits,
+                         const int8_t *lut, const int32_t *bias, const int32_t *mult,
+                         const int8_t *shift, pare_out_grid out, int32_t rows, int32_t cols,
+                         int8_t *y) {
+  int32_t r, i;
+  uint32_t at = 0;
+  for (r = 0; r < rows; ++r) {
     int32_t acc = bias ? bias[r] : 0;
-    for (p = row_ptr[r]; p < (int32_t)row_ptr[r + 1]; ++p)
-      acc += ((int32_t)x[col[p]] - x_zp) * (int32_t)val[p];
+    for (i = 0; i < cols; ++i, ++at) acc += ((int32_t)x[i] - x_zp) * (int32_t)lut[pare_code(codes, at, bits)];
+    y[r] = pare_clamp_s8(out.y_zp + pare_requantize(acc, mult[r], shift[r]), out.y_min, out.y_max);
+  }
+}
+/* pare-kernel-end */
+
+/* pare-kernel: csr_codes */
+void pare_csr_codes_s8(const int8_t *x, int32_t x_zp, const uint16_t *row_ptr, const uint8_t *steps,
+                       const uint8_t *codes, int32_t bits, const int8_t *lut, const int32_t *bias,
+                       const int32_t *mult, const int8_t *shift, pare_out_grid out, int32_t rows,
+                       int8_t *y) {
+  int32_t r, p;
+  for (r = 0; r < rows; ++r) {
+    int32_t acc = bias ? bias[r] : 0, col = -1;
+    for (p = row_ptr[r]; p < (int32_t)row_ptr[r + 1]; ++p) {
+      while (*steps == 0) {
+        col += 255;
+        ++steps;
+      }
+      col += *steps++;
+      acc += ((int32_t)x[col] - x_zp) * (int32_t)lut[pare_code(codes, (uint32_t)p, bits)];
+    }
     y[r] = pare_clamp_s8(out.y_zp + pare_requantize(acc, mult[r], shift[r]), out.y_min, out.y_max);
   }
 }

@@ -54,11 +54,41 @@ void pare_dense_s8(const int8_t *x, int32_t x_zp, const int8_t *w, const int32_t
 /* pare-kernel-end */
 
 /* pare-kernel: csr */
-/* As pare_dense_s8 with W in CSR: row r's values val[row_ptr[r] .. row_ptr[r+1])
- * at columns col[...]; absent weights are 0. */
-void pare_csr_s8(const int8_t *x, int32_t x_zp, const uint16_t *row_ptr, const uint16_t *col,
+/* As pare_dense_s8 with W in compressed rows: row r's kept values are
+ * val[row_ptr[r] .. row_ptr[r+1]), and `steps` says where each one is, one
+ * byte per value read in order across all rows: the column advances by the
+ * byte (from -1 at the start of each row); a 0 byte advances it by 255 with no
+ * value. Absent weights are 0. */
+void pare_csr_s8(const int8_t *x, int32_t x_zp, const uint16_t *row_ptr, const uint8_t *steps,
                  const int8_t *val, const int32_t *bias, const int32_t *mult, const int8_t *shift,
                  pare_out_grid out, int32_t rows, int8_t *y);
+/* pare-kernel-end */
+
+/* pare-kernel: codes */
+/* Shared weights (k-means codebooks): weight i is lut[code i], the codes
+ * packed `bits` (1..8) each, least significant bit first, in a byte array
+ * with one spare byte at the end. */
+static inline int32_t pare_code(const uint8_t *codes, uint32_t i, int32_t bits) {
+  const uint32_t bit = i * (uint32_t)bits;
+  const uint32_t two = (uint32_t)codes[bit >> 3] | ((uint32_t)codes[(bit >> 3) + 1u] << 8);
+  return (int32_t)((two >> (bit & 7u)) & ((1u << bits) - 1u));
+}
+/* pare-kernel-end */
+
+/* pare-kernel: dense_codes */
+/* pare_dense_s8 with W (rows, cols) as codes into `lut`. */
+void pare_dense_codes_s8(const int8_t *x, int32_t x_zp, const uint8_t *codes, int32_t bits,
+                         const int8_t *lut, const int32_t *bias, const int32_t *mult,
+                         const int8_t *shift, pare_out_grid out, int32_t rows, int32_t cols,
+                         int8_t *y);
+/* pare-kernel-end */
+
+/* pare-kernel: csr_codes */
+/* pare_csr_s8 with the kept values as codes into `lut`. */
+void pare_csr_codes_s8(const int8_t *x, int32_t x_zp, const uint16_t *row_ptr, const uint8_t *steps,
+                       const uint8_t *codes, int32_t bits, const int8_t *lut, const int32_t *bias,
+                       const int32_t *mult, const int8_t *shift, pare_out_grid out, int32_t rows,
+                       int8_t *y);
 /* pare-kernel-end */
 
 /* pare-kernel: conv2d */
