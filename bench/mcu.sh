@@ -63,6 +63,31 @@ for m in tiny_cnn mlp32; do
   qemu_check "$out/${m}_c"
 done
 
+# The MLP with 4-bit and 3-bit shared weights (k-means codebooks, codes
+# decoded on the fly), and the demo's 90 %-pruned LeNet-300-100 as int8 CSR and
+# as 5-bit CSR codes, when make demo has run.
+shared_check() {
+  local model=$1 name=$2
+  shift 2
+  "$pare" compress "$model" -o "$out/$name.pare" --calibrate "${data[@]}" --calibration-samples 1000 "$@" >/dev/null
+  "$pare" eval "$out/$name.pare" "${data[@]}" --program
+  "$pare" export "$out/$name.pare" --target c -o "$out/${name}_c" "${data[@]}" --test-vectors 200 --device-cost
+  cc -std=c99 -O2 -I "$out/${name}_c" "$out/${name}_c/model.c" "$out/${name}_c/pare_runtime.c" "$here/host_accuracy.c" \
+    -lz -o "$out/${name}_c/host_accuracy"
+  echo -n "generated C on the host, all test images: "
+  "$out/${name}_c/host_accuracy" "$images" "$labels"
+  echo -n "Cortex-M0+ in QEMU, 200 test images against pare: "
+  qemu_check "$out/${name}_c"
+}
+echo "== mlp32, shared weights" >&2
+shared_check "$out/mlp32/model.bin" mlp32_shared4 --share-bits 4
+shared_check "$out/mlp32/model.bin" mlp32_shared3 --share-bits 3
+if [ -f runs/demo/pruned90/model.bin ]; then
+  echo "== LeNet-300-100, 90 % pruned (make demo)" >&2
+  shared_check runs/demo/pruned90/model.bin lenet300_p90_int8 --int8
+  shared_check runs/demo/pruned90/model.bin lenet300_p90_shared5 --share-bits 5
+fi
+
 echo "== life n = 1" >&2
 life=${LIFE_MODEL:-}
 if [ -z "$life" ]; then
