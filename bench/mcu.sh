@@ -92,7 +92,7 @@ echo "== life n = 1" >&2
 life=${LIFE_MODEL:-}
 if [ -z "$life" ]; then
   "$pare" life-prune --steps 1 --width 4 --seed 0 --score lamp --epochs 30 --out "$out/life-prune" >&2
-  life=$(ls "$out"/life-prune/*/finetune/shrunk.bin | head -1)
+  life="$out/life-prune/finetune/shrunk.bin"
 fi
 lifedata=(--data life --life-steps 1 --examples 1000 --test-examples 100)
 "$pare" eval "$life" --data life --life-steps 1 --test-examples 1000
