@@ -34,7 +34,7 @@ const std::map<std::string, std::set<std::string>>& allowed_includes() {
       {"codegen", {"io", "nn", "format", "autograd", "base", "kernels", "tensor"}},
       {"train", {"optim", "prune", "nn", "autograd", "data", "base", "kernels", "tensor"}},
       {"experiments",
-       {"train", "optim", "prune", "nn", "autograd", "data", "base", "kernels", "tensor"}},
+       {"train", "optim", "prune", "nn", "autograd", "data", "format", "base", "kernels", "tensor"}},
       {"cli",
        {"base", "format", "kernels", "tensor", "data", "autograd", "nn", "optim", "prune", "io",
         "codegen", "train", "experiments"}},
