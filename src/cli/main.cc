@@ -22,6 +22,7 @@
 #include "pare/cli/life_prune_command.h"
 #include "pare/cli/progress.h"
 #include "pare/cli/prune_commands.h"
+#include "pare/cli/report_command.h"
 #include "pare/data/data.h"
 #include "pare/kernels/kernels.h"
 #include "pare/train/trainer.h"
@@ -155,6 +156,7 @@ int main(int argc, char** argv) {
   cli::FormatCommands format_commands(app);
   cli::LifeCommand life_command(app);
   cli::LifePruneCommand life_prune_command(app);
+  cli::ReportCommand report_command(app);
 
   // ---- info ----
   auto* info = app.add_subcommand("info", "what was built: version, compiler, BLAS, threads, presets");
@@ -172,6 +174,7 @@ int main(int argc, char** argv) {
     if (const int rc = format_commands.run(); rc >= 0) return rc;
     if (const int rc = life_command.run(); rc >= 0) return rc;
     if (const int rc = life_prune_command.run(); rc >= 0) return rc;
+    if (const int rc = report_command.run(); rc >= 0) return rc;
     if (*t) {
       if (model_name.empty() == from_model.empty()) fail("pare train needs exactly one of --model and --from");
       return run_train(cfg, model_name, from_model, dopt, threads, as_json, quiet, overwrite);
