@@ -573,9 +573,9 @@ std::vector<size_t> pareto_front(const std::vector<std::pair<double, double>>& p
   return idx;
 }
 
-std::string shortest(double v) {
+std::string shortest(double v, int digits = 6) {
   char b[32];
-  std::snprintf(b, sizeof b, "%.6g", v);
+  std::snprintf(b, sizeof b, "%.*g", digits, v);
   return b;
 }
 
@@ -585,28 +585,31 @@ json cost_rows(const Cost& c) {
   auto row = [&](const char* figure, double v, const std::string& unit, const std::string& how, json measured) {
     if (std::isfinite(v)) rows.push_back({{"figure", figure}, {"value", v}, {"unit", unit}, {"how", how}, {"measured", measured}});
   };
-  row("training FLOPs (dense equivalent)", c.flops, "FLOP", "counted from layer shapes", "counted");
-  row("FLOPs executed", c.executed_flops, "FLOP", "counted at the sparsity trained", "counted");
-  row("wall time", c.seconds, "s", "measured", "measured");
-  row("CPU time", c.cpu_seconds, "s", "measured", "measured");
-  row("peak memory", c.peak_rss, "bytes", "measured (peak resident set)", "measured");
+  row("training FLOPs (dense equivalent)", c.flops, "FLOP", "from the layer shapes, as if no weight were pruned",
+      "counted");
+  row("FLOPs executed", c.executed_flops, "FLOP", "at the sparsity each layer trained at", "counted");
+  row("wall time", c.seconds, "s", "wall clock", "measured");
+  row("CPU time", c.cpu_seconds, "s", "the process's CPU clock, all threads", "measured");
+  row("peak memory", c.peak_rss, "bytes", "peak resident set of the process", "measured");
   if (std::isfinite(c.joules)) {
     const bool all = c.energy_parts > 0 && c.energy_measured_parts == c.energy_parts;
     const bool none = c.energy_measured_parts == 0;
-    std::string how = all ? "measured" : none ? "estimated" : "partly measured, partly estimated";
-    if (!c.energy_method.empty()) how += " (" + c.energy_method + ")";
+    std::string how = all || none ? "" : std::to_string(c.energy_measured_parts) + " of " +
+                                             std::to_string(c.energy_parts) + " trainings measured, the rest estimated";
+    if (!c.energy_method.empty()) how += (how.empty() ? "" : "; ") + c.energy_method;
     if (!c.energy_detail.empty() && c.parts == 1) how += ": " + c.energy_detail;
+    if (how.empty()) how = "method not recorded";
     if (c.energy_parts < c.parts)
       how += "; " + std::to_string(c.parts - c.energy_parts) + " of " + std::to_string(c.parts) + " trainings lack it";
     row("energy", c.joules, "J", how, all ? "measured" : "estimated");
-    std::string co2 = "from the energy (" + std::string(all ? "measured" : "estimated") + ")";
+    std::string co2 = "from the energy (" + std::string(all ? "measured" : "estimated") + ") and the grid's intensity";
     if (std::isfinite(c.grid)) co2 += " at " + shortest(c.grid) + " g/kWh";
     if (std::isfinite(c.pue)) co2 += ", PUE " + shortest(c.pue);
     row("CO2e", c.co2e, "g", co2, "estimated");
   } else {
-    row("CO2e", c.co2e, "g", "estimated", "estimated");
+    row("CO2e", c.co2e, "g", "from settings", "estimated");
   }
-  std::string money = "estimated from CPU time";
+  std::string money = "from CPU time";
   if (std::isfinite(c.price)) money += " at " + shortest(c.price) + " " + c.currency + " per core-hour";
   row("money", c.money, c.currency.empty() ? "(currency not given)" : c.currency, money, "estimated");
   return rows;
@@ -721,6 +724,23 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
       continue;
     }
     add_point(model, r.method, 1 - r.sparsity, r.accuracy, name(r.path));
+  }
+  // Several dense runs of a model (seeds, recipes): one line at their mean,
+  // as the lottery-ticket figures draw it.
+  for (auto& [model, ch] : prune) {
+    json& dense = ch["dense"];
+    if (dense.size() < 2) continue;
+    double sum = 0, lo = 1e300, hi = -1e300;
+    std::string runs;
+    for (const json& x : dense) {
+      const double y = x["y"].get<double>();
+      sum += y, lo = std::min(lo, y), hi = std::max(hi, y);
+      runs += (runs.empty() ? "" : ", ") + x["label"].get<std::string>();
+    }
+    const json mean = {{"label", "dense: mean of " + std::to_string(dense.size()) + " runs (" + shortest(lo, 4) + "-" +
+                                     shortest(hi, 4) + " %)"},
+                       {"y", sum / static_cast<double>(dense.size())}, {"runs", runs}};
+    dense = json::array({mean});
   }
   json prune_charts = json::array();
   for (auto& [model, ch] : prune) {
@@ -918,7 +938,9 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
     const TicketRound* last = nullptr;
     for (const auto& x : t.rounds)
       if (x.kind == "ticket" && (!last || x.round > last->round)) last = &x;
-    if (last) add_layers(layer_charts, model_or_unknown(t.model), name(t.path) + " ticket round " + std::to_string(last->round), last->layers);
+    if (last)
+      add_layers(layer_charts, model_or_unknown(t.model), name(t.path) + " (IMP round " + std::to_string(last->round) + ")",
+                 last->layers);
   }
   for (const auto& p : c.pares) {
     bool sparse = false;

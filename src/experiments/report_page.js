@@ -7,7 +7,7 @@
 // data-charts-expected (the charts listed), data-charts-drawn (those drawn with
 // at least one point inside the plot area and pixels on the canvas) and
 // data-errors (a JSON list of uncaught errors and console.error calls since the
-// page began). The browser test (tests/report/) reads them with --dump-dom.
+// page began) and data-page-height (pixels, for a screenshot of the whole page). The browser test (tests/report/) reads them with --dump-dom.
 (function () {
   'use strict';
   var errors = window.pareErrors || [];
@@ -44,6 +44,13 @@
   }
 
   function bytesText(v) { return si(v) + 'B'; }
+
+  // 0.000002565 -> "2.565e-6"
+  function small(v) {
+    var parts = Number(v).toExponential(3).split('e');
+    parts[0] = parts[0].replace(/0+$/, '').replace(/\.$/, '');
+    return parts[0] + 'e' + Number(parts[1]);
+  }
 
   function section(id, title, note) {
     var s = el('section', {'class': 'chart', 'id': id, 'data-chart': id});
@@ -180,7 +187,8 @@
       });
       var lo = Math.min.apply(null, xs.concat([100]));
       ch.dense.forEach(function (d, i) {
-        sets.push({label: d.label, data: [{x: 100, y: d.y, label: d.label}, {x: lo, y: d.y, label: d.label}],
+        sets.push({label: d.label, data: [{x: 100, y: d.y, label: d.label, runs: d.runs},
+                                          {x: lo, y: d.y, label: d.label, runs: d.runs}],
                    showLine: true, borderColor: '#555', borderDash: [4, 4], pointRadius: 0, borderWidth: 1.5,
                    noPointLabels: true});
       });
@@ -194,6 +202,7 @@
                y: axis('test accuracy (%)', {grace: '4%'})},
                plugins: {tooltip: tooltip(function (p, ds) {
                  var t = ds.label + ': ' + fmt(p.y, 4) + ' % at ' + fmt(p.x) + ' % of weights (' + p.label + ')';
+                 if (p.runs) t = ds.label + ': ' + p.runs;
                  if (p.n > 1) t += '; ' + p.n + ' runs, ' + fmt(p.min, 4) + '–' + fmt(p.max, 4) + ' %';
                  return t;
                })}}}, 420);
@@ -334,7 +343,7 @@
         tr.appendChild(el('td', null, i === 0 ? g.what : ''));
         tr.appendChild(el('td', null, r.figure));
         var v = r.unit === 'FLOP' ? si(r.value) + 'FLOP' : r.unit === 'bytes' ? bytesText(r.value)
-              : fmt(r.value, 4) + ' ' + r.unit;
+              : (r.value !== 0 && Math.abs(r.value) < 1e-3 ? small(r.value) : fmt(r.value, 4)) + ' ' + r.unit;
         tr.appendChild(el('td', {'class': 'num'}, v));
         var how = el('td');
         how.appendChild(el('span', {'class': 'badge ' + r.measured}, r.measured));
@@ -424,5 +433,6 @@
   body.setAttribute('data-charts-drawn', String(ok.length));
   body.setAttribute('data-charts-missing', expected.filter(function (id) { return !drawn[id]; }).join(' '));
   body.setAttribute('data-errors', JSON.stringify(errors));
+  body.setAttribute('data-page-height', String(Math.ceil(document.documentElement.scrollHeight)));
   body.setAttribute('data-status', 'done');
 })();
