@@ -41,6 +41,8 @@ test-asan: deps
 # evaluates the file; then as int8 with calibrated grids, scored by the
 # integer-only program a microcontroller runs, and exported as C99 with its
 # flash, RAM and instructions per inference on a Cortex-M0+ (docs/mcu.md).
+# Ends with report.html of these runs and files (docs/report.md), the two
+# .pare files' accuracies saved beside them for it, and prints its path.
 demo: build
 	$(BUILD)/pare train --model lenet300 --data fashion-mnist --epochs 10 --batch 60 \
 	  --optimizer adam --lr 1.2e-3 --schedule cosine --normalize --seed 0 \
@@ -56,6 +58,12 @@ demo: build
 	  --calibrate --data fashion-mnist
 	$(BUILD)/pare eval $(DEMO_DIR)/pruned90_int8.pare --data fashion-mnist --program
 	$(BUILD)/pare export $(DEMO_DIR)/pruned90_int8.pare --target c -o $(DEMO_DIR)/c --device-cost
+	$(BUILD)/pare eval $(DEMO_DIR)/pruned90.pare --data fashion-mnist --json >$(DEMO_DIR)/pruned90.pare.eval.json
+	$(BUILD)/pare eval $(DEMO_DIR)/pruned90_int8.pare --data fashion-mnist --program --json \
+	  >$(DEMO_DIR)/pruned90_int8.pare.eval.json
+	$(BUILD)/pare report $(DEMO_DIR)/dense $(DEMO_DIR)/pruned90 $(DEMO_DIR)/pruned90.pare $(DEMO_DIR)/pruned90_int8.pare \
+	  -o $(DEMO_DIR)/report.html --title "pare demo: LeNet-300-100 on Fashion-MNIST" --quiet
+	@echo "report: $(abspath $(DEMO_DIR)/report.html)"
 
 bench: build
 	bash bench/run_train.sh

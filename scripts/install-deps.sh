@@ -11,6 +11,7 @@ packages=(
   clang gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
   dataset-fashion-mnist
   python3-venv python3-torch
+  libjs-chart.js chromium
 )
 
 missing=()
