@@ -24,6 +24,7 @@
 #include "pare/io/pare_model.h"
 #include "pare/nn/spec.h"
 #include "testing/errors.h"
+#include "testing/masks.h"
 
 namespace pare::codegen {
 namespace {
@@ -107,12 +108,7 @@ struct Int8Model {
 Int8Model int8_model(const nn::ModelSpec& spec, uint64_t seed, int64_t n) {
   auto m = nn::Model::build(spec, seed);
   Rng rng(seed + 1);
-  for (nn::Parameter* p : m->parameters()) {
-    if (!p->is_weight) continue;
-    p->mask = Tensor::empty(p->value().shape());
-    for (float& v : p->mask.span_f32()) v = rng.uniform() < 0.6 ? 1.0f : 0.0f;
-    p->apply_mask();
-  }
+  testing::mask_weights_at_random(*m, 0.6f, rng);
   Int8Model out;
   out.n = n;
   int64_t in = 1;

@@ -10,6 +10,7 @@
 #include "pare/base/rng.h"
 #include "pare/nn/spec.h"
 #include "testing/errors.h"
+#include "testing/masks.h"
 
 namespace pare::io {
 namespace {
@@ -17,12 +18,7 @@ namespace {
 std::unique_ptr<nn::Model> masked_lenet300(uint64_t seed) {
   auto m = nn::Model::build(nn::preset("lenet300"), seed);
   Rng rng(seed + 1);
-  for (nn::Parameter* p : m->parameters()) {
-    if (!p->is_weight) continue;
-    p->mask = Tensor::empty(p->value().shape());
-    for (float& v : p->mask.span_f32()) v = rng.uniform() < 0.1 ? 1.0f : 0.0f;
-    p->apply_mask();
-  }
+  testing::mask_weights_at_random(*m, 0.1f, rng);
   return m;
 }
 

@@ -10,6 +10,7 @@
 #include "pare/base/rng.h"
 #include "pare/nn/spec.h"
 #include "testing/errors.h"
+#include "testing/masks.h"
 
 namespace pare::io {
 namespace {
@@ -19,12 +20,7 @@ using testing::expect_error;
 std::unique_ptr<nn::Model> masked_lenet5(uint64_t seed) {
   auto model = nn::Model::build(nn::preset("lenet5"), seed);
   Rng rng(seed + 100);
-  for (nn::Parameter* p : model->parameters()) {
-    if (!p->is_weight) continue;
-    p->mask = Tensor::empty(p->value().shape());
-    for (float& m : p->mask.span_f32()) m = rng.uniform() < 0.2 ? 1.0f : 0.0f;
-    p->apply_mask();
-  }
+  testing::mask_weights_at_random(*model, 0.2f, rng);
   return model;
 }
 

@@ -15,6 +15,7 @@
 #include "pare/format/pare_file.h"
 #include "pare/io/pare_model.h"
 #include "pare/train/trainer.h"
+#include "testing/masks.h"
 #include "train_helpers.h"
 
 extern char** environ;
@@ -49,11 +50,8 @@ class CodebookCliTest : public testing::TempDirTest {
     }
     std::ofstream(path("plane.csv")) << csv.str();
     auto m = nn::Model::build(testing::mlp_spec(16), 3);
-    nn::Parameter* w = m->find("linear1.weight");
-    w->mask = Tensor::empty(w->value().shape());
     Rng rng(4);
-    for (float& v : w->mask.span_f32()) v = rng.uniform() < 0.5f ? 1.0f : 0.0f;
-    w->apply_mask();
+    pare::testing::mask_at_random(*m->find("linear1.weight"), 0.5f, rng);
     TrainConfig cfg;
     cfg.epochs = 3;
     cfg.batch = 32;

@@ -18,6 +18,7 @@
 #include "pare/io/pare_model.h"
 #include "pare/nn/sparse_dispatch.h"
 #include "testing/errors.h"
+#include "testing/masks.h"
 #include "train_helpers.h"
 
 namespace pare::train {
@@ -51,11 +52,8 @@ TEST(CodebookFinetune, CentroidGradientsSumTheMembersPresent) {
 // An MLP on the plane problem, trained a little, its first layer half pruned.
 std::unique_ptr<nn::Model> pruned_mlp(const data::Dataset& train) {
   auto m = nn::Model::build(mlp_spec(16), 3);
-  nn::Parameter* w = m->find("linear1.weight");
-  w->mask = Tensor::empty(w->value().shape());
   Rng rng(4);
-  for (float& v : w->mask.span_f32()) v = rng.uniform() < 0.5f ? 1.0f : 0.0f;
-  w->apply_mask();
+  pare::testing::mask_at_random(*m->find("linear1.weight"), 0.5f, rng);
   TrainConfig cfg;
   cfg.epochs = 3;
   cfg.batch = 32;

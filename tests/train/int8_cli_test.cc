@@ -17,6 +17,7 @@
 #include "pare/base/file.h"
 #include "pare/format/pare_file.h"
 #include "pare/train/trainer.h"
+#include "testing/masks.h"
 #include "testing/temp_dir.h"
 
 extern char** environ;
@@ -70,10 +71,7 @@ class Int8CliTest : public testing::TempDirTest {
     }
     std::ofstream(path("quad.csv")) << csv.str();
     auto m = nn::Model::build(cnn(), 5);
-    nn::Parameter* w = m->find("linear5.weight");
-    w->mask = Tensor::empty(w->value().shape());
-    for (float& v : w->mask.span_f32()) v = rng.uniform() < 0.5f ? 1.0f : 0.0f;
-    w->apply_mask();
+    pare::testing::mask_at_random(*m->find("linear5.weight"), 0.5f, rng);
     TrainConfig cfg;
     cfg.epochs = 3;
     cfg.batch = 20;
