@@ -1,9 +1,7 @@
-// End-to-end tests of the `pare` binary: help and info, one-line errors with a
-// non-zero exit code for bad input, train -> eval, --json, and exact resume
+// End-to-end tests of the `pare` binary: help and info, one-line errors with
+// exit code 1 for bad input, train -> eval, --json, and exact resume
 // after SIGKILL.
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,26 +22,16 @@
 #include "pare/base/error.h"
 #include "pare/base/file.h"
 #include "pare/train/archive.h"
-
-extern char** environ;
+#include "testing/run_pare.h"
 
 namespace {
 
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-struct Result {
-  bool exited = false;  // exited normally (no signal such as SIGABRT)
-  int code = -1;        // exit code when exited
-  int signal = 0;       // terminating signal otherwise
-  std::string out, err;
-  std::vector<std::string> err_lines() const {
-    std::vector<std::string> lines;
-    std::istringstream is(err);
-    for (std::string l; std::getline(is, l);) lines.push_back(l);
-    return lines;
-  }
-};
+// One run of the pare binary: exit status, stdout, stderr.
+using Result = pare::testing::PareRun;
+using pare::testing::expect_one_line_error;
 
 std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -54,51 +42,9 @@ void spit(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
-class CliTest : public ::testing::Test {
+// A scratch directory per test and `pare` runs in it (testing/run_pare.h).
+class CliTest : public pare::testing::PareBinaryTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("pare_cli_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
-  // Starts PARE_BIN with `args`, stdout and stderr to files in the test directory.
-  pid_t spawn(const std::vector<std::string>& args, const std::string& tag) {
-    std::vector<std::string> all = {PARE_BIN};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, path(tag + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, path(tag + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    pid_t pid = -1;
-    const int rc = posix_spawn(&pid, PARE_BIN, &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    EXPECT_EQ(rc, 0) << "cannot start " << PARE_BIN << ": " << std::strerror(rc);
-    return pid;
-  }
-  Result wait(pid_t pid, const std::string& tag) {
-    Result r;
-    int status = 0;
-    if (waitpid(pid, &status, 0) != pid) ADD_FAILURE() << "waitpid failed";
-    r.exited = WIFEXITED(status);
-    r.code = r.exited ? WEXITSTATUS(status) : -1;
-    r.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    r.out = slurp(path(tag + ".out"));
-    r.err = slurp(path(tag + ".err"));
-    return r;
-  }
-  Result run(const std::vector<std::string>& args) {
-    const std::string tag = "run" + std::to_string(++runs_);
-    return wait(spawn(args, tag), tag);
-  }
-
   // A learnable 2-feature, 2-class CSV with a header: label = x + y > 0.
   std::string make_csv(const std::string& name, int rows, unsigned seed) {
     std::mt19937 gen(seed);
@@ -118,23 +64,6 @@ class CliTest : public ::testing::Test {
              {"type": "linear", "out": 2}]})");
     return path("mlp.json");
   }
-
-  // Expects a clean failure: normal exit with a non-zero code, exactly one
-  // line on stderr that names the problem (every fragment), no abort or trace.
-  void expect_one_line_error(const Result& r, std::initializer_list<std::string> fragments) {
-    EXPECT_TRUE(r.exited) << "killed by signal " << r.signal << "; stderr: " << r.err;
-    EXPECT_NE(r.code, 0);
-    const auto lines = r.err_lines();
-    ASSERT_EQ(lines.size(), 1u) << "stderr: " << r.err;
-    EXPECT_EQ(lines[0].rfind("pare: error: ", 0), 0u) << lines[0];
-    for (const std::string& f : fragments)
-      EXPECT_NE(lines[0].find(f), std::string::npos) << "stderr lacks '" << f << "': " << lines[0];
-    EXPECT_EQ(r.err.find("terminate called"), std::string::npos);
-    EXPECT_EQ(r.err.find("internal error"), std::string::npos);
-  }
-
-  fs::path dir_;
-  int runs_ = 0;
 };
 
 TEST_F(CliTest, HelpAndInfoSucceed) {

@@ -2,11 +2,6 @@
 // test runs the binary): the written .pare keeps the indices and presence of
 // plain weight sharing and holds the tuned codebooks and biases; the same
 // seed writes the same bytes; bad flag combinations fail with one line.
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -16,24 +11,20 @@
 #include "pare/io/pare_model.h"
 #include "pare/train/trainer.h"
 #include "testing/masks.h"
+#include "testing/run_pare.h"
 #include "train_helpers.h"
-
-extern char** environ;
 
 namespace pare::train {
 namespace {
 
 using json = nlohmann::json;
+using pare::testing::expect_one_line_error;
+using pare::testing::PareRun;
 
-struct Outcome {
-  int code = -1;  // exit code; -1: killed by a signal
-  std::string out, err;
-};
-
-class CodebookCliTest : public testing::TempDirTest {
+class CodebookCliTest : public pare::testing::PareBinaryTest {
  protected:
   void SetUp() override {
-    TempDirTest::SetUp();
+    PareBinaryTest::SetUp();
     set_num_threads(2);
     // The plane problem as a CSV (8 features, then the label) and a model
     // trained on it with its first layer half pruned.
@@ -60,43 +51,6 @@ class CodebookCliTest : public testing::TempDirTest {
     save_model(*m, path("model.bin"));
   }
 
-  Outcome run(std::vector<std::string> args) {
-    args.insert(args.begin(), PARE_BIN);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string out = path("run.out"), err = path("run.err");
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    pid_t pid = -1;
-    const int rc = posix_spawn(&pid, PARE_BIN, &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    EXPECT_EQ(rc, 0) << "cannot start " << PARE_BIN;
-    int status = 0;
-    waitpid(pid, &status, 0);
-    Outcome r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read_file(out);
-    r.err = read_file(err);
-    return r;
-  }
-
-  // A clean failure: exit code 1 and one line "pare: error: ..." naming every fragment.
-  void expect_one_line_error(const std::vector<std::string>& args,
-                             std::initializer_list<std::string> fragments) {
-    const Outcome r = run(args);
-    EXPECT_EQ(r.code, 1) << r.err;
-    EXPECT_EQ(r.err.rfind("pare: error: ", 0), 0u) << r.err;
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    for (const std::string& f : fragments)
-      EXPECT_NE(r.err.find(f), std::string::npos) << "lacks '" << f << "': " << r.err;
-  }
-
   std::vector<std::string> compress(const std::string& out, std::vector<std::string> more) {
     std::vector<std::string> args = {"compress", path("model.bin"), "-o", path(out)};
     args.insert(args.end(), more.begin(), more.end());
@@ -110,7 +64,7 @@ TEST_F(CodebookCliTest, WritesTheTunedCodebooksOverTheIndicesOfPlainSharing) {
       "--lr",         "3e-3", "--batch",           "32", "--seed", "7",
       "--json"};
   ASSERT_EQ(run(compress("plain.pare", {"--share-bits", "2", "--json"})).code, 0);
-  const Outcome tuned_run = run(compress("tuned.pare", tune));
+  const PareRun tuned_run = run(compress("tuned.pare", tune));
   ASSERT_EQ(tuned_run.code, 0) << tuned_run.err;
   // --json prints one JSON document; the fine-tuning adds no lines of its own.
   EXPECT_TRUE(json::parse(tuned_run.out).is_object()) << tuned_run.out;
@@ -154,19 +108,20 @@ TEST_F(CodebookCliTest, WritesTheTunedCodebooksOverTheIndicesOfPlainSharing) {
 
 TEST_F(CodebookCliTest, BadSettingsFailWithOneLine) {
   const std::string data = path("plane.csv");
-  expect_one_line_error(compress("x.pare", {"--finetune-epochs", "1", "--data", data}),
+  expect_one_line_error(run(compress("x.pare", {"--finetune-epochs", "1", "--data", data})),
                         {"--share-bits"});
-  expect_one_line_error(compress("x.pare", {"--int8", "--finetune-epochs", "1", "--data", data}),
-                        {"--share-bits"});
-  expect_one_line_error(compress("x.pare", {"--share-bits", "3", "--finetune-epochs", "1"}),
+  expect_one_line_error(
+      run(compress("x.pare", {"--int8", "--finetune-epochs", "1", "--data", data})),
+      {"--share-bits"});
+  expect_one_line_error(run(compress("x.pare", {"--share-bits", "3", "--finetune-epochs", "1"})),
                         {"--data"});
   expect_one_line_error(
-      compress("x.pare", {"--share-bits", "3", "--finetune-epochs", "0", "--data", data}),
+      run(compress("x.pare", {"--share-bits", "3", "--finetune-epochs", "0", "--data", data})),
       {"--finetune-epochs", "at least 1"});
-  expect_one_line_error(compress("x.pare", {"--share-bits", "3", "--lr", "0.01"}),
+  expect_one_line_error(run(compress("x.pare", {"--share-bits", "3", "--lr", "0.01"})),
                         {"--lr", "--finetune-epochs"});
-  expect_one_line_error(compress("x.pare", {"--share-bits", "3", "--finetune-epochs", "1", "--data",
-                                            data, "--lr", "-1"}),
+  expect_one_line_error(run(compress("x.pare", {"--share-bits", "3", "--finetune-epochs", "1",
+                                                "--data", data, "--lr", "-1"})),
                         {"--lr"});
   EXPECT_FALSE(file_exists(path("x.pare")));
 }

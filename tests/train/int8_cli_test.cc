@@ -3,11 +3,6 @@
 // quantization-aware fine-tuning are recorded in META, the integer net runs the
 // convolutions and scores like the float net, pruned weights stay pruned; bad
 // flag values and combinations fail with one line naming the flag.
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -18,19 +13,14 @@
 #include "pare/format/pare_file.h"
 #include "pare/train/trainer.h"
 #include "testing/masks.h"
-#include "testing/temp_dir.h"
-
-extern char** environ;
+#include "testing/run_pare.h"
 
 namespace pare::train {
 namespace {
 
 using json = nlohmann::json;
-
-struct Outcome {
-  int code = -1;  // exit code; -1: killed by a signal
-  std::string out, err;
-};
+using pare::testing::expect_one_line_error;
+using pare::testing::PareRun;
 
 nn::ModelSpec cnn() {
   nn::ModelSpec spec;
@@ -42,10 +32,10 @@ nn::ModelSpec cnn() {
   return spec;
 }
 
-class Int8CliTest : public testing::TempDirTest {
+class Int8CliTest : public pare::testing::PareBinaryTest {
  protected:
   void SetUp() override {
-    TempDirTest::SetUp();
+    PareBinaryTest::SetUp();
     // 8x8 images whose class is the brightest quadrant, as a CSV (64 pixels,
     // then the label), and a conv net trained on it with its linear layer
     // half pruned.
@@ -80,42 +70,6 @@ class Int8CliTest : public testing::TempDirTest {
     save_model(*m, path("model.bin"));
   }
 
-  Outcome run(std::vector<std::string> args) {
-    args.insert(args.begin(), PARE_BIN);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string out = path("run.out"), err = path("run.err");
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    pid_t pid = -1;
-    const int rc = posix_spawn(&pid, PARE_BIN, &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    EXPECT_EQ(rc, 0) << "cannot start " << PARE_BIN;
-    int status = 0;
-    waitpid(pid, &status, 0);
-    Outcome r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read_file(out);
-    r.err = read_file(err);
-    return r;
-  }
-
-  void expect_one_line_error(const std::vector<std::string>& args,
-                             std::initializer_list<std::string> fragments) {
-    const Outcome r = run(args);
-    EXPECT_EQ(r.code, 1) << r.err;
-    EXPECT_EQ(r.err.rfind("pare: error: ", 0), 0u) << r.err;
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    for (const std::string& f : fragments)
-      EXPECT_NE(r.err.find(f), std::string::npos) << "lacks '" << f << "': " << r.err;
-  }
-
   std::vector<std::string> compress(const std::string& out, std::vector<std::string> more) {
     std::vector<std::string> args = {"compress", path("model.bin"), "-o", path(out), "--json"};
     args.insert(args.end(), more.begin(), more.end());
@@ -125,7 +79,7 @@ class Int8CliTest : public testing::TempDirTest {
   json eval(const std::string& file, bool int8) {
     std::vector<std::string> args = {"eval", path(file), "--data", path("quad.csv"), "--json"};
     if (int8) args.push_back("--int8");
-    const Outcome r = run(args);
+    const PareRun r = run(args);
     EXPECT_EQ(r.code, 0) << r.err;
     return r.code == 0 ? json::parse(r.out) : json::object();
   }
@@ -148,7 +102,7 @@ TEST_F(Int8CliTest, PercentileAndQatFilesRunTheConvolutionsOnInt8) {
   for (const Case& c : cases) {
     std::vector<std::string> flags = cal;
     flags.insert(flags.end(), c.flags.begin(), c.flags.end());
-    const Outcome w = run(compress(c.file, flags));
+    const PareRun w = run(compress(c.file, flags));
     ASSERT_EQ(w.code, 0) << c.file << ": " << w.err;
     const format::File f = format::read_file(path(c.file));
     const json meta = json::parse(f.meta_json);
@@ -189,19 +143,19 @@ TEST_F(Int8CliTest, BadValuesAndCombinationsFailWithOneLine) {
     a.insert(a.end(), more.begin(), more.end());
     return compress("x.pare", a);
   };
-  expect_one_line_error(with({"--calibration", "percentile", "--percentile", "0"}),
+  expect_one_line_error(run(with({"--calibration", "percentile", "--percentile", "0"})),
                         {"--percentile", "(0, 100]"});
-  expect_one_line_error(with({"--calibration", "percentile", "--percentile", "101"}),
+  expect_one_line_error(run(with({"--calibration", "percentile", "--percentile", "101"})),
                         {"--percentile"});
-  expect_one_line_error(with({"--calibration", "kl"}),
+  expect_one_line_error(run(with({"--calibration", "kl"})),
                         {"--calibration kl", "minmax or percentile"});
-  expect_one_line_error(with({"--percentile", "99"}),
+  expect_one_line_error(run(with({"--percentile", "99"})),
                         {"--percentile goes with --calibration percentile"});
-  expect_one_line_error(with({"--qat-epochs", "1", "--qat-lr", "-1"}), {"--qat-lr"});
-  expect_one_line_error(with({"--qat-epochs", "1", "--qat-ema", "1"}), {"--qat-ema"});
-  expect_one_line_error(compress("x.pare", {"--int8", "--qat-epochs", "1"}),
+  expect_one_line_error(run(with({"--qat-epochs", "1", "--qat-lr", "-1"})), {"--qat-lr"});
+  expect_one_line_error(run(with({"--qat-epochs", "1", "--qat-ema", "1"})), {"--qat-ema"});
+  expect_one_line_error(run(compress("x.pare", {"--int8", "--qat-epochs", "1"})),
                         {"--qat-epochs", "--calibrate"});
-  expect_one_line_error(compress("x.pare", {"--int8", "--calibration", "percentile"}),
+  expect_one_line_error(run(compress("x.pare", {"--int8", "--calibration", "percentile"})),
                         {"--calibration", "--calibrate"});
   EXPECT_FALSE(std::ifstream(path("x.pare")).good());  // nothing written
 }
