@@ -21,19 +21,10 @@
 #
 # Usage: onnx_ort.sh PARE_BINARY WORK_DIR
 set -euo pipefail
-pare=$1
-work=$2
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-rm -rf "$work/run" && mkdir -p "$work/run"
-run="$work/run"
-
-venv="$work/venv"
-if ! "$venv/bin/python" -c 'import onnxruntime, onnx, numpy' 2>/dev/null; then
-  rm -rf "$venv"
-  /usr/bin/python3 -m venv --system-site-packages "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check onnxruntime onnx numpy >&2
-fi
-py="$venv/bin/python"
+# shellcheck source-path=SCRIPTDIR source=venv.sh
+source "$here/venv.sh" "$@"
+use_venv onnxruntime,onnx,numpy onnxruntime onnx numpy
 
 "$py" "$here/onnx_ort.py" data "$run"
 

@@ -22,17 +22,10 @@
 #
 # Usage: onnx_torch_import.sh PARE_BINARY WORK_DIR
 set -euo pipefail
-pare=$1
-work=$2
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-rm -rf "$work/run" && mkdir -p "$work/run"
-run="$work/run"
-
-python=/usr/bin/python3
-if ! "$python" -c 'import torch, numpy' 2>/dev/null; then
-  echo "FAIL: Debian's python3-torch is not importable by $python (make deps installs it)" >&2
-  exit 1
-fi
+# shellcheck source-path=SCRIPTDIR source=venv.sh
+source "$here/venv.sh" "$@"
+need_torch numpy
 "$python" "$here/onnx_torch_import.py" make "$run"
 
 status=0

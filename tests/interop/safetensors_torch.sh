@@ -7,26 +7,14 @@
 #
 # Usage: safetensors_torch.sh PARE_BINARY WORK_DIR
 set -euo pipefail
-pare=$1
-work=$2
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-rm -rf "$work/run" && mkdir -p "$work/run"
-run="$work/run"
-
-python=/usr/bin/python3
-if ! "$python" -c 'import torch' 2>/dev/null; then
-  echo "FAIL: Debian's python3-torch is not importable by $python (make deps installs it)" >&2
-  exit 1
-fi
-venv="$work/venv"
-if ! "$venv/bin/python" -c 'import safetensors.torch' 2>/dev/null; then
-  rm -rf "$venv"
-  "$python" -m venv --system-site-packages "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check safetensors >&2
-fi
+# shellcheck source-path=SCRIPTDIR source=venv.sh
+source "$here/venv.sh" "$@"
+need_torch
+use_venv safetensors.torch safetensors
 
 # Data: points in the square, label 1 above the diagonal; a 2-8-2 MLP.
-"$venv/bin/python" - "$run" <<'PY'
+"$py" - "$run" <<'PY'
 import random, sys
 run = sys.argv[1]
 for name, rows, seed in (("train.csv", 512, 1), ("test.csv", 256, 2)):
@@ -45,5 +33,5 @@ PY
   --test "$run/test.csv" --out "$run/pruned" --quiet >/dev/null
 "$pare" export "$run/pruned/model.bin" --format safetensors -o "$run/m.safetensors" >/dev/null
 pare_acc=$("$pare" eval "$run/pruned/model.bin" --data "$run/test.csv" --json --sparse off |
-           "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["accuracy"])')
-"$venv/bin/python" "$here/safetensors_torch.py" "$run/m.safetensors" "$run/test.csv" "$pare_acc"
+           "$py" -c 'import json,sys; print(json.load(sys.stdin)["accuracy"])')
+"$py" "$here/safetensors_torch.py" "$run/m.safetensors" "$run/test.csv" "$pare_acc"
