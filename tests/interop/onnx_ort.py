@@ -17,6 +17,10 @@ import sys
 
 import numpy as np
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from interop_data import bar_images  # noqa: E402
+
 FLOAT_TOL = 1e-4
 ARGMAX_MIN = 0.99
 EXACT_MIN = 0.99  # int8, optimizations off: the fraction of outputs within FLOAT_TOL of pare's
@@ -34,17 +38,7 @@ def make_data(run):
         np.save(f"{run}/mlp_{split}_y.npy", y)
     # CNN: 1x8x8 images of a bar, horizontal (0), vertical (1) or diagonal (2), at a random offset, plus noise.
     for split, n in (("train", 600), ("test", 240)):
-        x = (0.2 * rng.normal(size=(n, 1, 8, 8))).astype(np.float32)
-        y = rng.integers(0, 3, size=n).astype(np.int32)
-        for i in range(n):
-            k = rng.integers(1, 7)
-            if y[i] == 0:
-                x[i, 0, k, 1:7] += 1.0
-            elif y[i] == 1:
-                x[i, 0, 1:7, k] += 1.0
-            else:
-                for j in range(8):
-                    x[i, 0, j, (j + k) % 8] += 1.0
+        x, y = bar_images(rng, n)
         np.save(f"{run}/cnn_{split}_x.npy", x)
         np.save(f"{run}/cnn_{split}_y.npy", y)
     specs = {

@@ -9,9 +9,14 @@ Usage:
   onnx_torch_import.py compare TORCH_OUT.npy PARE_OUT.npy
       max |pare - torch| <= 1e-4 and the same shape, or exit 1 with the numbers.
 """
+import os
 import sys
 
 import numpy as np
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from interop_data import bar_images  # noqa: E402
 
 TOL = 1e-4
 OPSETS = (13, 14)
@@ -85,17 +90,7 @@ def make_data(out):
         np.save(f"{out}/vec_{split}_x.npy", x)
         np.save(f"{out}/vec_{split}_y.npy", y)
     for split, n in (("train", 480), ("test", 160)):
-        x = (0.2 * rng.normal(size=(n, 1, 8, 8))).astype(np.float32)
-        y = rng.integers(0, 3, size=n).astype(np.int32)
-        for i in range(n):
-            k = rng.integers(1, 7)
-            if y[i] == 0:
-                x[i, 0, k, 1:7] += 1.0
-            elif y[i] == 1:
-                x[i, 0, 1:7, k] += 1.0
-            else:
-                for j in range(8):
-                    x[i, 0, j, (j + k) % 8] += 1.0
+        x, y = bar_images(rng, n)
         np.save(f"{out}/img_{split}_x.npy", x)
         np.save(f"{out}/img_{split}_y.npy", y)
 
