@@ -140,13 +140,25 @@
     return a;
   }
 
+  // Bounds of a log axis around the points of the datasets, with some room.
+  function logRange(sets) {
+    var xs = [];
+    sets.forEach(function (ds) { ds.data.forEach(function (p) { if (p && p.x > 0) xs.push(p.x); }); });
+    if (!xs.length) return {};
+    return {min: Math.min.apply(null, xs) / 1.6, max: Math.max.apply(null, xs) * 1.6};
+  }
+
   function tooltip(describe) {
     return {callbacks: {label: function (ctx) { return describe(ctx.raw, ctx.dataset); }}};
   }
 
   function logTicks(format) {
-    return {callback: function (v) {
-      var m = v / Math.pow(10, Math.floor(Math.log10(v)) );
+    // Every tick labelled on a short axis; on a long one 1, 2 and 5 of each decade.
+    // The axis's own bounds are labelled only when they fall on such a value.
+    return {callback: function (v, i, ticks) {
+      var m = v / Math.pow(10, Math.floor(Math.log10(v)));
+      var round = Math.abs(m - Math.round(m)) < 1e-6;
+      if (ticks.length <= 10) return round ? format(v) : '';
       return [1, 2, 5].some(function (k) { return Math.abs(m - k) < 1e-6; }) ? format(v) : '';
     }};
   }
@@ -185,9 +197,10 @@
         return {label: s.label, data: s.points, showLine: true, borderColor: color(i), backgroundColor: color(i),
                 pointRadius: s.points.length < 3 ? 5 : 3, noPointLabels: true};
       });
-      var lo = Math.min.apply(null, xs.concat([100]));
+      // Room left of 100 % and right of the sparsest point (log axis).
+      var lo = Math.min.apply(null, xs.concat([100])) / 1.5;
       ch.dense.forEach(function (d, i) {
-        sets.push({label: d.label, data: [{x: 100, y: d.y, label: d.label, runs: d.runs},
+        sets.push({label: d.label, data: [{x: 110, y: d.y, label: d.label, runs: d.runs},
                                           {x: lo, y: d.y, label: d.label, runs: d.runs}],
                    showLine: true, borderColor: '#555', borderDash: [4, 4], pointRadius: 0, borderWidth: 1.5,
                    noPointLabels: true});
@@ -197,7 +210,7 @@
             'fewer to the right). Dashed: the dense network. Several runs of one method at one density are averaged.',
             {type: 'scatter', data: {datasets: sets},
              options: {scales: {
-               x: axis('weights remaining (%)', {type: 'logarithmic', reverse: true, max: 100,
+               x: axis('weights remaining (%)', {type: 'logarithmic', reverse: true, max: 110, min: lo,
                                                  ticks: logTicks(function (v) { return fmt(v) + ' %'; })}),
                y: axis('test accuracy (%)', {grace: '4%'})},
                plugins: {tooltip: tooltip(function (p, ds) {
@@ -225,7 +238,8 @@
           'Each .pare file at its size on disk (log scale) and its test accuracy; the hollow diamond is the ' +
           'dense network stored as float32. Hover a point for where its accuracy comes from.',
           {type: 'scatter', data: {datasets: sets},
-           options: {scales: {x: axis('file size (bytes, log scale)', {type: 'logarithmic', ticks: logTicks(bytesText)}),
+           options: {scales: {x: axis('file size (bytes, log scale)', {type: 'logarithmic', ticks: logTicks(bytesText),
+                                                                 min: logRange(sets).min, max: logRange(sets).max}),
                               y: axis('test accuracy (%)', {grace: '4%'})},
                      plugins: {parePointLabels: count <= 12,
                                tooltip: tooltip(function (p) {
@@ -249,7 +263,8 @@
                      'model includes the training it was pruned from; a ticket round includes every round before it).',
             {type: 'scatter', data: {datasets: sets},
              options: {scales: {x: axis('training ' + (joules ? 'energy (J)' : 'FLOPs') + ', log scale',
-                                        {type: 'logarithmic', ticks: logTicks(function (v) { return si(v) + unit; })}),
+                                        {type: 'logarithmic', ticks: logTicks(function (v) { return si(v) + unit; }),
+                                         min: logRange(sets).min, max: logRange(sets).max}),
                                 y: axis('test accuracy (%)', {grace: '4%'})},
                        plugins: {parePointLabels: ch.points.length <= 8,
                                  tooltip: tooltip(function (p) {
