@@ -112,13 +112,30 @@ void add_recipe_options(CLI::App* t, train::TrainConfig& cfg) {
   t->add_option("--sparse", cfg.sparse_kernels,
                 "masked linear layers: auto (sparse kernels below the crossover density measured on this machine) | on | off (dense on the masked weights)")
       ->capture_default_str();
+  // The cost ledger (docs/cost.md): how energy becomes CO2e and time money.
+  t->add_option("--grid-intensity", cfg.cost.grid_g_per_kwh,
+                "cost ledger: grams of CO2e per kWh of the electricity (default: world average, IEA 2019)")
+      ->capture_default_str();
+  t->add_option("--pue", cfg.cost.pue, "cost ledger: data-centre power usage effectiveness (1: a machine on a desk)")
+      ->capture_default_str();
+  t->add_option("--price-per-core-hour", cfg.cost.price_per_core_hour,
+                "cost ledger: USD per core-hour, billed for every worker thread over the wall time (default: AWS c6i on demand)")
+      ->capture_default_str();
+  t->add_option("--watts-per-core", cfg.cost.watts_per_core,
+                "cost ledger: power of a busy core for the energy estimate when RAPL is not readable (0: pare's model for this CPU)")
+      ->capture_default_str();
 }
 
 std::string non_default_settings(const CLI::App* cmd, const std::vector<std::string>& ignore) {
   std::vector<std::string> parts;
   for (const CLI::Option* o : cmd->get_options()) {
     const std::string name = o->get_name(false, true);
-    if (o->count() == 0 || std::find(ignore.begin(), ignore.end(), name) != ignore.end()) continue;
+    // The cost ledger's settings price a run; they do not change what it computes.
+    static const std::vector<std::string> pricing = {"--grid-intensity", "--pue", "--price-per-core-hour",
+                                                     "--watts-per-core"};
+    if (o->count() == 0 || std::find(ignore.begin(), ignore.end(), name) != ignore.end() ||
+        std::find(pricing.begin(), pricing.end(), name) != pricing.end())
+      continue;
     std::string value;
     for (const auto& r : o->results()) value += (value.empty() ? "" : ",") + r;
     // CLI11 shows a list default as "[1,2,4,8]"; the value given reads "1,2,4,8".

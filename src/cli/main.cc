@@ -23,6 +23,7 @@
 #include "pare/cli/progress.h"
 #include "pare/cli/prune_commands.h"
 #include "pare/cli/report_command.h"
+#include "pare/cli/cost_command.h"
 #include "pare/data/data.h"
 #include "pare/kernels/kernels.h"
 #include "pare/train/trainer.h"
@@ -157,6 +158,7 @@ int main(int argc, char** argv) {
   cli::LifeCommand life_command(app);
   cli::LifePruneCommand life_prune_command(app);
   cli::ReportCommand report_command(app);
+  cli::CostCommand cost_command(app);
 
   // ---- info ----
   auto* info = app.add_subcommand("info", "what was built: version, compiler, BLAS, threads, presets");
@@ -175,6 +177,7 @@ int main(int argc, char** argv) {
     if (const int rc = life_command.run(); rc >= 0) return rc;
     if (const int rc = life_prune_command.run(); rc >= 0) return rc;
     if (const int rc = report_command.run(); rc >= 0) return rc;
+    if (const int rc = cost_command.run(); rc >= 0) return rc;
     if (*t) {
       if (model_name.empty() == from_model.empty()) fail("pare train needs exactly one of --model and --from");
       return run_train(cfg, model_name, from_model, dopt, threads, as_json, quiet, overwrite);

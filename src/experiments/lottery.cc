@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -96,6 +97,8 @@ json record_json(const RunRecord& r) {
           {"seconds", r.seconds},
           {"cumulative_flops", r.cumulative_flops},
           {"cumulative_seconds", r.cumulative_seconds},
+          {"cost", r.cost},
+          {"cumulative_cost", r.cumulative_cost},
           {"steps", r.steps}};
 }
 
@@ -118,6 +121,7 @@ RunRecord parse_record(const std::string& path) {
     r.executed_flops = j.value("executed_flops", r.dense_flops);
     r.seconds = j.at("seconds").get<double>();
     r.steps = j.at("steps").get<int64_t>();
+    if (j.contains("cost")) r.cost = j["cost"];  // results written before the ledger have none
   } catch (const json::exception& e) {
     fail(path, ": not a ticket result (", e.what(), "); delete it to redo the run");
   }
@@ -245,6 +249,7 @@ std::vector<RunRecord> run_ticket(const TicketConfig& cfg, const data::Dataset& 
   int done = 0;
   std::vector<RunRecord> records;
   double cum_flops = 0, cum_seconds = 0;
+  std::optional<train::Cost> cum_cost;  // unset until a round carries a ledger
 
   auto write_summaries = [&] {
     json all = json::array();
@@ -287,6 +292,7 @@ std::vector<RunRecord> run_ticket(const TicketConfig& cfg, const data::Dataset& 
       const train::RunLogSummary log = train::summarize_run_log(dir + "/log.jsonl");
       rec.seconds = log.train_seconds;
       rec.best_accuracy = log.best_test_accuracy;
+      rec.cost = log.cost;
       write_file_atomic(result_path, record_json(rec).dump(2) + "\n");
     }
     ++done;
@@ -301,6 +307,11 @@ std::vector<RunRecord> run_ticket(const TicketConfig& cfg, const data::Dataset& 
     cum_seconds += rec.seconds;
     rec.cumulative_flops = cum_flops;
     rec.cumulative_seconds = cum_seconds;
+    if (rec.cost.is_object()) {
+      const train::Cost c = train::cost_from_json(rec.cost);
+      cum_cost = cum_cost ? train::add(*cum_cost, c) : c;
+      rec.cumulative_cost = cum_cost->to_json();
+    }
     records.push_back(rec);
     if (obs.on_result) obs.on_result(rec);
     if (cfg.controls && round > 0) {

@@ -58,6 +58,9 @@ struct RunRecord {
   double executed_flops = 0;
   double cumulative_flops = 0, cumulative_seconds = 0;  // ticket: rounds 0..r summed
   int64_t steps = 0;
+  // The run's ledger (train/cost.h; its log's "end" event), and for a ticket
+  // the sum over rounds 0..r (what finding it cost so far).
+  nlohmann::json cost, cumulative_cost;
   bool skipped = false;  // found finished on disk
 };
 

@@ -204,6 +204,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
 
   const Stopwatch wall;
   const double cpu0 = process_cpu_seconds();
+  const CostMeter meter(cfg.cost);  // validates the settings before any work
   auto opt = optim::make_optimizer(cfg.optimizer, model.parameters());
   data::Batcher batcher(train, cfg.batch, /*shuffle=*/true);
   const int64_t batches = batcher.batches_per_epoch();
@@ -544,6 +545,14 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     result.final_test = result.epochs.back().test;
   result.seconds = wall.seconds();
   result.cpu_seconds = process_cpu_seconds() - cpu0;
+  result.cost.flops = result.flops;
+  result.cost.executed_flops = result.executed_flops;
+  result.cost.dense_flops = result.dense_flops;
+  result.cost.seconds = result.seconds;
+  result.cost.cpu_seconds = result.cpu_seconds;
+  result.cost.peak_rss_bytes = peak_rss_bytes();
+  result.cost.threads = num_threads();
+  price(result.cost, meter);
   if (!cfg.out_dir.empty()) {
     save_model(model, cfg.out_dir + "/model.bin",
                json{{"test_accuracy", result.final_test.accuracy}, {"steps", step}}.dump());
@@ -558,7 +567,8 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
              {"dense_flops", result.dense_flops},
              {"executed_flops", result.executed_flops},
              {"sparsity", result.sparsity},
-             {"peak_rss_bytes", peak_rss_bytes()},
+             {"peak_rss_bytes", result.cost.peak_rss_bytes},
+             {"cost", result.cost.to_json()},
              {"model_file", cfg.out_dir + "/model.bin"}});
   }
   return result;
@@ -577,6 +587,7 @@ RunLogSummary summarize_run_log(const std::string& path) {
     } catch (const json::exception& e) {
       fail(path, ":", n, ": not a JSON line (", e.what(), ")");
     }
+    if (j.value("event", "") == "end" && j.contains("cost")) r.cost = j["cost"];
     if (j.value("event", "") != "epoch") continue;
     ++r.epochs;
     r.train_seconds += j.value("train_seconds", 0.0);

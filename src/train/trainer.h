@@ -14,15 +14,19 @@
 #include <functional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "pare/data/dataset.h"
 #include "pare/nn/module.h"
 #include "pare/nn/sparse_dispatch.h"
 #include "pare/optim/optimizer.h"
 #include "pare/prune/sparse_training.h"
+#include "pare/train/cost.h"
 
 namespace pare::train {
 
 struct TrainConfig {
+  CostSettings cost;            // the cost ledger's settings (grid intensity, PUE, price, power)
   int64_t epochs = 10;          // passes over the training set
   int64_t batch = 60;           // samples per step
   uint64_t seed = 0;            // weights, batch order and dropout
@@ -91,6 +95,9 @@ struct TrainResult {
   bool resumed = false;        // started from a checkpoint
   int64_t resumed_at_step = 0;
   std::string stopped_because; // "epochs" | "early_stopping" | "target_accuracy" | "target_exact" | "max_steps"
+  // The ledger (train/cost.h): the figures above with the energy (measured or
+  // estimated, and how), CO2e and money; logged as the "end" event's "cost".
+  Cost cost;
 };
 
 // Called from the loop for progress display, and a hook on the weights; each may be empty.
@@ -123,6 +130,7 @@ struct RunLogSummary {
   int64_t epochs = 0;
   double train_seconds = 0;       // the training loop over all epochs
   double best_test_accuracy = 0;
+  nlohmann::json cost;            // the last "end" event's "cost" (null when none)
 };
 RunLogSummary summarize_run_log(const std::string& path);
 

@@ -1,0 +1,149 @@
+#include "pare/train/cost.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "pare/base/error.h"
+
+namespace pare::train {
+
+using json = nlohmann::json;
+
+void CostSettings::validate() const {
+  if (!(grid_g_per_kwh >= 0) || !std::isfinite(grid_g_per_kwh))
+    fail("--grid-intensity ", grid_g_per_kwh, ": grams of CO2e per kWh must be a finite number >= 0");
+  if (!(pue >= 1) || !std::isfinite(pue)) fail("--pue ", pue, ": the power usage effectiveness must be >= 1");
+  if (!(price_per_core_hour >= 0) || !std::isfinite(price_per_core_hour))
+    fail("--price-per-core-hour ", price_per_core_hour, ": must be a finite number >= 0");
+  if (!(watts_per_core >= 0) || !std::isfinite(watts_per_core))
+    fail("--watts-per-core ", watts_per_core, ": must be a finite number >= 0 (0: pare's model for the CPU)");
+}
+
+CorePower core_power_model(const std::string& name) {
+  // Thermal design power / cores of one representative part per family
+  // (vendors' spec sheets). A busy core-second is charged its share of TDP.
+  struct Family {
+    const char* match;
+    double watts;
+    const char* basis;
+  };
+  static const Family families[] = {
+      {"EPYC", 280.0 / 64, "AMD EPYC 7763: 280 W TDP / 64 cores"},
+      {"Xeon", 270.0 / 40, "Intel Xeon Platinum 8380: 270 W TDP / 40 cores"},
+      {"Ryzen", 105.0 / 16, "AMD Ryzen 9 5950X: 105 W TDP / 16 cores"},
+      {"Core", 125.0 / 12, "Intel Core i7-12700K: 125 W base power / 12 cores"},
+  };
+  for (const Family& f : families)
+    if (name.find(f.match) != std::string::npos) return {f.watts, f.basis};
+  return {125.0 / 12, std::string("unknown CPU (\"") + name + "\"): a desktop part, Intel Core i7-12700K: 125 W / 12 cores"};
+}
+
+CostMeter::CostMeter(const CostSettings& settings, EnergyMeter rapl) : settings_(settings), rapl_(std::move(rapl)) {
+  settings_.validate();
+}
+
+Energy CostMeter::energy(double cpu_seconds) const {
+  Energy e;
+  if (rapl_.available()) {
+    const EnergyMeter::Reading r = rapl_.read(cpu_seconds);
+    e.joules = r.process_joules;
+    e.measured = true;
+    e.method = "rapl-package";
+    e.basis = "RAPL package counters x this process's share of the machine's busy CPU time";
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "RAPL package energy of %d package(s), %.1f J, times this process's share of the machine's busy "
+                  "CPU time, %.3f (%.1f of %.1f s)",
+                  r.domains, r.package_joules, r.process_share, cpu_seconds, r.machine_busy_seconds);
+    e.detail = buf;
+    return e;
+  }
+  CorePower power = settings_.watts_per_core > 0 ? CorePower{settings_.watts_per_core, "--watts-per-core"}
+                                                 : core_power_model(cpu_model_name());
+  e.joules = cpu_seconds * power.watts;
+  e.measured = false;
+  e.method = "estimated-cpu-time";
+  {
+    char basis[384];
+    std::snprintf(basis, sizeof basis, "CPU seconds x %.2f W per busy core (%s)", power.watts, power.basis.c_str());
+    e.basis = basis;
+  }
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "CPU time %.2f s x %.2f W per busy core (%s); RAPL not used: %s", cpu_seconds,
+                power.watts, power.basis.c_str(), rapl_.unavailable_reason().c_str());
+  e.detail = buf;
+  return e;
+}
+
+void price(Cost& cost, const CostMeter& meter) {
+  cost.settings = meter.settings();
+  cost.energy = meter.energy(cost.cpu_seconds);
+  const double kwh = cost.energy.joules / 3.6e6 * cost.settings.pue;
+  cost.co2e_grams = kwh * cost.settings.grid_g_per_kwh;
+  cost.money = cost.seconds / 3600.0 * cost.threads * cost.settings.price_per_core_hour;
+}
+
+json Cost::to_json() const {
+  return {{"flops", flops},
+          {"executed_flops", executed_flops},
+          {"dense_flops", dense_flops},
+          {"seconds", seconds},
+          {"cpu_seconds", cpu_seconds},
+          {"peak_rss_bytes", peak_rss_bytes},
+          {"threads", threads},
+          {"joules", energy.joules},
+          {"energy",
+           {{"method", energy.method}, {"measured", energy.measured}, {"basis", energy.basis}, {"detail", energy.detail}}},
+          {"co2e_grams", co2e_grams},
+          {"grid_g_per_kwh", settings.grid_g_per_kwh},
+          {"pue", settings.pue},
+          {"money", money},
+          {"currency", settings.currency},
+          {"price_per_core_hour", settings.price_per_core_hour}};
+}
+
+Cost cost_from_json(const json& j) {
+  Cost c;
+  c.flops = j.value("flops", 0.0);
+  c.executed_flops = j.value("executed_flops", 0.0);
+  c.dense_flops = j.value("dense_flops", 0.0);
+  c.seconds = j.value("seconds", 0.0);
+  c.cpu_seconds = j.value("cpu_seconds", 0.0);
+  c.peak_rss_bytes = j.value("peak_rss_bytes", int64_t{0});
+  c.threads = j.value("threads", 1);
+  c.energy.joules = j.value("joules", 0.0);
+  if (j.contains("energy") && j["energy"].is_object()) {
+    c.energy.method = j["energy"].value("method", "");
+    c.energy.measured = j["energy"].value("measured", false);
+    c.energy.basis = j["energy"].value("basis", "");
+    c.energy.detail = j["energy"].value("detail", "");
+  }
+  c.co2e_grams = j.value("co2e_grams", 0.0);
+  c.money = j.value("money", 0.0);
+  c.settings.grid_g_per_kwh = j.value("grid_g_per_kwh", c.settings.grid_g_per_kwh);
+  c.settings.pue = j.value("pue", c.settings.pue);
+  c.settings.currency = j.value("currency", c.settings.currency);
+  c.settings.price_per_core_hour = j.value("price_per_core_hour", c.settings.price_per_core_hour);
+  return c;
+}
+
+Cost add(const Cost& a, const Cost& b) {
+  Cost c = a;
+  c.flops += b.flops;
+  c.executed_flops += b.executed_flops;
+  c.dense_flops += b.dense_flops;
+  c.seconds += b.seconds;
+  c.cpu_seconds += b.cpu_seconds;
+  c.peak_rss_bytes = std::max(a.peak_rss_bytes, b.peak_rss_bytes);
+  c.threads = std::max(a.threads, b.threads);
+  c.energy.joules += b.energy.joules;
+  c.energy.measured = a.energy.measured && b.energy.measured;
+  if (a.energy.method != b.energy.method) c.energy.method = "mixed";
+  if (a.energy.basis != b.energy.basis) c.energy.basis = a.energy.basis + "; " + b.energy.basis;
+  c.energy.detail = "sum of parts";
+  c.co2e_grams += b.co2e_grams;
+  c.money += b.money;
+  return c;
+}
+
+}  // namespace pare::train

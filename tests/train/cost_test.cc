@@ -1,0 +1,169 @@
+// The cost ledger (train/cost.h): the FLOPs of one training step against a
+// hand count per layer; the "cost" object every finished run logs; energy
+// measured from RAPL counters when readable and estimated from CPU time
+// otherwise, each labelled; CO2e and money from their settings; bad settings
+// refused by flag.
+#include "pare/train/cost.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "pare/base/rng.h"
+#include "pare/nn/spec.h"
+#include "pare/train/trainer.h"
+#include "train/train_helpers.h"
+
+namespace pare::train {
+namespace {
+
+using json = nlohmann::json;
+using testing::expect_error;
+using testing::read_lines;
+
+// Random masks keeping about half of each weight; returns kept counts by name.
+std::map<std::string, int64_t> half_masks(nn::Model& m, uint64_t seed) {
+  Rng rng(seed);
+  std::map<std::string, int64_t> kept;
+  for (nn::Parameter* p : m.parameters()) {
+    if (!p->is_weight) continue;
+    p->mask = Tensor::empty(p->value().shape());
+    int64_t k = 0;
+    for (float& v : p->mask.span_f32()) {
+      v = rng.uniform() < 0.5f ? 1.0f : 0.0f;
+      k += v != 0;
+    }
+    p->apply_mask();
+    kept[p->name] = k;
+  }
+  return kept;
+}
+
+class CostTest : public testing::TempDirTest {};
+
+// One step of a pruned conv net, batch B. Each weight layer does three
+// products per step (forward, input gradient, weight gradient), 2 FLOPs per
+// multiply-accumulate, and a kept weight multiplies once per sample for a
+// linear layer and once per output position for a convolution.
+TEST_F(CostTest, OneStepsFlopsMatchAHandCountPerLayer) {
+  const nn::ModelSpec spec = nn::parse_model_spec(R"({"name": "c", "input": [1, 10, 10], "layers": [
+    {"type": "conv2d", "out": 3, "kernel": 3, "pad": 1}, {"type": "relu"}, {"type": "maxpool", "kernel": 2},
+    {"type": "conv2d", "out": 4, "kernel": 3}, {"type": "relu"}, {"type": "flatten"},
+    {"type": "linear", "out": 6}, {"type": "relu"}, {"type": "linear", "out": 2}]})",
+                                                  "c.json");
+  auto model = nn::Model::build(spec, 1);
+  const auto kept = half_masks(*model, 2);
+  const int64_t batch = 8;
+  // Output positions: conv2d1 10x10 (pad 1); pool -> 5x5; conv2d4 3x3.
+  const double hand = 2.0 * batch * 3.0 *
+                      (kept.at("conv2d1.weight") * 100.0 + kept.at("conv2d4.weight") * 9.0 +
+                       kept.at("linear7.weight") * 1.0 + kept.at("linear9.weight") * 1.0);
+  const double dense_hand = 2.0 * batch * 3.0 * (27.0 * 100 + 108.0 * 9 + 216.0 + 12.0);
+  data::Dataset d;
+  d.inputs = Tensor::empty({batch, 1, 10, 10});
+  Rng rng(3);
+  for (float& v : d.inputs.span_f32()) v = rng.normal();
+  std::vector<int32_t> labels(static_cast<size_t>(batch), 1);
+  d.targets = Tensor::from_i32({batch}, labels);
+  d.num_classes = 2;
+  d.name = "images";
+  TrainConfig cfg;
+  cfg.epochs = 1;
+  cfg.batch = batch;
+  cfg.max_steps = 1;
+  cfg.out_dir = path("run");
+  const TrainResult r = fit(*model, d, {}, cfg);
+  ASSERT_EQ(r.steps, 1);
+  EXPECT_DOUBLE_EQ(r.flops, hand);
+  EXPECT_DOUBLE_EQ(r.dense_flops, dense_hand);
+  EXPECT_DOUBLE_EQ(r.cost.flops, hand);
+  // The run log's end event carries the same ledger.
+  const auto lines = read_lines(path("run/log.jsonl"));
+  const json end = json::parse(lines.back());
+  ASSERT_EQ(end.value("event", ""), "end");
+  ASSERT_TRUE(end.contains("cost"));
+  EXPECT_DOUBLE_EQ(end["cost"]["flops"].get<double>(), hand);
+  EXPECT_GT(end["cost"]["joules"].get<double>(), 0.0);
+  const std::string method = end["cost"]["energy"]["method"];
+  EXPECT_TRUE(method == "rapl-package" || method == "estimated-cpu-time") << method;
+  EXPECT_EQ(end["cost"]["energy"]["measured"].get<bool>(), method == "rapl-package");
+  EXPECT_FALSE(end["cost"]["energy"]["detail"].get<std::string>().empty());
+}
+
+TEST_F(CostTest, EstimateFromCpuTimeWhenNoCounters) {
+  CostSettings s;
+  s.watts_per_core = 12.5;
+  s.grid_g_per_kwh = 400;
+  s.pue = 1.5;
+  s.price_per_core_hour = 0.1;
+  const CostMeter meter(s, EnergyMeter(path("no_powercap"), path("no_stat")));
+  Cost c;
+  c.seconds = 1800;  // half an hour
+  c.cpu_seconds = 720;
+  c.threads = 4;
+  price(c, meter);
+  EXPECT_FALSE(c.energy.measured);
+  EXPECT_EQ(c.energy.method, "estimated-cpu-time");
+  EXPECT_NE(c.energy.detail.find("no_powercap"), std::string::npos) << c.energy.detail;
+  EXPECT_DOUBLE_EQ(c.energy.joules, 720 * 12.5);                      // 9000 J
+  EXPECT_NEAR(c.co2e_grams, 9000 / 3.6e6 * 1.5 * 400, 1e-12);         // 1.5 g
+  EXPECT_NEAR(c.money, 0.5 * 4 * 0.1, 1e-12);                         // 4 cores for half an hour
+  const Cost back = cost_from_json(c.to_json());
+  EXPECT_DOUBLE_EQ(back.energy.joules, c.energy.joules);
+  EXPECT_EQ(back.energy.method, c.energy.method);
+  EXPECT_DOUBLE_EQ(back.money, c.money);
+}
+
+TEST_F(CostTest, MeasuredFromRaplCountersWhenReadable) {
+  std::filesystem::create_directories(dir_ / "powercap/intel-rapl:0");
+  write("powercap/intel-rapl:0/name", "package-0\n");
+  write("powercap/intel-rapl:0/energy_uj", "1000000\n");
+  write("powercap/intel-rapl:0/max_energy_range_uj", "262143328850\n");
+  write("stat", "cpu  100 0 0 900 0 0 0 0\n");
+  const CostMeter meter(CostSettings{}, EnergyMeter(path("powercap"), path("stat")));
+  write("powercap/intel-rapl:0/energy_uj", "31000000\n");  // 30 J
+  write("stat", "cpu  " + std::to_string(100 + 4 * ::sysconf(_SC_CLK_TCK)) + " 0 0 900 0 0 0 0\n");  // 4 s busy
+  Cost c;
+  c.seconds = 2;
+  c.cpu_seconds = 1;
+  price(c, meter);
+  EXPECT_TRUE(c.energy.measured);
+  EXPECT_EQ(c.energy.method, "rapl-package");
+  EXPECT_NEAR(c.energy.joules, 30.0 * 0.25, 1e-9);  // a quarter of the busy time
+}
+
+TEST_F(CostTest, PowerModelNamesItsBasisAndSumsAddUp) {
+  EXPECT_NEAR(core_power_model("AMD EPYC 7B13 64-Core Processor").watts, 280.0 / 64, 1e-12);
+  EXPECT_NE(core_power_model("Intel(R) Xeon(R) Gold 6248").basis.find("Xeon"), std::string::npos);
+  EXPECT_NE(core_power_model("Mystery CPU").basis.find("unknown"), std::string::npos);
+  Cost a, b;
+  a.flops = 1;
+  b.flops = 2;
+  a.energy = {3, true, "rapl-package", "", ""};
+  b.energy = {4, false, "estimated-cpu-time", "", ""};
+  a.co2e_grams = 5;
+  b.co2e_grams = 6;
+  const Cost s = add(a, b);
+  EXPECT_DOUBLE_EQ(s.flops, 3);
+  EXPECT_DOUBLE_EQ(s.energy.joules, 7);
+  EXPECT_FALSE(s.energy.measured);  // measured only if every part was
+  EXPECT_EQ(s.energy.method, "mixed");
+  EXPECT_DOUBLE_EQ(s.co2e_grams, 11);
+}
+
+TEST_F(CostTest, BadSettingsAreRefusedByFlag) {
+  CostSettings s;
+  s.pue = 0.5;
+  expect_error([&] { s.validate(); }, {"--pue"});
+  s = {};
+  s.grid_g_per_kwh = -1;
+  expect_error([&] { s.validate(); }, {"--grid-intensity"});
+  s = {};
+  s.price_per_core_hour = std::nan("");
+  expect_error([&] { s.validate(); }, {"--price-per-core-hour"});
+  s = {};
+  s.watts_per_core = -3;
+  expect_error([&] { s.validate(); }, {"--watts-per-core"});
+}
+
+}  // namespace
+}  // namespace pare::train
