@@ -4,8 +4,8 @@
 #include "pare/experiments/report.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -105,8 +105,8 @@ struct Cost {
   double joules = kNaN, co2e = kNaN, grid = kNaN, pue = kNaN, money = kNaN, price = kNaN;
   std::string currency, energy_method, energy_detail;
   int energy_parts = 0, energy_measured_parts = 0;  // trainings with energy / measured energy
-  int parts = 0;                                   // trainings summed
-  bool ledger = false;                             // some part had a "cost" object
+  int parts = 0;                                    // trainings summed
+  bool ledger = false;                              // some part had a "cost" object
 };
 
 // From an "end" event or a ticket round: the "cost" object when there is one,
@@ -150,8 +150,9 @@ void accumulate(Cost& into, const Cost& c) {
   into.executed_flops = add(into.executed_flops, c.executed_flops);
   into.seconds = add(into.seconds, c.seconds);
   into.cpu_seconds = add(into.cpu_seconds, c.cpu_seconds);
-  into.peak_rss = std::isfinite(into.peak_rss) && std::isfinite(c.peak_rss) ? std::max(into.peak_rss, c.peak_rss)
-                                                                           : add(into.peak_rss, c.peak_rss);
+  into.peak_rss = std::isfinite(into.peak_rss) && std::isfinite(c.peak_rss)
+                      ? std::max(into.peak_rss, c.peak_rss)
+                      : add(into.peak_rss, c.peak_rss);
   into.joules = add(into.joules, c.joules);
   into.co2e = add(into.co2e, c.co2e);
   into.money = add(into.money, c.money);
@@ -159,8 +160,10 @@ void accumulate(Cost& into, const Cost& c) {
   if (!std::isfinite(into.pue)) into.pue = c.pue;
   if (!std::isfinite(into.price)) into.price = c.price;
   if (into.currency.empty()) into.currency = c.currency;
-  if (into.energy_method.empty()) into.energy_method = c.energy_method;
-  else if (!c.energy_method.empty() && c.energy_method != into.energy_method) into.energy_method = "mixed";
+  if (into.energy_method.empty())
+    into.energy_method = c.energy_method;
+  else if (!c.energy_method.empty() && c.energy_method != into.energy_method)
+    into.energy_method = "mixed";
   if (into.energy_detail.empty()) into.energy_detail = c.energy_detail;
   into.energy_parts += c.energy_parts;
   into.energy_measured_parts += c.energy_measured_parts;
@@ -179,6 +182,7 @@ struct TrainRun {
   std::string method;  // "" dense; a pruning criterion or a sparse-training method
   double sparsity = kNaN;
   double accuracy = kNaN;
+  double parameters = kNaN;  // of the model as trained (a structured shrink has fewer)
   std::vector<Epoch> epochs;
   Cost cost;
   bool has_end = false;
@@ -275,9 +279,11 @@ std::optional<TrainRun> read_train_run(const fs::path& dir, Collected& c) {
         const json& st = obj(e, "sparse_training");
         if (st.is_object() && !str(st, "method").empty()) r.method = str(st, "method");
         if (!std::isfinite(r.sparsity)) r.sparsity = num(e, "sparsity");
+        if (!std::isfinite(r.parameters)) r.parameters = num(e, "parameters");
       } else if (event == "epoch") {
         any = true;
-        r.epochs.push_back({num(e, "epoch"), num(e, "train_loss"), num(e, "test_loss"), num(e, "test_accuracy")});
+        r.epochs.push_back(
+            {num(e, "epoch"), num(e, "train_loss"), num(e, "test_loss"), num(e, "test_accuracy")});
       } else if (event == "end") {
         any = true;
         r.has_end = true;
@@ -295,7 +301,9 @@ std::optional<TrainRun> read_train_run(const fs::path& dir, Collected& c) {
                          r.epochs.end());
       }
     }
-    if (bad) c.missing.push_back(clean(log) + ": " + std::to_string(bad) + " lines that are not JSON objects, skipped");
+    if (bad)
+      c.missing.push_back(clean(log) + ": " + std::to_string(bad) +
+                          " lines that are not JSON objects, skipped");
   }
   if (fs::is_regular_file(result)) {
     if (auto j = read_json(result.string(), c.missing)) {
@@ -310,6 +318,7 @@ std::optional<TrainRun> read_train_run(const fs::path& dir, Collected& c) {
       const std::vector<LayerDensity> layers = layers_of(obj(*j, "layers"));
       if (!layers.empty()) r.layers = layers;
       r.from = str(*j, "from");
+      r.parameters = first({num(*j, "parameters"), r.parameters});
       if (!r.has_end) {
         r.cost = cost_of(*j);
         if (!std::isfinite(r.cost.seconds)) r.cost.seconds = num(*j, "train_seconds");
@@ -347,7 +356,8 @@ void read_ticket(const fs::path& dir, const json& results, Collected& c) {
     x.layers = layers_of(obj(r, "layers"));
     if (!x.kind.empty()) t.rounds.push_back(x);
   }
-  if (t.rounds.empty()) c.missing.push_back(t.path + "/results.json: a ticket file with no rounds yet");
+  if (t.rounds.empty())
+    c.missing.push_back(t.path + "/results.json: a ticket file with no rounds yet");
   c.tickets.push_back(std::move(t));
 }
 
@@ -372,7 +382,8 @@ void read_life(const fs::path& dir, const json& results, Collected& c) {
     if (!std::isfinite(x.rate) && x.runs > 0) x.rate = x.successes / x.runs;
     s.cells.push_back(x);
   }
-  if (s.cells.empty()) c.missing.push_back(s.path + "/results.json: a Life study with no finished cells yet");
+  if (s.cells.empty())
+    c.missing.push_back(s.path + "/results.json: a Life study with no finished cells yet");
   c.lifes.push_back(std::move(s));
 }
 
@@ -417,18 +428,21 @@ void read_pare(const fs::path& path, Collected& c) {
   for (const format::Tensor& t : f.tensors) {
     p.dense_f32_bytes += 4.0 * static_cast<double>(t.numel());
     if (t.dims.size() >= 2 && t.numel() > 0)
-      p.layers.push_back({t.name, static_cast<double>(t.present_count()) / static_cast<double>(t.numel())});
+      p.layers.push_back(
+          {t.name, static_cast<double>(t.present_count()) / static_cast<double>(t.numel())});
   }
   const json meta = f.meta_json.empty() ? json() : json::parse(f.meta_json, nullptr, false);
   const json& q = obj(meta, "quantization");
   if (q.is_object()) {
     p.what = str(q, "weights");
-    if (std::isfinite(num(q, "bits"))) p.what += " (" + std::to_string(static_cast<int>(num(q, "bits"))) + " bits)";
+    if (std::isfinite(num(q, "bits")))
+      p.what += " (" + std::to_string(static_cast<int>(num(q, "bits"))) + " bits)";
   }
   // Accuracy, best first: pare eval --json saved beside the file, the META's
   // own record, the model it was compressed from.
   std::string stem = p.path;
-  if (stem.size() > 5 && stem.compare(stem.size() - 5, 5, ".pare") == 0) stem.resize(stem.size() - 5);
+  if (stem.size() > 5 && stem.compare(stem.size() - 5, 5, ".pare") == 0)
+    stem.resize(stem.size() - 5);
   for (const std::string& e : {p.path + ".eval.json", stem + ".eval.json"}) {
     if (!fs::is_regular_file(e, ec)) continue;
     std::vector<std::string> ignored;
@@ -443,8 +457,9 @@ void read_pare(const fs::path& path, Collected& c) {
     }
   }
   if (!std::isfinite(p.accuracy)) {
-    const double a = first({num(meta, "test_accuracy"), num(obj(meta, "codebook_finetune"), "test_accuracy"),
-                            num(obj(meta, "qat"), "test_accuracy")});
+    const double a =
+        first({num(meta, "test_accuracy"), num(obj(meta, "codebook_finetune"), "test_accuracy"),
+               num(obj(meta, "qat"), "test_accuracy")});
     if (std::isfinite(a)) {
       p.accuracy = a;
       p.accuracy_source = "recorded in the file by pare compress";
@@ -454,8 +469,9 @@ void read_pare(const fs::path& path, Collected& c) {
     std::string from;
     p.accuracy = source_accuracy(path, str(meta, "source"), from);
     if (std::isfinite(p.accuracy))
-      p.accuracy_source = "the model it was compressed from (" + from +
-                          "), not re-evaluated: save `pare eval FILE --json` as FILE.eval.json for its own";
+      p.accuracy_source =
+          "the model it was compressed from (" + from +
+          "), not re-evaluated: save `pare eval FILE --json` as FILE.eval.json for its own";
   }
   c.pares.push_back(std::move(p));
 }
@@ -489,12 +505,16 @@ bool scan(const fs::path& path, int depth, Collected& c) {
                                       obj(*j, "runs")[0].contains("round"))) {
         read_ticket(path, *j, c);
       } else if (j->contains("searches")) {
-        c.missing.push_back(clean(path) + ": a life-prune search; its rounds are not charted yet (see its results.md)");
+        c.missing.push_back(
+            clean(path) +
+            ": a life-prune search; its rounds are not charted yet (see its results.md)");
       } else {
-        c.missing.push_back(clean(results) + ": not a results file pare report knows (ticket or Life study)");
+        c.missing.push_back(clean(results) +
+                            ": not a results file pare report knows (ticket or Life study)");
       }
     }
-  } else if (fs::is_regular_file(path / "log.jsonl", ec) || fs::is_regular_file(path / "result.json", ec)) {
+  } else if (fs::is_regular_file(path / "log.jsonl", ec) ||
+             fs::is_regular_file(path / "result.json", ec)) {
     is_run = true;
     if (auto r = read_train_run(path, c)) {
       c.trains.push_back(std::move(*r));
@@ -569,7 +589,8 @@ std::vector<size_t> pareto_front(const std::vector<std::pair<double, double>>& p
     }
     if (!dominated) idx.push_back(i);
   }
-  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return points[a].first < points[b].first; });
+  std::sort(idx.begin(), idx.end(),
+            [&](size_t a, size_t b) { return points[a].first < points[b].first; });
   return idx;
 }
 
@@ -582,27 +603,35 @@ std::string shortest(double v, int digits = 6) {
 // Rows of the cost table: each figure with its unit and how it was obtained.
 json cost_rows(const Cost& c) {
   json rows = json::array();
-  auto row = [&](const char* figure, double v, const std::string& unit, const std::string& how, json measured) {
-    if (std::isfinite(v)) rows.push_back({{"figure", figure}, {"value", v}, {"unit", unit}, {"how", how}, {"measured", measured}});
+  auto row = [&](const char* figure, double v, const std::string& unit, const std::string& how,
+                 json measured) {
+    if (std::isfinite(v))
+      rows.push_back(
+          {{"figure", figure}, {"value", v}, {"unit", unit}, {"how", how}, {"measured", measured}});
   };
-  row("training FLOPs (dense equivalent)", c.flops, "FLOP", "from the layer shapes, as if no weight were pruned",
+  row("training FLOPs (dense equivalent)", c.flops, "FLOP",
+      "from the layer shapes, as if no weight were pruned", "counted");
+  row("FLOPs executed", c.executed_flops, "FLOP", "at the sparsity each layer trained at",
       "counted");
-  row("FLOPs executed", c.executed_flops, "FLOP", "at the sparsity each layer trained at", "counted");
   row("wall time", c.seconds, "s", "wall clock", "measured");
   row("CPU time", c.cpu_seconds, "s", "the process's CPU clock, all threads", "measured");
   row("peak memory", c.peak_rss, "bytes", "peak resident set of the process", "measured");
   if (std::isfinite(c.joules)) {
     const bool all = c.energy_parts > 0 && c.energy_measured_parts == c.energy_parts;
     const bool none = c.energy_measured_parts == 0;
-    std::string how = all || none ? "" : std::to_string(c.energy_measured_parts) + " of " +
-                                             std::to_string(c.energy_parts) + " trainings measured, the rest estimated";
+    std::string how = all || none ? ""
+                                  : std::to_string(c.energy_measured_parts) + " of " +
+                                        std::to_string(c.energy_parts) +
+                                        " trainings measured, the rest estimated";
     if (!c.energy_method.empty()) how += (how.empty() ? "" : "; ") + c.energy_method;
     if (!c.energy_detail.empty() && c.parts == 1) how += ": " + c.energy_detail;
     if (how.empty()) how = "method not recorded";
     if (c.energy_parts < c.parts)
-      how += "; " + std::to_string(c.parts - c.energy_parts) + " of " + std::to_string(c.parts) + " trainings lack it";
+      how += "; " + std::to_string(c.parts - c.energy_parts) + " of " + std::to_string(c.parts) +
+             " trainings lack it";
     row("energy", c.joules, "J", how, all ? "measured" : "estimated");
-    std::string co2 = "from the energy (" + std::string(all ? "measured" : "estimated") + ") and the grid's intensity";
+    std::string co2 = "from the energy (" + std::string(all ? "measured" : "estimated") +
+                      ") and the grid's intensity";
     if (std::isfinite(c.grid)) co2 += " at " + shortest(c.grid) + " g/kWh";
     if (std::isfinite(c.pue)) co2 += ", PUE " + shortest(c.pue);
     row("CO2e", c.co2e, "g", co2, "estimated");
@@ -610,14 +639,16 @@ json cost_rows(const Cost& c) {
     row("CO2e", c.co2e, "g", "from settings", "estimated");
   }
   std::string money = "from CPU time";
-  if (std::isfinite(c.price)) money += " at " + shortest(c.price) + " " + c.currency + " per core-hour";
-  row("money", c.money, c.currency.empty() ? "(currency not given)" : c.currency, money, "estimated");
+  if (std::isfinite(c.price))
+    money += " at " + shortest(c.price) + " " + c.currency + " per core-hour";
+  row("money", c.money, c.currency.empty() ? "(currency not given)" : c.currency, money,
+      "estimated");
   return rows;
 }
 
 // Adds a series of per-layer densities to the model's layer chart.
-void add_layers(std::map<std::string, json>& charts, const std::string& model, const std::string& label,
-                const std::vector<LayerDensity>& layers) {
+void add_layers(std::map<std::string, json>& charts, const std::string& model,
+                const std::string& label, const std::vector<LayerDensity>& layers) {
   if (layers.empty()) return;
   json& ch = charts[model];
   if (ch.is_null()) ch = {{"model", model}, {"layers", json::array()}, {"series", json::array()}};
@@ -638,6 +669,16 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
   for (const auto& p : c.pares) all_paths.push_back(p.path);
   const Namer name(all_paths);
 
+  // The run that trained the model a run was pruned from (result.json "from").
+  auto parent_of = [&](const TrainRun& r) -> const TrainRun* {
+    if (r.from.empty()) return nullptr;
+    const fs::path parent = fs::path(r.from).parent_path();
+    std::error_code ec;
+    for (const auto& q : c.trains)
+      if (clean(parent) == q.path || fs::equivalent(parent, q.path, ec)) return &q;
+    return nullptr;
+  };
+
   json d;
   d["title"] = options.title;
   d["chartjs"] = report_chartjs_version();
@@ -646,29 +687,51 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
   // Summary table of everything read.
   json runs = json::array();
   for (const auto& r : c.trains)
-    runs.push_back({{"name", name(r.path)}, {"kind", r.method.empty() ? "training (dense)" : "pruned: " + r.method},
-                    {"model", r.model}, {"accuracy", jnum(r.accuracy)}, {"sparsity", jnum(r.sparsity)},
-                    {"epochs", r.epochs.size()}, {"flops", jnum(r.cost.flops)}, {"seconds", jnum(r.cost.seconds)}});
+    runs.push_back({{"name", name(r.path)},
+                    {"kind", r.method.empty() ? "training (dense)" : "pruned: " + r.method},
+                    {"model", r.model},
+                    {"accuracy", jnum(r.accuracy)},
+                    {"sparsity", jnum(r.sparsity)},
+                    {"epochs", r.epochs.size()},
+                    {"flops", jnum(r.cost.flops)},
+                    {"seconds", jnum(r.cost.seconds)}});
   for (const auto& t : c.tickets) {
     double best_density = kNaN, acc = kNaN;
     int rounds = 0;
     for (const auto& x : t.rounds)
       if (x.kind == "ticket") {
         ++rounds;
-        if (!std::isfinite(best_density) || x.density < best_density) best_density = x.density, acc = x.accuracy;
+        if (!std::isfinite(best_density) || x.density < best_density)
+          best_density = x.density, acc = x.accuracy;
       }
-    runs.push_back({{"name", name(t.path)}, {"kind", "lottery ticket (" + std::to_string(rounds) + " rounds)"},
-                    {"model", t.model}, {"accuracy", jnum(acc)}, {"sparsity", jnum(1 - best_density)},
-                    {"epochs", nullptr}, {"flops", nullptr}, {"seconds", nullptr}});
+    runs.push_back({{"name", name(t.path)},
+                    {"kind", "lottery ticket (" + std::to_string(rounds) + " rounds)"},
+                    {"model", t.model},
+                    {"accuracy", jnum(acc)},
+                    {"sparsity", jnum(1 - best_density)},
+                    {"epochs", nullptr},
+                    {"flops", nullptr},
+                    {"seconds", nullptr}});
   }
   for (const auto& l : c.lifes)
-    runs.push_back({{"name", name(l.path)}, {"kind", "Game of Life study (" + std::to_string(l.cells.size()) + " cells)"},
-                    {"model", "life"}, {"accuracy", nullptr}, {"sparsity", nullptr}, {"epochs", nullptr},
-                    {"flops", nullptr}, {"seconds", nullptr}});
+    runs.push_back({{"name", name(l.path)},
+                    {"kind", "Game of Life study (" + std::to_string(l.cells.size()) + " cells)"},
+                    {"model", "life"},
+                    {"accuracy", nullptr},
+                    {"sparsity", nullptr},
+                    {"epochs", nullptr},
+                    {"flops", nullptr},
+                    {"seconds", nullptr}});
   for (const auto& p : c.pares)
-    runs.push_back({{"name", name(p.path)}, {"kind", ".pare file" + (p.what.empty() ? "" : ": " + p.what)},
-                    {"model", p.model}, {"accuracy", jnum(p.accuracy)}, {"sparsity", nullptr}, {"epochs", nullptr},
-                    {"flops", nullptr}, {"seconds", nullptr}, {"bytes", p.bytes}});
+    runs.push_back({{"name", name(p.path)},
+                    {"kind", ".pare file" + (p.what.empty() ? "" : ": " + p.what)},
+                    {"model", p.model},
+                    {"accuracy", jnum(p.accuracy)},
+                    {"sparsity", nullptr},
+                    {"epochs", nullptr},
+                    {"flops", nullptr},
+                    {"seconds", nullptr},
+                    {"bytes", p.bytes}});
   d["runs"] = runs;
 
   // Loss and accuracy curves.
@@ -682,14 +745,20 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
       tel.push_back(jnum(ep.test_loss));
       acc.push_back(jnum(std::isfinite(ep.test_accuracy) ? 100 * ep.test_accuracy : kNaN));
     }
-    curves.push_back({{"run", name(r.path)}, {"epoch", e}, {"train_loss", trl}, {"test_loss", tel}, {"test_accuracy", acc}});
+    curves.push_back({{"run", name(r.path)},
+                      {"epoch", e},
+                      {"train_loss", trl},
+                      {"test_loss", tel},
+                      {"test_accuracy", acc}});
   }
   d["curves"] = curves;
   if (!curves.empty()) {
     charts.push_back("curves-loss");
     charts.push_back("curves-accuracy");
   } else {
-    c.missing.push_back("Loss and accuracy curves: no training run with epoch events (a run directory with log.jsonl from pare train or pare prune --train).");
+    c.missing.push_back(
+        "Loss and accuracy curves: no training run with epoch events (a run directory with "
+        "log.jsonl from pare train or pare prune --train).");
   }
 
   // Accuracy vs remaining weights, per model.
@@ -699,8 +768,8 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
     if (ch.is_null()) ch = {{"model", model}, {"series", json::object()}, {"dense", json::array()}};
     return ch;
   };
-  auto add_point = [&](const std::string& model, const std::string& series, double density, double acc,
-                       const std::string& label) {
+  auto add_point = [&](const std::string& model, const std::string& series, double density,
+                       double acc, const std::string& label) {
     if (!std::isfinite(density) || !std::isfinite(acc) || density <= 0) return;
     json& s = prune_chart(model)["series"][series];
     s.push_back({{"x", 100 * density}, {"y", 100 * acc}, {"label", label}});
@@ -710,20 +779,37 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
     for (const auto& x : t.rounds) {
       if (x.kind == "ticket" && x.round == 0) {
         if (std::isfinite(x.accuracy))
-          prune_chart(model)["dense"].push_back({{"label", "dense (" + name(t.path) + " round 0)"}, {"y", 100 * x.accuracy}});
+          prune_chart(model)["dense"].push_back(
+              {{"label", "dense (" + name(t.path) + " round 0)"}, {"y", 100 * x.accuracy}});
         continue;
       }
-      add_point(model, kind_label(x.kind), x.density, x.accuracy, name(t.path) + " round " + std::to_string(x.round));
+      add_point(model, kind_label(x.kind), x.density, x.accuracy,
+                name(t.path) + " round " + std::to_string(x.round));
     }
   }
   for (const auto& r : c.trains) {
     const std::string model = model_or_unknown(r.model);
+    double density = 1 - r.sparsity;
+    if (r.method.rfind("structured", 0) == 0) {
+      // Whole neurons or channels removed: what remains is the share of the
+      // parent's parameters the smaller network has.
+      const TrainRun* parent = parent_of(r);
+      if (!parent || !(parent->parameters > 0) || !(r.parameters > 0)) {
+        c.missing.push_back(name(r.path) + ": a structured shrink whose parent run (" +
+                            (r.from.empty() ? std::string("not recorded") : r.from) +
+                            ") is not among the runs, so its remaining share is unknown; left out "
+                            "of accuracy vs remaining weights.");
+        continue;
+      }
+      density *= r.parameters / parent->parameters;
+    }
     if (r.method.empty()) {
       if (std::isfinite(r.accuracy) && r.sparsity == 0)
-        prune_chart(model)["dense"].push_back({{"label", "dense (" + name(r.path) + ")"}, {"y", 100 * r.accuracy}});
+        prune_chart(model)["dense"].push_back(
+            {{"label", "dense (" + name(r.path) + ")"}, {"y", 100 * r.accuracy}});
       continue;
     }
-    add_point(model, r.method, 1 - r.sparsity, r.accuracy, name(r.path));
+    add_point(model, r.method, density, r.accuracy, name(r.path));
   }
   // Several dense runs of a model (seeds, recipes): one line at their mean,
   // as the lottery-ticket figures draw it.
@@ -737,9 +823,10 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
       sum += y, lo = std::min(lo, y), hi = std::max(hi, y);
       runs += (runs.empty() ? "" : ", ") + x["label"].get<std::string>();
     }
-    const json mean = {{"label", "dense: mean of " + std::to_string(dense.size()) + " runs (" + shortest(lo, 4) + "-" +
-                                     shortest(hi, 4) + " %)"},
-                       {"y", sum / static_cast<double>(dense.size())}, {"runs", runs}};
+    const json mean = {{"label", "dense: mean of " + std::to_string(dense.size()) + " runs (" +
+                                     shortest(lo, 4) + "-" + shortest(hi, 4) + " %)"},
+                       {"y", sum / static_cast<double>(dense.size())},
+                       {"runs", runs}};
     dense = json::array({mean});
   }
   json prune_charts = json::array();
@@ -762,9 +849,14 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
           labels += (labels.empty() ? "" : ", ") + p["label"].get<std::string>();
         }
         most = std::max(most, ps.size());
-        pts.push_back({{"x", x}, {"y", sum / ps.size()}, {"n", ps.size()}, {"min", lo}, {"max", hi}, {"label", labels}});
+        pts.push_back({{"x", x},
+                       {"y", sum / ps.size()},
+                       {"n", ps.size()},
+                       {"min", lo},
+                       {"max", hi},
+                       {"label", labels}});
       }
-      series.push_back({{"label", label + (most > 1 ? " (mean of runs)" : "")}, {"points", pts}});
+      series.push_back({{"label", label}, {"points", pts}, {"runs", most}});
     }
     ch["series"] = series;
     prune_charts.push_back(ch);
@@ -772,7 +864,9 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
   }
   d["prune"] = prune_charts;
   if (prune_charts.empty())
-    c.missing.push_back("Accuracy vs remaining weights: no pruned runs (a ticket directory from pare ticket, or runs of pare prune / pare train --sparse-training).");
+    c.missing.push_back(
+        "Accuracy vs remaining weights: no pruned runs (a ticket directory from pare ticket, or "
+        "runs of pare prune / pare train --sparse-training).");
   else
     for (const json& ch : prune_charts)
       if (ch["dense"].empty())
@@ -786,22 +880,33 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
     if (!std::isfinite(p.accuracy)) {
       ++without_accuracy;
       c.missing.push_back(name(p.path) + ": its accuracy is unknown (no " + name(p.path) +
-                          ".eval.json from pare eval --json, nothing in its META, its source model not found); left out of accuracy vs bytes.");
+                          ".eval.json from pare eval --json, nothing in its META, its source model "
+                          "not found); left out of accuracy vs bytes.");
       continue;
     }
     json& ch = bytes[model_or_unknown(p.model)];
-    if (ch.is_null()) ch = {{"model", model_or_unknown(p.model)}, {"points", json::array()}, {"float", json::array()}};
-    ch["points"].push_back({{"x", p.bytes}, {"y", 100 * p.accuracy}, {"label", name(p.path)},
-                            {"what", p.what}, {"accuracy_source", p.accuracy_source}});
+    if (ch.is_null())
+      ch = {{"model", model_or_unknown(p.model)},
+            {"points", json::array()},
+            {"float", json::array()}};
+    ch["points"].push_back({{"x", p.bytes},
+                            {"y", 100 * p.accuracy},
+                            {"label", name(p.path)},
+                            {"what", p.what},
+                            {"accuracy_source", p.accuracy_source}});
   }
   // The dense float32 weights of each model, at the dense accuracy: the size
   // every compressed file is measured against.
   for (auto& [model, ch] : bytes) {
     double dense_bytes = 0;
     for (const auto& p : c.pares)
-      if (model_or_unknown(p.model) == model) dense_bytes = std::max(dense_bytes, p.dense_f32_bytes);
+      if (model_or_unknown(p.model) == model)
+        dense_bytes = std::max(dense_bytes, p.dense_f32_bytes);
     for (const json& dl : prune.count(model) ? prune[model]["dense"] : json::array())
-      ch["float"].push_back({{"x", dense_bytes}, {"y", dl["y"]}, {"label", "float32, every weight: " + dl["label"].get<std::string>()}});
+      ch["float"].push_back(
+          {{"x", dense_bytes},
+           {"y", dl["y"]},
+           {"label", "float32, every weight: " + dl["label"].get<std::string>()}});
   }
   json bytes_charts = json::array();
   for (auto& [model, ch] : bytes) bytes_charts.push_back(ch);
@@ -809,35 +914,41 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
   if (!bytes_charts.empty())
     charts.push_back("bytes");
   else if (without_accuracy == 0)
-    c.missing.push_back("Accuracy vs bytes: no .pare files among the runs (give FILE.pare, or a directory holding one; pare compress writes them).");
+    c.missing.push_back(
+        "Accuracy vs bytes: no .pare files among the runs (give FILE.pare, or a directory holding "
+        "one; pare compress writes them).");
 
   // Accuracy vs training cost, per model, with the Pareto front.
-  std::map<std::string, std::vector<json>> cost_points;  // model -> {label, flops, joules, accuracy, note}
+  std::map<std::string, std::vector<json>>
+      cost_points;  // model -> {label, flops, joules, accuracy, note}
   for (const auto& r : c.trains) {
     if (!std::isfinite(r.accuracy)) continue;
     Cost total = r.cost;
     std::string note;
     if (!r.from.empty()) {
       // Pruned from a trained model: the training that made it is part of the cost.
-      const std::string parent = clean(fs::path(r.from).parent_path());
-      for (const auto& q : c.trains)
-        if (q.path == parent || (fs::exists(parent) && fs::exists(q.path) && fs::equivalent(parent, q.path))) {
-          accumulate(total, q.cost);
-          note = "includes training " + name(q.path);
-          break;
-        }
+      if (const TrainRun* q = parent_of(r)) {
+        accumulate(total, q->cost);
+        note = "includes training " + name(q->path);
+      }
       if (note.empty()) {
         // Its cost would lack the training that made its parent: on a cost
         // chart it would look cheaper than it was.
         c.missing.push_back(name(r.path) + ": pruned from " + r.from +
-                            ", which is not among the runs, so the cost of training it is unknown; left out of accuracy vs training cost.");
+                            ", which is not among the runs, so the cost of training it is unknown; "
+                            "left out of accuracy vs training cost.");
         continue;
       }
     }
-    cost_points[model_or_unknown(r.model)].push_back({{"label", name(r.path)}, {"flops", jnum(total.flops)},
-                                                      {"joules", jnum(total.joules)}, {"accuracy", 100 * r.accuracy},
-                                                      {"note", note},
-                                                      {"energy", total.energy_parts == 0 ? "" : total.energy_measured_parts == total.energy_parts ? "measured" : "estimated"}});
+    cost_points[model_or_unknown(r.model)].push_back(
+        {{"label", name(r.path)},
+         {"flops", jnum(total.flops)},
+         {"joules", jnum(total.joules)},
+         {"accuracy", 100 * r.accuracy},
+         {"note", note},
+         {"energy", total.energy_parts == 0                             ? ""
+                    : total.energy_measured_parts == total.energy_parts ? "measured"
+                                                                        : "estimated"}});
   }
   for (const auto& t : c.tickets) {
     Cost running;
@@ -848,15 +959,22 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
     for (const TicketRound* x : rounds) {
       accumulate(running, x->cost);
       if (!std::isfinite(x->accuracy)) continue;
-      const double flops = std::isfinite(x->cumulative_flops) && x->cumulative_flops > 0 && !x->cost.ledger
-                               ? x->cumulative_flops : running.flops;
+      const double flops =
+          std::isfinite(x->cumulative_flops) && x->cumulative_flops > 0 && !x->cost.ledger
+              ? x->cumulative_flops
+              : running.flops;
       char density[32];
       std::snprintf(density, sizeof density, "%.3g", 100 * x->density);
       cost_points[model_or_unknown(t.model)].push_back(
-          {{"label", name(t.path) + " round " + std::to_string(x->round) + " (" + density + " % of weights)"},
-           {"flops", jnum(flops)}, {"joules", jnum(running.joules)}, {"accuracy", 100 * x->accuracy},
+          {{"label", name(t.path) + " round " + std::to_string(x->round) + " (" + density +
+                         " % of weights)"},
+           {"flops", jnum(flops)},
+           {"joules", jnum(running.joules)},
+           {"accuracy", 100 * x->accuracy},
            {"note", "IMP rounds 0.." + std::to_string(x->round) + " together"},
-           {"energy", running.energy_parts == 0 ? "" : running.energy_measured_parts == running.energy_parts ? "measured" : "estimated"}});
+           {"energy", running.energy_parts == 0                               ? ""
+                      : running.energy_measured_parts == running.energy_parts ? "measured"
+                                                                              : "estimated"}});
     }
   }
   json cost_charts = json::array();
@@ -867,14 +985,20 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
         if (p[axis].is_number() && p[axis].get<double>() > 0) have.push_back(p);
       if (have.empty()) {
         if (std::string(axis) == "joules")
-          c.missing.push_back("Accuracy vs energy (" + model + "): no run's log carries the cost ledger's joules; the cost chart uses FLOPs.");
+          c.missing.push_back(
+              "Accuracy vs energy (" + model +
+              "): no run's log carries the cost ledger's joules; the cost chart uses FLOPs.");
         continue;
       }
       std::vector<std::pair<double, double>> xy;
       json pts = json::array();
       for (const json& p : have) {
         xy.push_back({p[axis].get<double>(), p["accuracy"].get<double>()});
-        pts.push_back({{"x", p[axis]}, {"y", p["accuracy"]}, {"label", p["label"]}, {"note", p["note"]}, {"energy", p["energy"]}});
+        pts.push_back({{"x", p[axis]},
+                       {"y", p["accuracy"]},
+                       {"label", p["label"]},
+                       {"note", p["note"]},
+                       {"energy", p["energy"]}});
       }
       json front = json::array();
       for (size_t i : pareto_front(xy)) front.push_back(pts[i]);
@@ -884,7 +1008,9 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
   }
   d["cost"] = cost_charts;
   if (cost_charts.empty())
-    c.missing.push_back("Accuracy vs training cost: no finished run with both an accuracy and its FLOPs (log.jsonl \"end\" events, ticket rounds).");
+    c.missing.push_back(
+        "Accuracy vs training cost: no finished run with both an accuracy and its FLOPs (log.jsonl "
+        "\"end\" events, ticket rounds).");
 
   // The cost table.
   json table = json::array();
@@ -893,7 +1019,8 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
     if (r.cost.parts == 0) continue;
     any_ledger = any_ledger || r.cost.ledger;
     json rows = cost_rows(r.cost);
-    if (!rows.empty()) table.push_back({{"run", name(r.path)}, {"what", "one training"}, {"rows", rows}});
+    if (!rows.empty())
+      table.push_back({{"run", name(r.path)}, {"what", "one training"}, {"rows", rows}});
   }
   for (const auto& t : c.tickets) {
     std::map<std::string, Cost> per_kind;
@@ -902,15 +1029,18 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
       any_ledger = any_ledger || cost.ledger;
       json rows = cost_rows(cost);
       if (!rows.empty())
-        table.push_back({{"run", name(t.path)},
-                         {"what", kind_label(kind) + ": " + std::to_string(cost.parts) + " trainings together"},
-                         {"rows", rows}});
+        table.push_back(
+            {{"run", name(t.path)},
+             {"what", kind_label(kind) + ": " + std::to_string(cost.parts) + " trainings together"},
+             {"rows", rows}});
     }
   }
   d["cost_table"] = table;
   if (!table.empty()) charts.push_back("cost-table");
   if (!table.empty() && !any_ledger)
-    c.missing.push_back("Energy, CO2e and money: the logs carry no cost ledger (\"cost\" objects), so the cost table shows FLOPs, seconds and memory only.");
+    c.missing.push_back(
+        "Energy, CO2e and money: the logs carry no cost ledger (\"cost\" objects), so the cost "
+        "table shows FLOPs, seconds and memory only.");
 
   // Life success tables.
   json lifes = json::array();
@@ -920,15 +1050,23 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
     json cells = json::array();
     for (const auto& x : l.cells) {
       ns.insert(x.n), ms.insert(x.m);
-      cells.push_back({{"n", x.n}, {"m", x.m}, {"rate", jnum(x.rate)}, {"lo", jnum(x.lo)}, {"hi", jnum(x.hi)},
-                       {"successes", jnum(x.successes)}, {"runs", jnum(x.runs)}, {"parameters", jnum(x.parameters)}});
+      cells.push_back({{"n", x.n},
+                       {"m", x.m},
+                       {"rate", jnum(x.rate)},
+                       {"lo", jnum(x.lo)},
+                       {"hi", jnum(x.hi)},
+                       {"successes", jnum(x.successes)},
+                       {"runs", jnum(x.runs)},
+                       {"parameters", jnum(x.parameters)}});
     }
     lifes.push_back({{"name", name(l.path)}, {"ns", ns}, {"ms", ms}, {"cells", cells}});
     charts.push_back("life-" + std::to_string(lifes.size() - 1));
   }
   d["life"] = lifes;
   if (lifes.empty())
-    c.missing.push_back("Game of Life success table: no Life study among the runs (a directory from pare life, with results.json).");
+    c.missing.push_back(
+        "Game of Life success table: no Life study among the runs (a directory from pare life, "
+        "with results.json).");
 
   // Per-layer sparsity.
   std::map<std::string, json> layer_charts;
@@ -939,8 +1077,8 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
     for (const auto& x : t.rounds)
       if (x.kind == "ticket" && (!last || x.round > last->round)) last = &x;
     if (last)
-      add_layers(layer_charts, model_or_unknown(t.model), name(t.path) + " (IMP round " + std::to_string(last->round) + ")",
-                 last->layers);
+      add_layers(layer_charts, model_or_unknown(t.model),
+                 name(t.path) + " (IMP round " + std::to_string(last->round) + ")", last->layers);
   }
   for (const auto& p : c.pares) {
     bool sparse = false;
@@ -954,7 +1092,9 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
   }
   d["layers"] = layers;
   if (layers.empty())
-    c.missing.push_back("Per-layer sparsity: no pruned model with per-layer densities (result.json of pare prune, a ticket's rounds, a sparse .pare file).");
+    c.missing.push_back(
+        "Per-layer sparsity: no pruned model with per-layer densities (result.json of pare prune, "
+        "a ticket's rounds, a sparse .pare file).");
 
   d["charts"] = charts;
   d["missing"] = c.missing;
@@ -965,12 +1105,23 @@ std::string html_escape(const std::string& s) {
   std::string out;
   for (char ch : s) {
     switch (ch) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += ch;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += ch;
     }
   }
   return out;
@@ -983,9 +1134,12 @@ std::string json_for_script(const std::string& json_text) {
   out.reserve(json_text.size());
   for (size_t i = 0; i < json_text.size(); ++i) {
     const char ch = json_text[i];
-    if (ch == '<') out += "\\u003c";
-    else if (ch == '>') out += "\\u003e";
-    else if (ch == '&') out += "\\u0026";
+    if (ch == '<')
+      out += "\\u003c";
+    else if (ch == '>')
+      out += "\\u003e";
+    else if (ch == '&')
+      out += "\\u0026";
     else if (ch == '\xe2' && i + 2 < json_text.size() && json_text[i + 1] == '\x80' &&
              (json_text[i + 2] == '\xa8' || json_text[i + 2] == '\xa9')) {
       out += json_text[i + 2] == '\xa8' ? "\\u2028" : "\\u2029";
@@ -1008,7 +1162,8 @@ Report collect_report(const std::vector<std::string>& runs, const ReportOptions&
       fail("pare report: ", run, ": not a run directory, log.jsonl, results.json or .pare file");
     if (!scan(run, 0, c))
       fail("pare report: ", run,
-           ": holds nothing pare wrote (no log.jsonl, result.json, results.json or .pare file in it or in its subdirectories)");
+           ": holds nothing pare wrote (no log.jsonl, result.json, results.json or .pare file in "
+           "it or in its subdirectories)");
   }
   Report r;
   json d = build_data(c, options, r.charts);
@@ -1028,18 +1183,23 @@ std::string render_report_html(const Report& report, const ReportOptions& option
   html += report_page_style();
   // Errors are recorded from the first moment, before Chart.js loads, so the
   // browser test sees any of them (report_page.js writes them into the DOM).
-  html += "</style>\n<script>\n"
-          "window.pareErrors = [];\n"
-          "window.addEventListener('error', function (e) { window.pareErrors.push(String(e.message || e)); });\n"
-          "(function () { var orig = console.error; console.error = function () {\n"
-          "  window.pareErrors.push(Array.prototype.map.call(arguments, String).join(' '));\n"
-          "  return orig.apply(console, arguments); }; })();\n"
-          "</script>\n";
+  html +=
+      "</style>\n<script>\n"
+      "window.pareErrors = [];\n"
+      "window.addEventListener('error', function (e) { window.pareErrors.push(String(e.message || "
+      "e)); });\n"
+      "(function () { var orig = console.error; console.error = function () {\n"
+      "  window.pareErrors.push(Array.prototype.map.call(arguments, String).join(' '));\n"
+      "  return orig.apply(console, arguments); }; })();\n"
+      "</script>\n";
   html += "<script>\n/* Chart.js, inlined by pare report (Debian's libjs-chart.js) */\n";
   html += report_chartjs_text();
   html += "\n</script>\n</head>\n<body>\n";
-  html += "<header><h1 id=\"title\">" + html_escape(options.title) + "</h1><p id=\"subtitle\"></p></header>\n";
-  html += "<main id=\"report\"><noscript>This report draws its charts with JavaScript.</noscript></main>\n";
+  html += "<header><h1 id=\"title\">" + html_escape(options.title) +
+          "</h1><p id=\"subtitle\"></p></header>\n";
+  html +=
+      "<main id=\"report\"><noscript>This report draws its charts with "
+      "JavaScript.</noscript></main>\n";
   html += "<script type=\"application/json\" id=\"pare-data\">";
   html += json_for_script(report.data_json);
   html += "</script>\n<script>\n";
@@ -1048,7 +1208,8 @@ std::string render_report_html(const Report& report, const ReportOptions& option
   return html;
 }
 
-Report write_report(const std::vector<std::string>& runs, const std::string& out_path, const ReportOptions& options) {
+Report write_report(const std::vector<std::string>& runs, const std::string& out_path,
+                    const ReportOptions& options) {
   Report r = collect_report(runs, options);
   write_file_atomic(out_path, render_report_html(r, options));
   return r;

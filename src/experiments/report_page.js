@@ -15,7 +15,8 @@
   var data = {};
   var main = document.getElementById('report');
   var palette = ['#4e79a7', '#e15759', '#59a14f', '#f28e2b', '#76b7b2', '#edc948', '#b07aa1', '#ff9da7',
-                 '#9c755f', '#bab0ac'];
+                 '#9c755f', '#bab0ac', '#1f3b73', '#8c1c13', '#2f6b2f', '#a65e00', '#2a7f7a', '#8a7a00',
+                 '#6b3d66', '#c2185b', '#5d4037', '#616161'];
 
   function color(i) { return palette[i % palette.length]; }
 
@@ -181,12 +182,18 @@
       acc.push({label: r.run, data: pts(r.test_accuracy), borderColor: color(i), backgroundColor: color(i),
                 pointRadius: 2});
     });
+    // A legend of dozens of runs would crowd out the lines: then the tooltip names them.
+    var many = data.curves.length > 8;
+    var legend = {display: !many};
+    var more = many ? ' ' + data.curves.length + ' runs: hover a line for its name.' : '';
     chart('curves-loss', 'Loss per epoch', 'Training loss (solid, the mean over the epoch) and test loss (dashed) ' +
-          'of each training run.', {type: 'line', data: {datasets: loss},
-          options: {scales: {x: axis('epoch', {type: 'linear', ticks: {precision: 0}}), y: axis('loss (cross-entropy)')}}});
-    chart('curves-accuracy', 'Test accuracy per epoch', 'Measured on the test set after each epoch.',
+          'of each training run.' + more, {type: 'line', data: {datasets: loss},
+          options: {scales: {x: axis('epoch', {type: 'linear', ticks: {precision: 0}}), y: axis('loss (cross-entropy)')},
+                    plugins: {legend: legend}}}, many ? 460 : 380);
+    chart('curves-accuracy', 'Test accuracy per epoch', 'Measured on the test set after each epoch.' + more,
           {type: 'line', data: {datasets: acc},
-           options: {scales: {x: axis('epoch', {type: 'linear', ticks: {precision: 0}}), y: axis('test accuracy (%)', {grace: '4%'})}}});
+           options: {scales: {x: axis('epoch', {type: 'linear', ticks: {precision: 0}}), y: axis('test accuracy (%)', {grace: '4%'})},
+                     plugins: {legend: legend}}}, many ? 460 : 380);
   }
 
   function prune() {
@@ -205,14 +212,28 @@
                    showLine: true, borderColor: '#555', borderDash: [4, 4], pointRadius: 0, borderWidth: 1.5,
                    noPointLabels: true});
       });
+      // A collapsed run (chance accuracy) would squash every other line into
+      // a few pixels: the axis stops 25 points below the dense line, and the
+      // points below it are named.
+      var yopt = {grace: '4%'}, below = [];
+      if (ch.dense.length) {
+        var floor = Math.floor(ch.dense[0].y - 25);
+        ch.series.forEach(function (s) {
+          s.points.forEach(function (p) {
+            if (p.y < floor) below.push(s.label + ' at ' + fmt(p.x) + ' % of weights: ' + fmt(p.y, 3) + ' %');
+          });
+        });
+        if (below.length) yopt = {min: floor, grace: '4%'};
+      }
       chart('prune-' + ci, 'Accuracy vs remaining weights: ' + ch.model,
             'Test accuracy at the end of each training, against the share of weights left (log scale, ' +
-            'fewer to the right). Dashed: the dense network. Several runs of one method at one density are averaged.',
+            'fewer to the right). Dashed: the dense network. Several runs of one method at one density are averaged.' +
+            (below.length ? ' Below the axis: ' + below.join('; ') + '.' : ''),
             {type: 'scatter', data: {datasets: sets},
              options: {scales: {
                x: axis('weights remaining (%)', {type: 'logarithmic', reverse: true, max: 110, min: lo,
                                                  ticks: logTicks(function (v) { return fmt(v) + ' %'; })}),
-               y: axis('test accuracy (%)', {grace: '4%'})},
+               y: axis('test accuracy (%)', yopt)},
                plugins: {tooltip: tooltip(function (p, ds) {
                  var t = ds.label + ': ' + fmt(p.y, 4) + ' % at ' + fmt(p.x) + ' % of weights (' + p.label + ')';
                  if (p.runs) t = ds.label + ': ' + p.runs;
@@ -368,11 +389,21 @@
         rows++;
       });
     });
-    s.appendChild(t);
+    if (data.cost_table.length > 10) {
+      var d = el('details');
+      d.appendChild(el('summary', null, data.cost_table.length + ' runs and groups of trainings: show the table'));
+      d.appendChild(t);
+      s.appendChild(d);
+    } else {
+      s.appendChild(t);
+    }
     if (rows > 0) { drawn['cost-table'] = true; s.setAttribute('data-drawn', 'yes'); }
   }
 
-  function summary() {
+  // Short: first, open. Long: after the charts, folded.
+  function summary(atEnd) {
+    var runs = data.runs || [];
+    if ((runs.length > 12) !== atEnd) return;
     var s = el('section', {'class': 'summary'});
     s.appendChild(el('h2', null, 'What was read'));
     var t = el('table');
@@ -393,7 +424,14 @@
       tr.appendChild(el('td', {'class': 'num'}, r.seconds === null ? '–' : fmt(r.seconds) + ' s'));
       t.appendChild(tr);
     });
-    s.appendChild(t);
+    if (atEnd) {
+      var d = el('details');
+      d.appendChild(el('summary', null, runs.length + ' runs and files: show the table'));
+      d.appendChild(t);
+      s.appendChild(d);
+    } else {
+      s.appendChild(t);
+    }
     main.appendChild(s);
   }
 
@@ -430,7 +468,7 @@
   });
   if (typeof Chart === 'undefined') errors.push('Chart.js did not load');
   else Chart.defaults.font.family = 'system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
-  step(summary);
+  step(function () { summary(false); });
   step(curves);
   step(prune);
   step(bytes);
@@ -438,6 +476,7 @@
   step(layers);
   step(life);
   step(costTable);
+  step(function () { summary(true); });
   step(missing);
   step(sources);
 

@@ -59,38 +59,100 @@ class ReportTest : public pare::testing::TempDirTest {
 
   // A dense run, a run pruned from it, a ticket, a Life study and a .pare file.
   void write_runs() {
-    put("dense/log.jsonl",
-        lines({{{"event", "start"}, {"model", "mlp"}, {"sparsity", 0.0}, {"sparse_training", nullptr}},
-               {{"event", "epoch"}, {"epoch", 1}, {"train_loss", 0.9}, {"test_loss", 0.8}, {"test_accuracy", 0.7}},
-               {{"event", "epoch"}, {"epoch", 2}, {"train_loss", 0.5}, {"test_loss", 0.6}, {"test_accuracy", 0.8}},
-               {{"event", "end"}, {"test_accuracy", 0.8}, {"sparsity", 0.0}, {"flops", 1000.0}, {"seconds", 2.0},
-                {"cost",
-                 {{"flops", 1000.0}, {"seconds", 2.0}, {"cpu_seconds", 3.5}, {"joules", 40.0},
-                  {"energy", {{"method", "estimated-cpu-time"}, {"measured", false}, {"detail", "10 W per core"}}},
-                  {"co2e_grams", 0.005}, {"grid_g_per_kwh", 475}, {"pue", 1.0}, {"money", 0.0001},
-                  {"currency", "EUR"}, {"price_per_core_hour", 0.05}}}}}));
-    put("pruned/log.jsonl",
-        lines({{{"event", "start"}, {"model", "mlp"}, {"sparsity", 0.75}},
-               {{"event", "epoch"}, {"epoch", 1}, {"train_loss", 0.7}, {"test_loss", 0.65}, {"test_accuracy", 0.78}},
-               {{"event", "end"}, {"test_accuracy", 0.78}, {"sparsity", 0.75}, {"flops", 100.0}, {"seconds", 0.5}}}));
-    put("pruned/result.json",
-        json{{"command", "prune"}, {"method", "magnitude"}, {"model", "mlp"}, {"sparsity", 0.75},
-             {"test_accuracy", 0.78}, {"from", (dir_ / "dense" / "model.bin").string()},
-             {"layers", {{{"name", "fc1.weight"}, {"density", 0.2}}, {{"name", "fc2.weight"}, {"kept", 5}, {"total", 10}}}}}
-            .dump());
+    put("dense/log.jsonl", lines({{{"event", "start"},
+                                   {"model", "mlp"},
+                                   {"sparsity", 0.0},
+                                   {"sparse_training", nullptr}},
+                                  {{"event", "epoch"},
+                                   {"epoch", 1},
+                                   {"train_loss", 0.9},
+                                   {"test_loss", 0.8},
+                                   {"test_accuracy", 0.7}},
+                                  {{"event", "epoch"},
+                                   {"epoch", 2},
+                                   {"train_loss", 0.5},
+                                   {"test_loss", 0.6},
+                                   {"test_accuracy", 0.8}},
+                                  {{"event", "end"},
+                                   {"test_accuracy", 0.8},
+                                   {"sparsity", 0.0},
+                                   {"flops", 1000.0},
+                                   {"seconds", 2.0},
+                                   {"cost",
+                                    {{"flops", 1000.0},
+                                     {"seconds", 2.0},
+                                     {"cpu_seconds", 3.5},
+                                     {"joules", 40.0},
+                                     {"energy",
+                                      {{"method", "estimated-cpu-time"},
+                                       {"measured", false},
+                                       {"detail", "10 W per core"}}},
+                                     {"co2e_grams", 0.005},
+                                     {"grid_g_per_kwh", 475},
+                                     {"pue", 1.0},
+                                     {"money", 0.0001},
+                                     {"currency", "EUR"},
+                                     {"price_per_core_hour", 0.05}}}}}));
+    put("pruned/log.jsonl", lines({{{"event", "start"}, {"model", "mlp"}, {"sparsity", 0.75}},
+                                   {{"event", "epoch"},
+                                    {"epoch", 1},
+                                    {"train_loss", 0.7},
+                                    {"test_loss", 0.65},
+                                    {"test_accuracy", 0.78}},
+                                   {{"event", "end"},
+                                    {"test_accuracy", 0.78},
+                                    {"sparsity", 0.75},
+                                    {"flops", 100.0},
+                                    {"seconds", 0.5}}}));
+    put("pruned/result.json", json{{"command", "prune"},
+                                   {"method", "magnitude"},
+                                   {"model", "mlp"},
+                                   {"sparsity", 0.75},
+                                   {"test_accuracy", 0.78},
+                                   {"from", (dir_ / "dense" / "model.bin").string()},
+                                   {"layers",
+                                    {{{"name", "fc1.weight"}, {"density", 0.2}},
+                                     {{"name", "fc2.weight"}, {"kept", 5}, {"total", 10}}}}}
+                                  .dump());
     json rounds = json::array();
-    rounds.push_back({{"round", 0}, {"kind", "ticket"}, {"density", 1.0}, {"test_accuracy", 0.81}, {"flops", 1000.0},
-                      {"cumulative_flops", 1000.0}, {"seconds", 1.0}});
-    rounds.push_back({{"round", 1}, {"kind", "ticket"}, {"density", 0.5}, {"test_accuracy", 0.82}, {"flops", 500.0},
-                      {"cumulative_flops", 1500.0}, {"seconds", 1.0},
-                      {"layers", {{{"name", "fc1.weight"}, {"density", 0.5}}, {{"name", "fc2.weight"}, {"density", 0.6}}}}});
-    rounds.push_back({{"round", 1}, {"kind", "random"}, {"density", 0.5}, {"test_accuracy", 0.6}, {"flops", 500.0}});
-    rounds.push_back({{"round", 1}, {"kind", "reinit"}, {"density", 0.5}, {"test_accuracy", 0.65}, {"flops", 500.0}});
+    rounds.push_back({{"round", 0},
+                      {"kind", "ticket"},
+                      {"density", 1.0},
+                      {"test_accuracy", 0.81},
+                      {"flops", 1000.0},
+                      {"cumulative_flops", 1000.0},
+                      {"seconds", 1.0}});
+    rounds.push_back({{"round", 1},
+                      {"kind", "ticket"},
+                      {"density", 0.5},
+                      {"test_accuracy", 0.82},
+                      {"flops", 500.0},
+                      {"cumulative_flops", 1500.0},
+                      {"seconds", 1.0},
+                      {"layers",
+                       {{{"name", "fc1.weight"}, {"density", 0.5}},
+                        {{"name", "fc2.weight"}, {"density", 0.6}}}}});
+    rounds.push_back({{"round", 1},
+                      {"kind", "random"},
+                      {"density", 0.5},
+                      {"test_accuracy", 0.6},
+                      {"flops", 500.0}});
+    rounds.push_back({{"round", 1},
+                      {"kind", "reinit"},
+                      {"density", 0.5},
+                      {"test_accuracy", 0.65},
+                      {"flops", 500.0}});
     put("ticket/results.json",
-        json{{"settings", {{"kind", "ticket"}, {"spec", {{"name", "mlp"}}}}}, {"runs", rounds}}.dump());
+        json{{"settings", {{"kind", "ticket"}, {"spec", {{"name", "mlp"}}}}}, {"runs", rounds}}
+            .dump());
     put("life/results.json",
         json{{"cells",
-              {{{"n", 1}, {"m", 1}, {"success_rate", 0.25}, {"successes", 1}, {"runs", 4}, {"ci95", {0.05, 0.7}}},
+              {{{"n", 1},
+                {"m", 1},
+                {"success_rate", 0.25},
+                {"successes", 1},
+                {"runs", 4},
+                {"ci95", {0.05, 0.7}}},
                {{"n", 1}, {"m", 2}, {"success_rate", 1.0}, {"successes", 4}, {"runs", 4}}}}}
             .dump());
     format::File f;
@@ -114,8 +176,9 @@ TEST_F(ReportTest, PageCarriesTheChartDataOfTheRuns) {
   const std::string html = render_report_html(r);
   const json d = page_data(html);
 
-  const std::vector<std::string> want = {"curves-loss", "curves-accuracy", "prune-0", "bytes", "cost-0", "cost-1",
-                                         "cost-table", "life-0", "layers-0"};
+  const std::vector<std::string> want = {"curves-loss", "curves-accuracy", "prune-0",
+                                         "bytes",       "cost-0",          "cost-1",
+                                         "cost-table",  "life-0",          "layers-0"};
   EXPECT_EQ(r.charts, want);
   EXPECT_EQ(d["charts"].get<std::vector<std::string>>(), want);
 
@@ -162,7 +225,8 @@ TEST_F(ReportTest, PageCarriesTheChartDataOfTheRuns) {
   ASSERT_NE(pruned_cost, nullptr);
   EXPECT_DOUBLE_EQ(pruned_cost->at("x").get<double>(), 1100.0);
   std::vector<std::pair<double, double>> front;
-  for (const json& p : flops["front"]) front.push_back({p["x"].get<double>(), p["y"].get<double>()});
+  for (const json& p : flops["front"])
+    front.push_back({p["x"].get<double>(), p["y"].get<double>()});
   EXPECT_EQ(front, (std::vector<std::pair<double, double>>{{1000.0, 81.0}, {1500.0, 82.0}}));
   // Joules only where the ledger gave them: the dense run and the pruned one
   // (which includes the dense training's energy).
@@ -177,14 +241,17 @@ TEST_F(ReportTest, PageCarriesTheChartDataOfTheRuns) {
   const json* energy = find_by(dense_costs->at("rows"), "figure", "energy");
   ASSERT_NE(energy, nullptr);
   EXPECT_EQ(energy->at("measured"), "estimated");
-  EXPECT_NE(energy->at("how").get<std::string>().find("estimated-cpu-time: 10 W per core"), std::string::npos);
+  EXPECT_NE(energy->at("how").get<std::string>().find("estimated-cpu-time: 10 W per core"),
+            std::string::npos);
   EXPECT_EQ(find_by(dense_costs->at("rows"), "figure", "wall time")->at("measured"), "measured");
   const json* co2 = find_by(dense_costs->at("rows"), "figure", "CO2e");
   ASSERT_NE(co2, nullptr);
-  EXPECT_NE(co2->at("how").get<std::string>().find("intensity at 475 g/kWh, PUE 1"), std::string::npos);
+  EXPECT_NE(co2->at("how").get<std::string>().find("intensity at 475 g/kWh, PUE 1"),
+            std::string::npos);
   EXPECT_EQ(find_by(dense_costs->at("rows"), "figure", "money")->at("unit"), "EUR");
   // The ticket's rounds summed per kind.
-  EXPECT_NE(find_by(d["cost_table"], "what", "IMP ticket (rewound to init): 2 trainings together"), nullptr);
+  EXPECT_NE(find_by(d["cost_table"], "what", "IMP ticket (rewound to init): 2 trainings together"),
+            nullptr);
 
   // Life: the success table by n and m.
   ASSERT_EQ(d["life"].size(), 1u);
@@ -199,7 +266,8 @@ TEST_F(ReportTest, PageCarriesTheChartDataOfTheRuns) {
   const json* from_file = find_by(layers["series"], "label", "files/m.pare");
   ASSERT_NE(from_file, nullptr);
   EXPECT_DOUBLE_EQ(from_file->at("values")["fc1.weight"].get<double>(), 25.0);
-  EXPECT_DOUBLE_EQ(find_by(layers["series"], "label", "pruned")->at("values")["fc2.weight"].get<double>(), 50.0);
+  EXPECT_DOUBLE_EQ(
+      find_by(layers["series"], "label", "pruned")->at("values")["fc2.weight"].get<double>(), 50.0);
 
   // One file: Chart.js and the page script inline, nothing fetched.
   EXPECT_NE(html.find(report_chartjs_text()), std::string::npos);
@@ -211,13 +279,17 @@ TEST_F(ReportTest, PageCarriesTheChartDataOfTheRuns) {
 
 TEST_F(ReportTest, StringsFromFilesCannotEndTheScript) {
   const std::string evil = "</script><img src=x onerror=alert(1)>&\"'\xe2\x80\xa8";
-  put("run/log.jsonl",
-      lines({{{"event", "start"}, {"model", evil}},
-             {{"event", "epoch"}, {"epoch", 1}, {"train_loss", 1.0}, {"test_loss", 1.0}, {"test_accuracy", 0.5}},
-             {{"event", "end"}, {"test_accuracy", 0.5}, {"flops", 10.0}}}));
+  put("run/log.jsonl", lines({{{"event", "start"}, {"model", evil}},
+                              {{"event", "epoch"},
+                               {"epoch", 1},
+                               {"train_loss", 1.0},
+                               {"test_loss", 1.0},
+                               {"test_accuracy", 0.5}},
+                              {{"event", "end"}, {"test_accuracy", 0.5}, {"flops", 10.0}}}));
   // Bytes that are not UTF-8 in a name do not stop the page either.
-  put("run/result.json", json{{"command", "prune"}, {"method", "x\xff<!--"}, {"sparsity", 0.5}}.dump(
-                             -1, ' ', false, json::error_handler_t::replace));
+  put("run/result.json",
+      json{{"command", "prune"}, {"method", "x\xff<!--"}, {"sparsity", 0.5}}.dump(
+          -1, ' ', false, json::error_handler_t::replace));
   const ReportOptions opt{.title = "<b>title</b> & more"};
   const std::string html = render_report_html(collect_report({path("run")}, opt), opt);
   // The only </script> are the page's own four closing tags.
@@ -238,10 +310,13 @@ TEST_F(ReportTest, MissingDataIsListedNotFatal) {
   // rounds yet, a cost object lacking every field, a .pare file whose
   // accuracy nobody recorded, a results.json of an unknown kind.
   put("started/log.jsonl", lines({{{"event", "start"}, {"model", "mlp"}}}));
-  put("torn/log.jsonl", lines({{{"event", "epoch"}, {"epoch", 1}, {"test_accuracy", 0.5}}}) + "{\"event\": \"end\", \"te");
-  put("empty-cost/log.jsonl", lines({{{"event", "end"}, {"test_accuracy", 0.6}, {"cost", {{"energy", json::object()}}}},
-                                     {{"event", "end"}, {"cost", "not an object"}}}));
-  put("ticket/results.json", json{{"settings", {{"kind", "ticket"}}}, {"runs", json::array()}}.dump());
+  put("torn/log.jsonl", lines({{{"event", "epoch"}, {"epoch", 1}, {"test_accuracy", 0.5}}}) +
+                            "{\"event\": \"end\", \"te");
+  put("empty-cost/log.jsonl",
+      lines({{{"event", "end"}, {"test_accuracy", 0.6}, {"cost", {{"energy", json::object()}}}},
+             {{"event", "end"}, {"cost", "not an object"}}}));
+  put("ticket/results.json",
+      json{{"settings", {{"kind", "ticket"}}}, {"runs", json::array()}}.dump());
   put("other/results.json", json{{"something", 1}}.dump());
   format::File f;
   f.spec_json = R"({"name": "mlp"})";
@@ -259,7 +334,8 @@ TEST_F(ReportTest, MissingDataIsListedNotFatal) {
     for (const auto& m : r.missing) s += m + "\n";
     return s;
   }();
-  EXPECT_NE(all.find("started: log.jsonl has no epoch or end events yet"), std::string::npos) << all;
+  EXPECT_NE(all.find("started: log.jsonl has no epoch or end events yet"), std::string::npos)
+      << all;
   EXPECT_NE(all.find("1 lines that are not JSON objects, skipped"), std::string::npos) << all;
   EXPECT_NE(all.find("a ticket file with no rounds yet"), std::string::npos) << all;
   EXPECT_NE(all.find("not a results file pare report knows"), std::string::npos) << all;
