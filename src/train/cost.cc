@@ -91,6 +91,7 @@ json Cost::to_json() const {
           {"cpu_seconds", cpu_seconds},
           {"peak_rss_bytes", peak_rss_bytes},
           {"threads", threads},
+          {"ledger_seconds", ledger_seconds},
           {"joules", energy.joules},
           {"energy",
            {{"method", energy.method}, {"measured", energy.measured}, {"basis", energy.basis}, {"detail", energy.detail}}},
@@ -111,6 +112,7 @@ Cost cost_from_json(const json& j) {
   c.cpu_seconds = j.value("cpu_seconds", 0.0);
   c.peak_rss_bytes = j.value("peak_rss_bytes", int64_t{0});
   c.threads = j.value("threads", 1);
+  c.ledger_seconds = j.value("ledger_seconds", 0.0);
   c.energy.joules = j.value("joules", 0.0);
   if (j.contains("energy") && j["energy"].is_object()) {
     c.energy.method = j["energy"].value("method", "");
@@ -134,6 +136,7 @@ Cost add(const Cost& a, const Cost& b) {
   c.dense_flops += b.dense_flops;
   c.seconds += b.seconds;
   c.cpu_seconds += b.cpu_seconds;
+  c.ledger_seconds += b.ledger_seconds;
   c.peak_rss_bytes = std::max(a.peak_rss_bytes, b.peak_rss_bytes);
   c.threads = std::max(a.threads, b.threads);
   c.energy.joules += b.energy.joules;

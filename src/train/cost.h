@@ -67,6 +67,7 @@ struct Cost {
   double seconds = 0, cpu_seconds = 0;
   int64_t peak_rss_bytes = 0;
   int threads = 1;
+  double ledger_seconds = 0;  // wall time the ledger itself took (its overhead)
   Energy energy;
   double co2e_grams = 0, money = 0;
   CostSettings settings;
