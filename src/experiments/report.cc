@@ -101,7 +101,8 @@ std::vector<LayerDensity> layers_of(const json& layers) {
 
 // The cost ledger's figures for one training (or a sum of them); NaN: absent.
 struct Cost {
-  double flops = kNaN, executed_flops = kNaN, seconds = kNaN, cpu_seconds = kNaN, peak_rss = kNaN;
+  double flops = kNaN, executed_flops = kNaN, dense_flops = kNaN;
+  double seconds = kNaN, cpu_seconds = kNaN, peak_rss = kNaN;
   double joules = kNaN, co2e = kNaN, grid = kNaN, pue = kNaN, money = kNaN, price = kNaN;
   std::string currency, energy_method, energy_detail;
   int energy_parts = 0, energy_measured_parts = 0;  // trainings with energy / measured energy
@@ -118,6 +119,7 @@ Cost cost_of(const json& event) {
   c.ledger = k.is_object();
   c.flops = first({num(k, "flops"), num(event, "flops")});
   c.executed_flops = first({num(k, "executed_flops"), num(event, "executed_flops")});
+  c.dense_flops = first({num(k, "dense_flops"), num(event, "dense_flops")});
   c.seconds = first({num(k, "seconds"), num(event, "seconds")});
   c.cpu_seconds = first({num(k, "cpu_seconds"), num(event, "cpu_seconds")});
   c.peak_rss = first({num(k, "peak_rss_bytes"), num(event, "peak_rss_bytes")});
@@ -148,6 +150,7 @@ double add(double a, double b) {
 void accumulate(Cost& into, const Cost& c) {
   into.flops = add(into.flops, c.flops);
   into.executed_flops = add(into.executed_flops, c.executed_flops);
+  into.dense_flops = add(into.dense_flops, c.dense_flops);
   into.seconds = add(into.seconds, c.seconds);
   into.cpu_seconds = add(into.cpu_seconds, c.cpu_seconds);
   into.peak_rss = std::isfinite(into.peak_rss) && std::isfinite(c.peak_rss)
@@ -609,9 +612,11 @@ json cost_rows(const Cost& c) {
       rows.push_back(
           {{"figure", figure}, {"value", v}, {"unit", unit}, {"how", how}, {"measured", measured}});
   };
-  row("training FLOPs (dense equivalent)", c.flops, "FLOP",
-      "from the layer shapes, as if no weight were pruned", "counted");
-  row("FLOPs executed", c.executed_flops, "FLOP", "at the sparsity each layer trained at",
+  row("training FLOPs", c.flops, "FLOP", "from the layer shapes, counting the weights kept",
+      "counted");
+  row("FLOPs executed", c.executed_flops, "FLOP",
+      "what the kernels ran (a masked layer on dense kernels runs every weight)", "counted");
+  row("FLOPs if dense", c.dense_flops, "FLOP", "the same training with no weight pruned",
       "counted");
   row("wall time", c.seconds, "s", "wall clock", "measured");
   row("CPU time", c.cpu_seconds, "s", "the process's CPU clock, all threads", "measured");

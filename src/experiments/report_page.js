@@ -280,8 +280,8 @@
          backgroundColor: color(1), pointRadius: 6, pointStyle: 'star', borderWidth: 2, noPointLabels: true}];
       chart('cost-' + ci, 'Accuracy vs training ' + (joules ? 'energy' : 'cost') + ': ' + ch.model,
             joules ? 'Energy of the training behind each model (the cost ledger; hover for measured or estimated).'
-                   : 'Floating-point operations of the training behind each model, dense equivalent (a pruned ' +
-                     'model includes the training it was pruned from; a ticket round includes every round before it).',
+                   : 'Floating-point operations of the training behind each model, counting the weights kept (a ' +
+                     'pruned model includes the training it was pruned from; a ticket round every round before it).',
             {type: 'scatter', data: {datasets: sets},
              options: {scales: {x: axis('training ' + (joules ? 'energy (J)' : 'FLOPs') + ', log scale',
                                         {type: 'logarithmic', ticks: logTicks(function (v) { return si(v) + unit; }),

@@ -244,6 +244,11 @@ TEST_F(ReportTest, PageCarriesTheChartDataOfTheRuns) {
   EXPECT_NE(energy->at("how").get<std::string>().find("estimated-cpu-time: 10 W per core"),
             std::string::npos);
   EXPECT_EQ(find_by(dense_costs->at("rows"), "figure", "wall time")->at("measured"), "measured");
+  EXPECT_DOUBLE_EQ(
+      find_by(dense_costs->at("rows"), "figure", "training FLOPs")->at("value").get<double>(),
+      1000.0);
+  EXPECT_EQ(find_by(dense_costs->at("rows"), "figure", "training FLOPs")->at("measured"),
+            "counted");
   const json* co2 = find_by(dense_costs->at("rows"), "figure", "CO2e");
   ASSERT_NE(co2, nullptr);
   EXPECT_NE(co2->at("how").get<std::string>().find("intensity at 475 g/kWh, PUE 1"),
