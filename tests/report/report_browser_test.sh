@@ -64,7 +64,8 @@ flags=(--headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-
        --mute-audio --hide-scrollbars --user-data-dir="$work/profile" --host-resolver-rules="MAP * ~NOTFOUND"
        --proxy-server="http://127.0.0.1:9" --enable-logging=stderr --v=0)
 url="file://$work/report.html"
-dom=$(timeout 120 "$chromium" "${flags[@]}" --dump-dom "$url" 2>"$work/chromium.log")
+# The same width as the screenshot, so the page height it records fits it.
+dom=$(timeout 120 "$chromium" "${flags[@]}" --window-size=1280,1000 --dump-dom "$url" 2>"$work/chromium.log")
 body=$(grep -o '<body[^>]*>' <<<"$dom" | head -1)
 echo "$body"
 attr() { sed -n "s/.* $1=\"\([^\"]*\)\".*/\1/p" <<<"$body"; }
