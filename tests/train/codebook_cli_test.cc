@@ -10,7 +10,6 @@
 #include "pare/format/pare_file.h"
 #include "pare/io/pare_model.h"
 #include "pare/train/trainer.h"
-#include "testing/masks.h"
 #include "testing/run_pare.h"
 #include "train_helpers.h"
 
@@ -40,15 +39,7 @@ class CodebookCliTest : public pare::testing::PareBinaryTest {
       csv << d.targets.data<int32_t>()[i] << "\n";
     }
     std::ofstream(path("plane.csv")) << csv.str();
-    auto m = nn::Model::build(testing::mlp_spec(16), 3);
-    Rng rng(4);
-    pare::testing::mask_at_random(*m->find("linear1.weight"), 0.5f, rng);
-    TrainConfig cfg;
-    cfg.epochs = 3;
-    cfg.batch = 32;
-    cfg.optimizer.lr = 1e-2f;
-    fit(*m, d, {}, cfg);
-    save_model(*m, path("model.bin"));
+    save_model(*testing::pruned_mlp(d), path("model.bin"));
   }
 
   std::vector<std::string> compress(const std::string& out, std::vector<std::string> more) {

@@ -18,15 +18,14 @@
 #include "pare/io/pare_model.h"
 #include "pare/nn/sparse_dispatch.h"
 #include "testing/errors.h"
-#include "testing/masks.h"
 #include "train_helpers.h"
 
 namespace pare::train {
 namespace {
 
 using pare::testing::expect_error;
-using testing::mlp_spec;
 using testing::plane_dataset;
+using testing::pruned_mlp;
 
 TEST(CodebookFinetune, CentroidGradientsSumTheMembersPresent) {
   // Entries 0 and 3 share centroid 0, 1 and 4 centroid 1, 5 centroid 2;
@@ -47,19 +46,6 @@ TEST(CodebookFinetune, CentroidGradientsSumTheMembersPresent) {
   tie_weights(6, w, index, present, centroids);
   const float want[] = {-0.5f, 0.125f, 0.0f, -0.5f, 0.125f, 2.0f};
   for (int i = 0; i < 6; ++i) EXPECT_EQ(w[i], want[i]) << i;
-}
-
-// An MLP on the plane problem, trained a little, its first layer half pruned.
-std::unique_ptr<nn::Model> pruned_mlp(const data::Dataset& train) {
-  auto m = nn::Model::build(mlp_spec(16), 3);
-  Rng rng(4);
-  pare::testing::mask_at_random(*m->find("linear1.weight"), 0.5f, rng);
-  TrainConfig cfg;
-  cfg.epochs = 3;
-  cfg.batch = 32;
-  cfg.optimizer.lr = 1e-2f;
-  fit(*m, train, {}, cfg);
-  return m;
 }
 
 // The model's weight tensors shared at `bits` by io::share_weights, as the

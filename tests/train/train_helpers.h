@@ -21,6 +21,8 @@
 #include "pare/data/dataset.h"
 #include "pare/nn/module.h"
 #include "pare/nn/spec.h"
+#include "pare/train/trainer.h"
+#include "testing/masks.h"
 
 namespace pare::train::testing {
 
@@ -54,6 +56,20 @@ inline nn::ModelSpec mlp_spec(int64_t hidden = 16) {
   s.layers = {nn::LayerSpec{.type = "linear", .out = hidden}, nn::LayerSpec{.type = "relu"},
               nn::LayerSpec{.type = "linear", .out = 2}};
   return s;
+}
+
+// An MLP on the plane problem, trained a little (3 epochs) on `train`, its
+// first layer half pruned.
+inline std::unique_ptr<nn::Model> pruned_mlp(const data::Dataset& train) {
+  auto m = nn::Model::build(mlp_spec(16), 3);
+  Rng rng(4);
+  pare::testing::mask_at_random(*m->find("linear1.weight"), 0.5f, rng);
+  TrainConfig cfg;
+  cfg.epochs = 3;
+  cfg.batch = 32;
+  cfg.optimizer.lr = 1e-2f;
+  fit(*m, train, {}, cfg);
+  return m;
 }
 
 // The parameter blob's bytes.
