@@ -21,3 +21,9 @@ def bar_images(rng, n):
             for j in range(8):
                 x[i, 0, j, (j + k) % 8] += 1.0
     return x, y
+
+
+def save_xy(prefix, x, y):
+    """Writes x and y as PREFIX_x.npy and PREFIX_y.npy (pare's --data and --labels)."""
+    np.save(f"{prefix}_x.npy", x)
+    np.save(f"{prefix}_y.npy", y)

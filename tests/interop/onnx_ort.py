@@ -19,7 +19,7 @@ import numpy as np
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from interop_data import bar_images  # noqa: E402
+from interop_data import bar_images, save_xy  # noqa: E402
 
 FLOAT_TOL = 1e-4
 ARGMAX_MIN = 0.99
@@ -34,13 +34,11 @@ def make_data(run):
     for split, n in (("train", 768), ("test", 300)):
         x = (2.0 + 3.0 * rng.normal(size=(n, 10))).astype(np.float32)
         y = np.argmax((x - 2.0) @ w + 0.3 * rng.normal(size=(n, 3)), axis=1).astype(np.int32)
-        np.save(f"{run}/mlp_{split}_x.npy", x)
-        np.save(f"{run}/mlp_{split}_y.npy", y)
+        save_xy(f"{run}/mlp_{split}", x, y)
     # CNN: 1x8x8 images of a bar, horizontal (0), vertical (1) or diagonal (2), at a random offset, plus noise.
     for split, n in (("train", 600), ("test", 240)):
         x, y = bar_images(rng, n)
-        np.save(f"{run}/cnn_{split}_x.npy", x)
-        np.save(f"{run}/cnn_{split}_y.npy", y)
+        save_xy(f"{run}/cnn_{split}", x, y)
     specs = {
         # Trained with --normalize: the export starts with Sub/Div. ReLU only: pare's int8 net is for MLPs of
         # linear/relu layers, so this one is also quantized.

@@ -16,7 +16,7 @@ import numpy as np
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from interop_data import bar_images  # noqa: E402
+from interop_data import bar_images, save_xy  # noqa: E402
 
 TOL = 1e-4
 OPSETS = (13, 14)
@@ -87,12 +87,10 @@ def make_data(out):
     for split, n in (("train", 600), ("test", 200)):
         x = rng.normal(size=(n, 12)).astype(np.float32)
         y = np.argmax(x @ w, axis=1).astype(np.int32)
-        np.save(f"{out}/vec_{split}_x.npy", x)
-        np.save(f"{out}/vec_{split}_y.npy", y)
+        save_xy(f"{out}/vec_{split}", x, y)
     for split, n in (("train", 480), ("test", 160)):
         x, y = bar_images(rng, n)
-        np.save(f"{out}/img_{split}_x.npy", x)
-        np.save(f"{out}/img_{split}_y.npy", y)
+        save_xy(f"{out}/img_{split}", x, y)
 
 
 def export(module, x, path, opset):
