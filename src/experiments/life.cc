@@ -163,6 +163,7 @@ json run_json(const LifeRun& r) {
           {"seconds", r.seconds},
           {"train_seconds", r.train_seconds},
           {"flops", r.flops},
+          {"cost", r.cost},
           {"parameters", r.parameters},
           {"weights_alive", r.weights_alive},
           {"test_exact", r.exact},
@@ -184,6 +185,7 @@ LifeRun read_run(const std::string& dir) {
     r.seconds = j.at("seconds").get<double>();
     r.train_seconds = j.at("train_seconds").get<double>();
     r.flops = j.at("flops").get<double>();
+    if (j.contains("cost")) r.cost = j["cost"];  // results written before the ledger have none
     r.parameters = j.at("parameters").get<int64_t>();
     r.weights_alive = j.at("weights_alive").get<int64_t>();
     r.exact = j.at("test_exact").get<double>();
@@ -243,6 +245,7 @@ LifeRun run_life(const LifeRecipe& r, int n, int m, uint64_t seed, nn::Model& mo
     rec.steps = end.value("steps", int64_t{0});
     rec.seconds = end.value("seconds", 0.0);
     rec.flops = end.value("flops", 0.0);
+    if (end.contains("cost")) rec.cost = end["cost"];
   } else {
     train::TrainConfig tc = life_train_config(r, seed, dir);
     // Stopped by a crash after the checkpoint of its solving epoch: end the
@@ -255,6 +258,7 @@ LifeRun run_life(const LifeRecipe& r, int n, int m, uint64_t seed, nn::Model& mo
     rec.steps = tr.steps;
     rec.seconds = tr.seconds;
     rec.flops = tr.flops;
+    rec.cost = tr.cost.to_json();
   }
   rec.success = final.exact >= 1.0;
   rec.exact = final.exact;

@@ -23,6 +23,8 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "pare/data/data.h"
@@ -71,6 +73,7 @@ struct LifeRun {
   // loop alone over the whole run (from the run log, across resumes).
   double seconds = 0, train_seconds = 0;
   double flops = 0;              // training FLOPs (TrainResult.flops)
+  nlohmann::json cost;           // the ledger of the fit() that finished the run (train/cost.h)
   int64_t parameters = 0;        // of the model as built
   int64_t weights_alive = 0;     // prunable weights not masked
   double exact = 0, accuracy = 0, loss = 0;  // final test: boards all right, cells right, BCE
