@@ -217,6 +217,21 @@ struct LifeStudy {
   std::vector<LifeCell> cells;
 };
 
+// A life-prune search (experiments/life_prune.h): rounds of pruning a solved
+// Life net, each retrained and checked on fresh boards.
+struct LifePruneStep {
+  double density = kNaN, exact = kNaN;
+  int round = 0, attempt = 0;
+  bool solved = false;
+};
+struct LifePrune {
+  std::string path;
+  int n = 0, m = 0;
+  std::string score;
+  double dense_exact = kNaN;
+  std::vector<std::pair<std::string, std::vector<LifePruneStep>>> searches;  // mode -> steps
+};
+
 struct PareFile {
   std::string path;
   std::string model;
@@ -231,6 +246,7 @@ struct Collected {
   std::vector<TrainRun> trains;
   std::vector<TicketRun> tickets;
   std::vector<LifeStudy> lifes;
+  std::vector<LifePrune> life_prunes;
   std::vector<PareFile> pares;
   std::vector<std::string> sources;
   std::vector<std::string> missing;
@@ -390,6 +406,35 @@ void read_life(const fs::path& dir, const json& results, Collected& c) {
   c.lifes.push_back(std::move(s));
 }
 
+void read_life_prune(const fs::path& dir, const json& results, Collected& c) {
+  LifePrune l;
+  l.path = clean(dir);
+  const json& settings = obj(results, "settings");
+  l.n = static_cast<int>(first({num(settings, "n"), 0.0}));
+  l.m = static_cast<int>(first({num(settings, "m"), 0.0}));
+  l.score = str(settings, "score");
+  l.dense_exact = num(obj(results, "dense"), "test_exact");
+  for (const json& search : obj(results, "searches")) {
+    const json& steps = obj(search, "steps");
+    if (!steps.is_array() || steps.empty()) continue;
+    const double alive0 = num(steps[0], "alive_before");  // the dense net's weights
+    std::vector<LifePruneStep> out;
+    for (const json& st : steps) {
+      LifePruneStep x;
+      x.density = alive0 > 0 ? num(st, "alive_after") / alive0 : kNaN;
+      x.exact = num(st, "test_exact");
+      x.round = static_cast<int>(first({num(st, "round"), 0.0}));
+      x.attempt = static_cast<int>(first({num(st, "attempt"), 0.0}));
+      x.solved = obj(st, "solved").is_boolean() && obj(st, "solved").get<bool>();
+      out.push_back(x);
+    }
+    l.searches.push_back({str(search, "mode"), out});
+  }
+  if (l.searches.empty())
+    c.missing.push_back(l.path + "/results.json: a life-prune search with no rounds yet");
+  c.life_prunes.push_back(std::move(l));
+}
+
 // The test accuracy of the model a .pare file was made from: the run that
 // wrote it (log.jsonl "end", or result.json).
 double source_accuracy(const fs::path& pare, const std::string& source, std::string& found) {
@@ -508,9 +553,7 @@ bool scan(const fs::path& path, int depth, Collected& c) {
                                       obj(*j, "runs")[0].contains("round"))) {
         read_ticket(path, *j, c);
       } else if (j->contains("searches")) {
-        c.missing.push_back(
-            clean(path) +
-            ": a life-prune search; its rounds are not charted yet (see its results.md)");
+        read_life_prune(path, *j, c);
       } else {
         c.missing.push_back(clean(results) +
                             ": not a results file pare report knows (ticket or Life study)");
@@ -671,6 +714,7 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
   for (const auto& r : c.trains) all_paths.push_back(r.path);
   for (const auto& t : c.tickets) all_paths.push_back(t.path);
   for (const auto& l : c.lifes) all_paths.push_back(l.path);
+  for (const auto& l : c.life_prunes) all_paths.push_back(l.path);
   for (const auto& p : c.pares) all_paths.push_back(p.path);
   const Namer name(all_paths);
 
@@ -723,6 +767,16 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
                     {"kind", "Game of Life study (" + std::to_string(l.cells.size()) + " cells)"},
                     {"model", "life"},
                     {"accuracy", nullptr},
+                    {"sparsity", nullptr},
+                    {"epochs", nullptr},
+                    {"flops", nullptr},
+                    {"seconds", nullptr}});
+  for (const auto& l : c.life_prunes)
+    runs.push_back({{"name", name(l.path)},
+                    {"kind", "life-prune search (" + l.score + ", " +
+                                 std::to_string(l.searches.size()) + " modes)"},
+                    {"model", "life n=" + std::to_string(l.n) + " m=" + std::to_string(l.m)},
+                    {"accuracy", jnum(l.dense_exact)},
                     {"sparsity", nullptr},
                     {"epochs", nullptr},
                     {"flops", nullptr},
@@ -815,6 +869,23 @@ json build_data(Collected& c, const ReportOptions& options, std::vector<std::str
       continue;
     }
     add_point(model, r.method, density, r.accuracy, name(r.path));
+  }
+  // Life nets pruned until a single weight more fails: accuracy there is the
+  // share of test boards entirely right (a run is solved at 100 %).
+  for (const auto& l : c.life_prunes) {
+    const std::string model = "life n=" + std::to_string(l.n) + " m=" + std::to_string(l.m) +
+                              " (accuracy: test boards entirely right)";
+    if (std::isfinite(l.dense_exact))
+      prune_chart(model)["dense"].push_back(
+          {{"label", "dense (" + name(l.path) + ")"}, {"y", 100 * l.dense_exact}});
+    for (const auto& [mode, steps] : l.searches)
+      for (const auto& st : steps)
+        // The search's path: the rounds it kept (a failed attempt is retried
+        // or ends the search).
+        if (st.solved)
+          add_point(model, "life-prune " + l.score + ", " + mode, st.density, st.exact,
+                    name(l.path) + " round " + std::to_string(st.round) +
+                        (st.attempt ? " attempt " + std::to_string(st.attempt) : ""));
   }
   // Several dense runs of a model (seeds, recipes): one line at their mean,
   // as the lottery-ticket figures draw it.

@@ -228,7 +228,8 @@
       chart('prune-' + ci, 'Accuracy vs remaining weights: ' + ch.model,
             'Test accuracy at the end of each training, against the share of weights left (log scale, ' +
             'fewer to the right). Dashed: the dense network. Several runs of one method at one density are averaged.' +
-            (below.length ? ' Below the axis: ' + below.join('; ') + '.' : ''),
+            (below.length ? ' Below the axis: ' + below.slice(0, 4).join('; ') +
+                            (below.length > 4 ? ' and ' + (below.length - 4) + ' more' : '') + '.' : ''),
             {type: 'scatter', data: {datasets: sets},
              options: {scales: {
                x: axis('weights remaining (%)', {type: 'logarithmic', reverse: true, max: 110, min: lo,

@@ -353,6 +353,45 @@ TEST_F(ReportTest, MissingDataIsListedNotFatal) {
   EXPECT_EQ(d["missing"].get<std::vector<std::string>>(), r.missing);
 }
 
+TEST_F(ReportTest, LifePruneSearchIsDrawnAtTheWeightsItKept) {
+  json steps = json::array();
+  steps.push_back({{"round", 1},
+                   {"attempt", 0},
+                   {"alive_before", 100},
+                   {"alive_after", 80},
+                   {"solved", true},
+                   {"test_exact", 1.0}});
+  steps.push_back({{"round", 2},
+                   {"attempt", 0},
+                   {"alive_before", 80},
+                   {"alive_after", 64},
+                   {"solved", true},
+                   {"test_exact", 1.0}});
+  steps.push_back({{"round", 3},
+                   {"attempt", 0},
+                   {"alive_before", 64},
+                   {"alive_after", 51},
+                   {"solved", false},
+                   {"test_exact", 0.2}});
+  put("lp/results.json",
+      json{{"settings", {{"kind", "life_prune"}, {"n", 1}, {"m", 2}, {"score", "lamp"}}},
+           {"dense", {{"test_exact", 1.0}}},
+           {"searches", {{{"mode", "rewind"}, {"steps", steps}}}}}
+          .dump());
+  const Report r = collect_report({path("lp")});
+  EXPECT_EQ(r.charts, std::vector<std::string>{"prune-0"});
+  const json d = page_data(render_report_html(r));
+  const json& ch = d["prune"][0];
+  EXPECT_EQ(ch["model"], "life n=1 m=2 (accuracy: test boards entirely right)");
+  EXPECT_DOUBLE_EQ(ch["dense"][0]["y"].get<double>(), 100.0);
+  // The rounds it kept (80 and 64 of 100 weights), not the failed attempt.
+  const json& pts = ch["series"][0]["points"];
+  ASSERT_EQ(pts.size(), 2u);
+  EXPECT_DOUBLE_EQ(pts[0]["x"].get<double>(), 80.0);
+  EXPECT_DOUBLE_EQ(pts[1]["x"].get<double>(), 64.0);
+  EXPECT_EQ(ch["series"][0]["label"], "life-prune lamp, rewind");
+}
+
 TEST_F(ReportTest, BadPathsGiveOneLineErrors) {
   put("notes.txt", "hello");
   fs::create_directories(dir_ / "empty" / "sub");
