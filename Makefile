@@ -40,7 +40,9 @@ test-asan: deps
 # as a .pare file with 5-bit shared weights (docs/compression.md) and
 # evaluates the file; then as int8 with calibrated grids, scored by the
 # integer-only program a microcontroller runs, and exported as C99 with its
-# flash, RAM and instructions per inference on a Cortex-M0+ (docs/mcu.md).
+# flash, RAM and instructions per inference on a Cortex-M0+ (docs/mcu.md);
+# prints what the two training runs cost (docs/cost.md) and writes the report
+# of the run (docs/report.md).
 # Ends with report.html of these runs and files (docs/report.md), the two
 # .pare files' accuracies saved beside them for it, and prints its path.
 demo: build
@@ -58,6 +60,7 @@ demo: build
 	  --calibrate --data fashion-mnist
 	$(BUILD)/pare eval $(DEMO_DIR)/pruned90_int8.pare --data fashion-mnist --program
 	$(BUILD)/pare export $(DEMO_DIR)/pruned90_int8.pare --target c -o $(DEMO_DIR)/c --device-cost
+	$(BUILD)/pare cost $(DEMO_DIR)/dense $(DEMO_DIR)/pruned90
 	$(BUILD)/pare eval $(DEMO_DIR)/pruned90.pare --data fashion-mnist --json >$(DEMO_DIR)/pruned90.pare.eval.json
 	$(BUILD)/pare eval $(DEMO_DIR)/pruned90_int8.pare --data fashion-mnist --program --json \
 	  >$(DEMO_DIR)/pruned90_int8.pare.eval.json
