@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pare/base/file.h"
+#include "pare/base/strings.h"
 #include "pare/base/rng.h"
 
 namespace pare::cli {
@@ -75,11 +76,7 @@ void add_data_options(CLI::App* cmd, DataOptions& o) {
       ->delimiter(',');
 }
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
+std::string fmt(const char* f, double v) { return strf(f, v); }
 
 void standardize_for(const nn::Model& model, data::TrainTest& d) {
   if (model.spec().input_std <= 0) return;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pare/base/file.h"
+#include "pare/base/strings.h"
 #include "pare/codegen/emit_c.h"
 #include "pare/codegen/program.h"
 #include "pare/cli/common.h"
@@ -203,13 +204,6 @@ int FormatCommands::run() {
 }
 
 namespace {
-
-template <typename... Args>
-std::string strf(const char* f, Args... args) {
-  char buf[512];
-  std::snprintf(buf, sizeof buf, f, args...);
-  return buf;
-}
 
 // Per-tensor rows and totals of a decoded or just-encoded file.
 json describe(const format::File& f, int64_t file_bytes) {

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "pare/base/error.h"
+#include "pare/base/strings.h"
 #include "pare/base/file.h"
 
 namespace pare::experiments {
@@ -116,12 +117,6 @@ std::vector<CostRow> from_ticket(const std::string& results_path) {
   return rows;
 }
 
-std::string num(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
 }  // namespace
 
 std::vector<CostRow> cost_rows(const std::string& path) {
@@ -148,13 +143,13 @@ std::string cost_table(const std::vector<CostRow>& rows) {
   std::set<std::string> methods;
   for (const CostRow& r : rows) {
     const train::Cost& c = r.cost;
-    os << "| " << r.label << " | " << (r.accuracy >= 0 ? num("%.2f %%", 100 * r.accuracy) : "-") << " | "
-       << (r.density >= 0 ? num("%.2f %%", 100 * r.density) : "-") << " | " << num("%.3g", c.flops) << " ("
-       << num("%.3g", c.executed_flops) << ") | " << num("%.1f", c.seconds) << " | "
-       << (c.cpu_seconds > 0 ? num("%.1f", c.cpu_seconds) : "-") << " | ";
+    os << "| " << r.label << " | " << (r.accuracy >= 0 ? strf("%.2f %%", 100 * r.accuracy) : "-") << " | "
+       << (r.density >= 0 ? strf("%.2f %%", 100 * r.density) : "-") << " | " << strf("%.3g", c.flops) << " ("
+       << strf("%.3g", c.executed_flops) << ") | " << strf("%.1f", c.seconds) << " | "
+       << (c.cpu_seconds > 0 ? strf("%.1f", c.cpu_seconds) : "-") << " | ";
     if (r.has_ledger) {
-      os << num("%.4g J", c.energy.joules) << " " << (c.energy.measured ? "measured" : "estimated") << " | "
-         << num("%.3g g", c.co2e_grams) << " | " << num("%.3g ", c.money) << c.settings.currency << " |\n";
+      os << strf("%.4g J", c.energy.joules) << " " << (c.energy.measured ? "measured" : "estimated") << " | "
+         << strf("%.3g g", c.co2e_grams) << " | " << strf("%.3g ", c.money) << c.settings.currency << " |\n";
       methods.insert(c.energy.method + ": " + c.energy.basis);
     } else {
       os << "- | - | - |\n";

@@ -19,6 +19,7 @@
 #include <tuple>
 
 #include "pare/base/error.h"
+#include "pare/base/strings.h"
 #include "pare/base/file.h"
 #include "pare/base/rng.h"
 #include "pare/base/thread_pool.h"
@@ -205,12 +206,6 @@ std::string pct(double v) {
   return b;
 }
 
-std::string num(const char* f, double v) {
-  char b[48];
-  std::snprintf(b, sizeof b, f, v);
-  return b;
-}
-
 }  // namespace
 
 LifeRun run_life(const LifeRecipe& r, int n, int m, uint64_t seed, nn::Model& model,
@@ -319,8 +314,8 @@ std::string life_table(const std::vector<LifeRun>& runs) {
   for (const LifeCell& c : life_cells(runs))
     os << "| " << c.n << " | " << c.m << " | " << c.parameters << " | " << c.successes << " / " << c.runs
        << " | " << pct(c.rate) << " | " << pct(c.ci.lo) << " - " << pct(c.ci.hi) << " | "
-       << (c.successes ? num("%.0f", c.mean_steps) : "-") << " | " << num("%.1f", c.seconds) << " | "
-       << num("%.1f", c.flops / 1e9) << " |\n";
+       << (c.successes ? strf("%.0f", c.mean_steps) : "-") << " | " << strf("%.1f", c.seconds) << " | "
+       << strf("%.1f", c.flops / 1e9) << " |\n";
   return os.str();
 }
 

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "pare/base/error.h"
+#include "pare/base/strings.h"
 #include "pare/base/file.h"
 #include "pare/base/rng.h"
 #include "pare/base/thread_pool.h"
@@ -119,12 +120,6 @@ std::vector<int64_t> with_state(const std::vector<State>& s, State want) {
   for (size_t c = 0; c < s.size(); ++c)
     if (s[c] == want) out.push_back(static_cast<int64_t>(c));
   return out;
-}
-
-std::string fmt(const char* f, double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, f, v);
-  return b;
 }
 
 std::string list(const std::vector<int64_t>& v) {
@@ -244,13 +239,13 @@ std::string describe_filters(const nn::Model& model) {
     const int64_t g = l.k * l.k;
     const float* w = l.weight->value().f32();
     for (int64_t o : live) {
-      os << "  channel " << o << "  bias " << fmt("%.3f", l.bias->value().f32()[o]);
+      os << "  channel " << o << "  bias " << strf("%.3f", l.bias->value().f32()[o]);
       std::vector<int64_t> from;
       for (int64_t c = 0; c < l.in; ++c)
         if ((i == 0 || states[i - 1][static_cast<size_t>(c)] == State::live) && connected(l, o, c)) from.push_back(c);
       if (l.k == 1) {
         os << "  from";
-        for (int64_t c : from) os << "  " << c << ": " << fmt("%.3f", w[o * l.in + c]);
+        for (int64_t c : from) os << "  " << c << ": " << strf("%.3f", w[o * l.in + c]);
         os << "\n";
         continue;
       }
@@ -262,7 +257,7 @@ std::string describe_filters(const nn::Model& model) {
           os << "     ";
           for (int64_t x = 0; x < l.k; ++x) {
             const int64_t j = base + y * l.k + x;
-            os << " " << (alive_at(*l.weight, j) ? fmt("%7.3f", w[j]) : std::string("      ."));
+            os << " " << (alive_at(*l.weight, j) ? strf("%7.3f", w[j]) : std::string("      ."));
           }
           os << "\n";
         }
@@ -278,9 +273,9 @@ std::string describe_filters(const nn::Model& model) {
           for (int64_t j = base; j < base + 9; ++j)
             if (j != base + 4 && alive_at(*l.weight, j)) spread = std::max(spread, std::fabs(w[j] - mean));
           os << "      centre "
-             << (alive_at(*l.weight, base + 4) ? fmt("%.3f", w[base + 4]) : std::string("pruned"))
-             << "; neighbours " << alive << "/8 alive, mean " << fmt("%.3f", mean) << ", max deviation "
-             << fmt("%.3f", spread) << "\n";
+             << (alive_at(*l.weight, base + 4) ? strf("%.3f", w[base + 4]) : std::string("pruned"))
+             << "; neighbours " << alive << "/8 alive, mean " << strf("%.3f", mean) << ", max deviation "
+             << strf("%.3f", spread) << "\n";
         }
       }
     }
@@ -748,7 +743,7 @@ void copy_masks(const nn::Model& from, nn::Model& to) {
   prune::apply_masks(to);
 }
 
-std::string pct(double v) { return fmt("%.1f %%", 100 * v); }
+std::string pct(double v) { return strf("%.1f %%", 100 * v); }
 
 std::string markdown(const LifePruneConfig& cfg, const LifePruneResult& r) {
   std::ostringstream os;
@@ -789,7 +784,7 @@ std::string markdown(const LifePruneConfig& cfg, const LifePruneResult& r) {
     for (const TicketArm& a : r.ticket_test)
       os << "| " << a.arm << " | " << a.parameters << " | " << a.successes << " / " << a.runs.size() << " | "
          << pct(a.rate) << " | " << pct(a.ci.lo) << " - " << pct(a.ci.hi) << " | "
-         << (a.successes ? fmt("%.0f", a.mean_steps) : std::string("-")) << " |\n";
+         << (a.successes ? strf("%.0f", a.mean_steps) : std::string("-")) << " |\n";
   }
   for (const PruneSearch& s : r.searches)
     os << "\n## Filters of the smallest net (" << s.mode << ")\n\n```\n"
