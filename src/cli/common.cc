@@ -110,9 +110,22 @@ void add_recipe_options(CLI::App* t, train::TrainConfig& cfg) {
                 "masked linear layers: auto (sparse kernels below the crossover density measured on this machine) | on | off (dense on the masked weights)")
       ->capture_default_str();
   // The cost ledger (docs/cost.md): how energy becomes CO2e and time money.
-  t->add_option("--grid-intensity", cfg.cost.grid_g_per_kwh,
-                "cost ledger: grams of CO2e per kWh of the electricity (default: world average, IEA 2019)")
-      ->capture_default_str();
+  auto* grid = t->add_option("--grid-intensity", cfg.cost.grid_g_per_kwh,
+                             "cost ledger: grams of CO2e per kWh of the electricity (default: world average, IEA 2019)")
+                   ->capture_default_str();
+  t->add_option("--region", cfg.cost.region,
+                "cost ledger: where the electricity comes from, for its CO2e: world, or a country's ISO code (FRA, USA, DEU, ...; docs/cost.md)")
+      ->capture_default_str()
+      ->excludes(grid)
+      ->check([](const std::string& r) {
+        try {
+          train::grid_intensity_of(r);
+          return std::string();
+        } catch (const Error& e) {
+          return std::string(e.what());
+        }
+      })
+      ->each([&cfg](const std::string& r) { cfg.cost.grid_g_per_kwh = train::grid_intensity_of(r); });
   t->add_option("--pue", cfg.cost.pue, "cost ledger: data-centre power usage effectiveness (1: a machine on a desk)")
       ->capture_default_str();
   t->add_option("--price-per-core-hour", cfg.cost.price_per_core_hour,
@@ -128,8 +141,8 @@ std::string non_default_settings(const CLI::App* cmd, const std::vector<std::str
   for (const CLI::Option* o : cmd->get_options()) {
     const std::string name = o->get_name(false, true);
     // The cost ledger's settings price a run; they do not change what it computes.
-    static const std::vector<std::string> pricing = {"--grid-intensity", "--pue", "--price-per-core-hour",
-                                                     "--watts-per-core"};
+    static const std::vector<std::string> pricing = {"--grid-intensity", "--region", "--pue",
+                                                     "--price-per-core-hour", "--watts-per-core"};
     if (o->count() == 0 || std::find(ignore.begin(), ignore.end(), name) != ignore.end() ||
         std::find(pricing.begin(), pricing.end(), name) != pricing.end())
       continue;

@@ -19,6 +19,48 @@ void CostSettings::validate() const {
     fail("--watts-per-core ", watts_per_core, ": must be a finite number >= 0 (0: pare's model for the CPU)");
 }
 
+double grid_intensity_of(const std::string& region) {
+  struct Region {
+    const char* code;
+    double g_per_kwh;
+    const char* name;
+  };
+  static const Region regions[] = {
+      {"AUS", 548.7, "Australia"},
+      {"AUT", 110.8, "Austria"},
+      {"BEL", 138.1, "Belgium"},
+      {"BRA", 98.3, "Brazil"},
+      {"CAN", 170.0, "Canada"},
+      {"CHE", 34.8, "Switzerland"},
+      {"CHN", 582.3, "China"},
+      {"DEU", 380.9, "Germany"},
+      {"DNK", 151.7, "Denmark"},
+      {"ESP", 174.1, "Spain"},
+      {"FIN", 79.2, "Finland"},
+      {"FRA", 56.0, "France"},
+      {"GBR", 237.6, "United Kingdom"},
+      {"IND", 713.4, "India"},
+      {"IRL", 290.8, "Ireland"},
+      {"ITA", 330.7, "Italy"},
+      {"JPN", 485.4, "Japan"},
+      {"KOR", 430.6, "South Korea"},
+      {"NLD", 267.6, "Netherlands"},
+      {"NOR", 30.1, "Norway"},
+      {"POL", 661.9, "Poland"},
+      {"SGP", 470.8, "Singapore"},
+      {"SWE", 40.7, "Sweden"},
+      {"USA", 369.5, "United States"},
+      {"ZAF", 707.7, "South Africa"}
+};
+  if (region == "world") return 475.0;
+  std::string known = "world";
+  for (const Region& r : regions) {
+    if (region == r.code) return r.g_per_kwh;
+    known += std::string(", ") + r.code;
+  }
+  fail("--region ", region, ": not a region pare knows (", known, "); give --grid-intensity G in gCO2e/kWh instead");
+}
+
 CorePower core_power_model(const std::string& name) {
   // Thermal design power / cores of one representative part per family
   // (vendors' spec sheets). A busy core-second is charged its share of TDP.

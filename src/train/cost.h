@@ -16,6 +16,9 @@ struct CostSettings {
   // gCO2e per kWh of the electricity: the world average of IEA 2019, as
   // CodeCarbon falls back to (../shared/research/papers.md, section 7).
   double grid_g_per_kwh = 475.0;
+  // Where the electricity comes from, when given: "world" or an ISO 3166
+  // alpha-3 country code; sets grid_g_per_kwh (grid_intensity_of).
+  std::string region = "world";
   // Data-centre overhead (power usage effectiveness): 1 for a machine on a
   // desk; Strubell et al. 2019 used 1.58, the 2018 industry average.
   double pue = 1.0;
@@ -29,6 +32,12 @@ struct CostSettings {
   // Raises Error naming the flag (--grid-intensity, --pue, ...) to fix.
   void validate() const;
 };
+
+// gCO2e per kWh of a region's electricity: "world" (475, IEA 2019) or one of
+// 25 countries by ISO alpha-3 code (2023 figures from Our World in Data, as
+// CodeCarbon 3.3.2 ships them in data/private_infra/global_energy_mix.json).
+// Raises Error listing the known regions for another name.
+double grid_intensity_of(const std::string& region);
 
 // The power one busy core draws, for estimates: the CPU's thermal design
 // power divided by its cores, for the family its model name names, with the

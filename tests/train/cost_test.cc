@@ -150,6 +150,13 @@ TEST_F(CostTest, PowerModelNamesItsBasisAndSumsAddUp) {
   EXPECT_DOUBLE_EQ(s.co2e_grams, 11);
 }
 
+TEST_F(CostTest, RegionsSetTheGridIntensity) {
+  EXPECT_DOUBLE_EQ(grid_intensity_of("world"), 475.0);
+  EXPECT_NEAR(grid_intensity_of("FRA"), 56.0, 0.05);   // Our World in Data 2023, via CodeCarbon 3.3.2
+  EXPECT_NEAR(grid_intensity_of("POL"), 661.9, 0.05);
+  expect_error([] { grid_intensity_of("Mars"); }, {"--region Mars", "FRA", "--grid-intensity"});
+}
+
 TEST_F(CostTest, BadSettingsAreRefusedByFlag) {
   CostSettings s;
   s.pue = 0.5;
