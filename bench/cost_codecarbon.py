@@ -52,6 +52,8 @@ def main():
     ]
     print("wall seconds of the run (CodeCarbon's view): %.2f; pare's own: %.2f s, CPU %.2f s, %d threads"
           % (wall, cost["seconds"], cost["cpu_seconds"], cost["threads"]))
+    print("ledger overhead: %.3f ms of the run's %.2f s, %.4f %% (its own clock, cost.ledger_seconds)"
+          % (cost.get("ledger_seconds", 0) * 1e3, cost["seconds"], 100 * cost.get("ledger_seconds", 0) / cost["seconds"]))
     print("| tool | energy (J) | method | basis | CO2e (g) at its own intensity | intensity (g/kWh) | CO2e (g) at CodeCarbon's intensity |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
