@@ -89,6 +89,31 @@ TEST_F(CostTest, OneStepsFlopsMatchAHandCountPerLayer) {
   EXPECT_FALSE(end["cost"]["energy"]["detail"].get<std::string>().empty());
 }
 
+// The same for LeNet-300-100 pruned as a ticket round leaves it: three
+// linear layers, each kept weight one multiply-accumulate per sample.
+TEST_F(CostTest, LeNet300StepFlopsMatchAHandCount) {
+  auto model = nn::Model::build(nn::preset("lenet300"), 4);
+  const auto kept = half_masks(*model, 5);
+  const int64_t batch = 6;
+  data::Dataset d;
+  d.inputs = Tensor::empty({batch, 784});
+  Rng rng(6);
+  for (float& v : d.inputs.span_f32()) v = rng.uniform();
+  std::vector<int32_t> labels(static_cast<size_t>(batch), 3);
+  d.targets = Tensor::from_i32({batch}, labels);
+  d.num_classes = 10;
+  d.name = "pixels";
+  TrainConfig cfg;
+  cfg.epochs = 1;
+  cfg.batch = batch;
+  cfg.max_steps = 1;
+  const TrainResult r = fit(*model, d, {}, cfg);
+  const double per_layer[3] = {6.0 * batch * kept.at("linear1.weight"), 6.0 * batch * kept.at("linear3.weight"),
+                               6.0 * batch * kept.at("linear5.weight")};
+  EXPECT_DOUBLE_EQ(r.cost.flops, per_layer[0] + per_layer[1] + per_layer[2]);
+  EXPECT_DOUBLE_EQ(r.cost.dense_flops, 6.0 * batch * (784 * 300 + 300 * 100 + 100 * 10));
+}
+
 TEST_F(CostTest, EstimateFromCpuTimeWhenNoCounters) {
   CostSettings s;
   s.watts_per_core = 12.5;
