@@ -8,6 +8,7 @@ packages=(
   libopenblas-dev zlib1g-dev libzstd-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libonnx-dev libprotobuf-dev
+  openmpi-bin libopenmpi-dev
   clang gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
   dataset-fashion-mnist
   python3-venv python3-torch

@@ -26,6 +26,7 @@ const std::map<std::string, std::set<std::string>>& allowed_includes() {
       {"kernels", {"base"}},
       {"tensor", {"base", "kernels"}},
       {"data", {"base", "tensor", "kernels"}},
+      {"dist", {"base"}},
       {"autograd", {"base", "kernels", "tensor"}},
       {"nn", {"autograd", "base", "kernels", "tensor"}},
       {"optim", {"nn", "autograd", "base", "kernels", "tensor"}},
@@ -36,8 +37,8 @@ const std::map<std::string, std::set<std::string>>& allowed_includes() {
       {"experiments",
        {"train", "optim", "prune", "nn", "autograd", "data", "format", "base", "kernels", "tensor"}},
       {"cli",
-       {"base", "format", "kernels", "tensor", "data", "autograd", "nn", "optim", "prune", "io",
-        "codegen", "train", "experiments"}},
+       {"base", "format", "kernels", "tensor", "data", "dist", "autograd", "nn", "optim", "prune",
+        "io", "codegen", "train", "experiments"}},
   };
   return table;
 }

@@ -1,0 +1,75 @@
+// The communicator over Open MPI (built only when CMake finds MPI; the build
+// then defines PARE_HAVE_MPI). mpi.h stays out of this header so that rooms
+// using the communicator do not need MPI's include path.
+//
+// Lifetime: the first MpiCommunicator initialises MPI (MPI_Init_thread,
+// MPI_THREAD_SERIALIZED) unless the program already has, and registers an
+// exit handler that finalises it, so MPI is finalised once, after main
+// returns. After a failed MPI call the exit handler calls MPI_Abort instead,
+// since MPI_Finalize would wait for ranks that may never arrive.
+//
+// Each communicator works on its own duplicate of MPI_COMM_WORLD with the
+// MPI_ERRORS_RETURN handler, so its messages never match a user's and a
+// failed call raises pare::Error naming the rank and the operation instead
+// of aborting inside MPI.
+//
+// Sums are the rank-ordered sums of communicator.h, done chunk by chunk:
+// each chunk of at most chunk_elements is gathered to rank 0 (MPI_Gather),
+// summed there by sum_in_rank_order, and broadcast back (MPI_Bcast). Rank 0
+// holds size() x chunk_elements extra elements, never size() x the buffer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pare/dist/communicator.h"
+
+namespace pare::dist {
+
+// True once MPI_Init (or MPI_Init_thread) has run in this process.
+bool mpi_initialized();
+
+class MpiCommunicator final : public Communicator {
+ public:
+  // 65,536 elements per chunk: 256 KiB of floats, 2 MiB gathered on rank 0 at
+  // K = 8; large enough that the per-chunk latency is small beside the copy.
+  static constexpr int64_t kDefaultChunkElements = int64_t{1} << 16;
+
+  // Initialises MPI if needed. Raises pare::Error if MPI was already
+  // finalised, if it cannot give MPI_THREAD_SERIALIZED, or if
+  // chunk_elements < 1.
+  explicit MpiCommunicator(int64_t chunk_elements = kDefaultChunkElements);
+  ~MpiCommunicator() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string name() const override;
+  void barrier() override;
+
+  int64_t chunk_elements() const { return chunk_; }
+
+ protected:
+  void allreduce_sum_f32(std::span<float> data) override;
+  void allreduce_sum_f64(std::span<double> data) override;
+  void broadcast_bytes(std::span<std::byte> data, int root) override;
+
+ private:
+  struct Comm;  // holds the MPI_Comm; defined in the .cc
+
+  template <typename T>
+  void allreduce_chunked(std::span<T> data, const char* op);
+  // Raises pare::Error unless every rank passed n (one small collective).
+  void check_same_length(int64_t n, const char* op);
+  // Raises pare::Error naming this rank and `op` when rc is not MPI_SUCCESS.
+  void check(int rc, const char* op) const;
+
+  std::unique_ptr<Comm> comm_;
+  int rank_ = 0;
+  int size_ = 1;
+  int64_t chunk_;
+  std::vector<std::byte> gathered_;  // rank 0's gather buffer, size() x chunk
+};
+
+}  // namespace pare::dist
