@@ -8,6 +8,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 
 #include "pare/base/error.h"
 
@@ -92,6 +93,10 @@ MpiCommunicator::MpiCommunicator(int64_t chunk_elements)
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  // Destroyed by an exception unwinding past it: this rank is leaving while
+  // the others may be waiting in a collective, so the exit handler must stop
+  // the job (MPI_Abort) rather than wait for them in MPI_Finalize.
+  if (std::uncaught_exceptions() > 0) g_mpi_failed.store(true);
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized && comm_->comm != MPI_COMM_NULL) MPI_Comm_free(&comm_->comm);
