@@ -3,16 +3,16 @@
 // using the communicator do not need MPI's include path.
 //
 // Lifetime: the first MpiCommunicator initialises MPI (MPI_Init_thread,
-// MPI_THREAD_SERIALIZED) unless the program already has, and registers an
-// exit handler that finalises it, so MPI is finalised once, after main
-// returns. After a failed MPI call, or when a communicator is destroyed by
-// an exception unwinding past it, the exit handler calls MPI_Abort instead:
-// this rank is leaving early, and MPI_Finalize would wait for ranks that are
-// still in a collective and never arrive. So a program whose communicator
-// lives inside its try block (the catch reports the error and returns
-// non-zero) stops the whole job instead of hanging it. A rank that returns
-// normally while others still wait in a collective is a bug in the caller
-// and does hang in MPI_Finalize.
+// MPI_THREAD_SERIALIZED) and registers an exit handler that finalises it, so
+// MPI is finalised once, after main returns. (A program that initialised MPI
+// itself keeps MPI's lifetime: no handler is registered.) After a failed MPI
+// call, or when a communicator is destroyed by an exception unwinding past
+// it, the exit handler calls MPI_Abort instead: this rank is leaving early,
+// and MPI_Finalize would wait for ranks that are still in a collective and
+// never arrive. So a program whose communicator lives inside its try block
+// (the catch reports the error and returns non-zero) stops the whole job
+// instead of hanging it. A rank that returns normally while others still
+// wait in a collective is a bug in the caller and does hang in MPI_Finalize.
 //
 // Each communicator works on its own duplicate of MPI_COMM_WORLD with the
 // MPI_ERRORS_RETURN handler, so its messages never match a user's and a
