@@ -86,13 +86,13 @@ TEST_F(CliTest, HelpAndInfoSucceed) {
 }
 
 TEST_F(CliTest, NoSubcommandOrUnknownFlagFails) {
-  Result r = run({});
-  EXPECT_TRUE(r.exited);
-  EXPECT_NE(r.code, 0);
-  r = run({"train", "--model", "lenet300", "--no-such-flag"});
-  EXPECT_TRUE(r.exited);
-  EXPECT_NE(r.code, 0);
-  EXPECT_NE(r.err.find("--no-such-flag"), std::string::npos) << r.err;
+  // Parse errors too come as one "pare: error:" line, exit code 1.
+  expect_one_line_error(run({}), {"subcommand", "--help"});
+  expect_one_line_error(run({"train", "--model", "lenet300", "--no-such-flag"}), {"--no-such-flag"});
+  expect_one_line_error(run({"train", "--model", "lenet300", "--region", "Atlantis"}), {"--region Atlantis", "FRA"});
+  const Result help = run({"train", "--help"});
+  EXPECT_EQ(help.code, 0);
+  EXPECT_NE(help.out.find("--region"), std::string::npos);
 }
 
 TEST_F(CliTest, MissingDatasetFile) {
