@@ -151,10 +151,8 @@ void run_checker(const onnx::ModelProto& m, const std::string& source) {
   }
 }
 
-}  // namespace
-
-void check_onnx(std::string_view bytes, const std::string& source) {
-  onnx::ModelProto m = parse_model(bytes, source);
+// The checker and strict shape inference (which annotates `m`, hence the copy).
+void check_strictly(onnx::ModelProto m, const std::string& source) {
   run_checker(m, source);
   try {
     onnx::ShapeInferenceOptions strict{/*check_type=*/true, /*error_mode=*/1,
@@ -163,6 +161,12 @@ void check_onnx(std::string_view bytes, const std::string& source) {
   } catch (const std::exception& e) {
     fail(source, ": ONNX shape inference refuses the model: ", printable(e.what()));
   }
+}
+
+}  // namespace
+
+void check_onnx(std::string_view bytes, const std::string& source) {
+  check_strictly(parse_model(bytes, source), source);
 }
 
 OnnxExport to_onnx(const format::File& file, const std::string& source) {
@@ -286,8 +290,8 @@ OnnxExport to_onnx(const format::File& file, const std::string& source) {
   set_shape(g->add_output(), "logits", model->layer_shapes().back());
 
   out.nodes = g->node_size();
+  check_strictly(m, source + " (ONNX export)");
   if (!m.SerializeToString(&out.bytes)) fail(source, ": the ONNX model does not serialize");
-  check_onnx(out.bytes, source + " (ONNX export)");
   return out;
 }
 

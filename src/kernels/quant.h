@@ -146,9 +146,10 @@ PARE_KERNEL_PAIR(void, qgemm_s8u8k4_s32, int64_t m, int64_t n, int64_t k4, int32
 // ---- Sparse (CSR) products -------------------------------------------------------------
 // q: (rows, cols) s8 with row stride ldq and a 0/1 float mask (null: keep all)
 // -> CSR (size col_idx and values with csr_nnz_f32(rows, cols, mask, ldm)).
-PARE_KERNEL_PAIR(void, csr_from_dense_s8, int64_t rows, int64_t cols, int32_t* row_ptr,
-                 int32_t* col_idx, int8_t* values, const int8_t* q, int64_t ldq,
-                 const float* mask, int64_t ldm)
+// A one-time copy with no faster form, so it has no reference twin; the tests
+// check it against the masked dense matrix.
+void csr_from_dense_s8(int64_t rows, int64_t cols, int32_t* row_ptr, int32_t* col_idx,
+                       int8_t* values, const int8_t* q, int64_t ldq, const float* mask, int64_t ldm);
 // One sample: acc: (w.rows,) = w x - x_zero_point * w_row_sums, x: (w.cols,) u8.
 PARE_KERNEL_PAIR(void, spmv_u8s8_s32, int32_t* acc, const CsrS8& w, const uint8_t* x,
                  const int32_t* w_row_sums, int32_t x_zero_point)

@@ -323,12 +323,20 @@ TEST(QuantTest, SparseMatchesDenseAndFastMatchesRef) {
         if (rows > 2 && cols > 3 && density > 0)  // last columns exercise the gather guard
           for (int64_t j = cols - 3; j < cols; ++j) mask[2 * cols + j] = 1.0f;
         const int64_t nnz = csr_nnz_f32(rows, cols, mask.data(), cols);
-        std::vector<int32_t> rp(rows + 1), ci(nnz), rp2(rows + 1), ci2(nnz);
-        std::vector<int8_t> vals(nnz), vals2(nnz), dense(rows * cols);
-        csr_from_dense_s8__ref(rows, cols, rp.data(), ci.data(), vals.data(), q.data(), cols, mask.data(), cols);
-        csr_from_dense_s8(rows, cols, rp2.data(), ci2.data(), vals2.data(), q.data(), cols, mask.data(), cols);
-        ASSERT_TRUE(same_bytes(rp, rp2) && same_bytes(ci, ci2) && same_bytes(vals, vals2));
+        std::vector<int32_t> rp(rows + 1), ci(nnz);
+        std::vector<int8_t> vals(nnz), dense(rows * cols), rebuilt(rows * cols, 0);
+        csr_from_dense_s8(rows, cols, rp.data(), ci.data(), vals.data(), q.data(), cols, mask.data(), cols);
         for (int64_t i = 0; i < rows * cols; ++i) dense[i] = mask[i] > 0 ? q[i] : 0;
+        // The CSR holds exactly the kept entries, columns increasing in each row.
+        ASSERT_EQ(rp[0], 0);
+        ASSERT_EQ(rp[rows], nnz);
+        for (int64_t i = 0; i < rows; ++i)
+          for (int32_t p = rp[i]; p < rp[i + 1]; ++p) {
+            ASSERT_TRUE(p == rp[i] || ci[p] > ci[p - 1]);
+            ASSERT_GT(mask[i * cols + ci[p]], 0.0f);
+            rebuilt[i * cols + ci[p]] = vals[p];
+          }
+        ASSERT_TRUE(same_bytes(rebuilt, dense));
         const CsrS8 w{rows, cols, rp.data(), ci.data(), vals.data()};
         std::vector<int32_t> sums(rows), sums2(rows), dsums(rows);
         csr_row_sums_s8__ref(sums.data(), w);

@@ -5,12 +5,14 @@
 // refused by flag.
 #include "pare/train/cost.h"
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "pare/base/rng.h"
 #include "pare/nn/spec.h"
 #include "pare/train/trainer.h"
+#include "testing/masks.h"
 #include "train/train_helpers.h"
 
 namespace pare::train {
@@ -20,22 +22,35 @@ using json = nlohmann::json;
 using testing::expect_error;
 using testing::read_lines;
 
-// Random masks keeping about half of each weight; returns kept counts by name.
+// Masks keeping about half of each weight (testing/masks.h); returns the kept
+// counts by weight name.
 std::map<std::string, int64_t> half_masks(nn::Model& m, uint64_t seed) {
   Rng rng(seed);
+  pare::testing::mask_weights_at_random(m, 0.5f, rng);
   std::map<std::string, int64_t> kept;
-  for (nn::Parameter* p : m.parameters()) {
-    if (!p->is_weight) continue;
-    p->mask = Tensor::empty(p->value().shape());
-    int64_t k = 0;
-    for (float& v : p->mask.span_f32()) {
-      v = rng.uniform() < 0.5f ? 1.0f : 0.0f;
-      k += v != 0;
-    }
-    p->apply_mask();
-    kept[p->name] = k;
-  }
+  for (const nn::Parameter* p : m.parameters())
+    if (p->is_weight) kept[p->name] = static_cast<int64_t>(std::count(p->mask.f32(), p->mask.f32() + p->numel(), 1.0f));
   return kept;
+}
+
+// One training step of `model` on a batch of random inputs (values do not
+// change the FLOPs), logged to out_dir when given.
+TrainResult one_step(nn::Model& model, int64_t batch, const std::string& out_dir = "") {
+  std::vector<int64_t> dims{batch};
+  dims.insert(dims.end(), model.spec().input.begin(), model.spec().input.end());
+  data::Dataset d;
+  d.inputs = Tensor::empty(Shape(std::span<const int64_t>(dims)));
+  Rng rng(3);
+  for (float& v : d.inputs.span_f32()) v = rng.normal();
+  d.targets = Tensor::from_i32({batch}, std::vector<int32_t>(static_cast<size_t>(batch), 1));
+  d.num_classes = 2;
+  d.name = "random";
+  TrainConfig cfg;
+  cfg.epochs = 1;
+  cfg.batch = batch;
+  cfg.max_steps = 1;
+  cfg.out_dir = out_dir;
+  return fit(model, d, {}, cfg);
 }
 
 class CostTest : public testing::TempDirTest {};
@@ -58,20 +73,7 @@ TEST_F(CostTest, OneStepsFlopsMatchAHandCountPerLayer) {
                       (kept.at("conv2d1.weight") * 100.0 + kept.at("conv2d4.weight") * 9.0 +
                        kept.at("linear7.weight") * 1.0 + kept.at("linear9.weight") * 1.0);
   const double dense_hand = 2.0 * batch * 3.0 * (27.0 * 100 + 108.0 * 9 + 216.0 + 12.0);
-  data::Dataset d;
-  d.inputs = Tensor::empty({batch, 1, 10, 10});
-  Rng rng(3);
-  for (float& v : d.inputs.span_f32()) v = rng.normal();
-  std::vector<int32_t> labels(static_cast<size_t>(batch), 1);
-  d.targets = Tensor::from_i32({batch}, labels);
-  d.num_classes = 2;
-  d.name = "images";
-  TrainConfig cfg;
-  cfg.epochs = 1;
-  cfg.batch = batch;
-  cfg.max_steps = 1;
-  cfg.out_dir = path("run");
-  const TrainResult r = fit(*model, d, {}, cfg);
+  const TrainResult r = one_step(*model, batch, path("run"));
   ASSERT_EQ(r.steps, 1);
   EXPECT_DOUBLE_EQ(r.flops, hand);
   EXPECT_DOUBLE_EQ(r.dense_flops, dense_hand);
@@ -95,19 +97,7 @@ TEST_F(CostTest, LeNet300StepFlopsMatchAHandCount) {
   auto model = nn::Model::build(nn::preset("lenet300"), 4);
   const auto kept = half_masks(*model, 5);
   const int64_t batch = 6;
-  data::Dataset d;
-  d.inputs = Tensor::empty({batch, 784});
-  Rng rng(6);
-  for (float& v : d.inputs.span_f32()) v = rng.uniform();
-  std::vector<int32_t> labels(static_cast<size_t>(batch), 3);
-  d.targets = Tensor::from_i32({batch}, labels);
-  d.num_classes = 10;
-  d.name = "pixels";
-  TrainConfig cfg;
-  cfg.epochs = 1;
-  cfg.batch = batch;
-  cfg.max_steps = 1;
-  const TrainResult r = fit(*model, d, {}, cfg);
+  const TrainResult r = one_step(*model, batch);
   const double per_layer[3] = {6.0 * batch * kept.at("linear1.weight"), 6.0 * batch * kept.at("linear3.weight"),
                                6.0 * batch * kept.at("linear5.weight")};
   EXPECT_DOUBLE_EQ(r.cost.flops, per_layer[0] + per_layer[1] + per_layer[2]);

@@ -114,22 +114,6 @@ void dequantize_s32_to_f32__ref(int64_t m, int64_t n, float* y, int64_t ldy, con
     }
 }
 
-void csr_from_dense_s8__ref(int64_t rows, int64_t cols, int32_t* row_ptr, int32_t* col_idx,
-                            int8_t* values, const int8_t* q, int64_t ldq, const float* mask,
-                            int64_t ldm) {
-  int64_t k = 0;
-  row_ptr[0] = 0;
-  for (int64_t i = 0; i < rows; ++i) {
-    for (int64_t j = 0; j < cols; ++j)
-      if (mask == nullptr || mask[i * ldm + j] > 0.0f) {
-        col_idx[k] = static_cast<int32_t>(j);
-        values[k] = q[i * ldq + j];
-        ++k;
-      }
-    row_ptr[i + 1] = static_cast<int32_t>(k);
-  }
-}
-
 void spmv_u8s8_s32__ref(int32_t* acc, const CsrS8& w, const uint8_t* x,
                         const int32_t* w_row_sums, int32_t x_zero_point) {
   spmm_u8s8_s32__ref(1, acc, 1, w, x, 1, w_row_sums, x_zero_point);
