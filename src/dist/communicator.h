@@ -48,6 +48,9 @@ class Communicator {
   // This process's rank in [0, size()), and the number of processes.
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // How many ranks of this job share this machine (this one included): a rank
+  // takes its share of the machine's cores, cores / local_size() threads.
+  virtual int local_size() const = 0;
   // A short label for logs, e.g. "local" or "mpi rank 1 of 4".
   virtual std::string name() const = 0;
 
@@ -81,6 +84,7 @@ class LocalCommunicator final : public Communicator {
  public:
   int rank() const override { return 0; }
   int size() const override { return 1; }
+  int local_size() const override { return 1; }
   std::string name() const override { return "local"; }
   void barrier() override {}
 

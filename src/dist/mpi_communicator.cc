@@ -90,6 +90,13 @@ MpiCommunicator::MpiCommunicator(int64_t chunk_elements)
   check(MPI_Comm_set_errhandler(comm_->comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   check(MPI_Comm_rank(comm_->comm, &rank_), "MPI_Comm_rank");
   check(MPI_Comm_size(comm_->comm, &size_), "MPI_Comm_size");
+  // The ranks that can share memory with this one are the ones on this machine.
+  MPI_Comm node = MPI_COMM_NULL;
+  check(MPI_Comm_split_type(comm_->comm, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node),
+        "MPI_Comm_split_type");
+  const int rc = MPI_Comm_size(node, &local_size_);
+  MPI_Comm_free(&node);
+  check(rc, "MPI_Comm_size (node)");
 }
 
 MpiCommunicator::~MpiCommunicator() {

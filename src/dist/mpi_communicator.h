@@ -51,6 +51,7 @@ class MpiCommunicator final : public Communicator {
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  int local_size() const override { return local_size_; }
   std::string name() const override;
   void barrier() override;
 
@@ -74,6 +75,7 @@ class MpiCommunicator final : public Communicator {
   std::unique_ptr<Comm> comm_;
   int rank_ = 0;
   int size_ = 1;
+  int local_size_ = 1;
   int64_t chunk_;
   std::vector<std::byte> gathered_;  // rank 0's gather buffer, size() x chunk
 };

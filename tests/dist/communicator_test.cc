@@ -19,6 +19,7 @@ TEST(Communicator, LocalIsRankZeroOfOne) {
   LocalCommunicator c;
   EXPECT_EQ(c.rank(), 0);
   EXPECT_EQ(c.size(), 1);
+  EXPECT_EQ(c.local_size(), 1);
   EXPECT_EQ(c.name(), "local");
   c.barrier();
 }

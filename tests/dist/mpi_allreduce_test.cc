@@ -139,6 +139,9 @@ int main(int argc, char** argv) {
     EXPECT(made->name().rfind("mpi", 0) == 0, "make_communicator's name is '%s'",
            made->name().c_str());
     EXPECT(small.rank() == g_rank && small.size() == k, "second communicator disagrees");
+    // The loopback job: every rank is on this machine.
+    EXPECT(comm.local_size() == k, "local_size() is %d, all %d ranks are on this machine",
+           comm.local_size(), k);
 
     const int64_t c = MpiCommunicator::kDefaultChunkElements;
     const int64_t sizes[] = {0, 1, 7, c - 1, c, c + 1, 3 * c + 5, 1000003};
