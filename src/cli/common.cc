@@ -105,6 +105,9 @@ void add_recipe_options(CLI::App* t, train::TrainConfig& cfg) {
   t->add_option("--patience", cfg.patience, "early stopping: epochs without test-loss improvement (0: off)")->capture_default_str();
   t->add_option("--target-accuracy", cfg.target_accuracy, "stop once test accuracy reaches this fraction");
   t->add_option("--max-steps", cfg.max_steps, "stop after this many steps (0: no limit)");
+  t->add_option("--shards", cfg.shards,
+                "cut each batch into this many shards, each on one thread, summed in order: the same bits on any number of MPI ranks up to it (0: the usual step alone; ranks x threads under mpirun)")
+      ->capture_default_str();
   t->add_option("--parallel", cfg.parallel, "how a step uses the threads: auto | data (split the batch) | ops (split each op)")->capture_default_str();
   t->add_option("--sparse", cfg.sparse_kernels,
                 "masked linear layers: auto (sparse kernels below the crossover density measured on this machine) | on | off (dense on the masked weights)")

@@ -25,6 +25,7 @@
 #include "pare/cli/report_command.h"
 #include "pare/cli/cost_command.h"
 #include "pare/data/data.h"
+#include "pare/dist/communicator.h"
 #include "pare/kernels/kernels.h"
 #include "pare/train/trainer.h"
 
@@ -41,11 +42,21 @@ using cli::add_data_options;
 constexpr const char* kVersion = "0.1.0";
 
 int run_train(const train::TrainConfig& cfg_in, const std::string& model_name, const std::string& from,
-              const DataOptions& dopt, int threads, bool as_json, bool quiet, bool overwrite) {
+              const DataOptions& dopt, int threads, bool threads_given, bool as_json, bool quiet,
+              bool overwrite) {
   train::TrainConfig cfg = cfg_in;
+  // Under mpirun/srun, one rank of a data-parallel job (docs/distributed.md).
+  // The communicator lives in this call, inside main's try: a rank that fails
+  // stops the job instead of leaving the others waiting.
+  const auto comm = dist::make_communicator();
+  cfg.comm = comm.get();
+  const bool lead = comm->rank() == 0;
+  // Ranks on one machine share its cores.
+  if (!threads_given) threads = std::max(1, threads / comm->local_size());
+  if (!lead) quiet = true, as_json = false;  // rank 0 reports for the job
   set_num_threads(threads);
   cfg.validate();
-  if (!cfg.out_dir.empty() && !cfg.resume && file_exists(cfg.out_dir + "/log.jsonl")) {
+  if (lead && !cfg.out_dir.empty() && !cfg.resume && file_exists(cfg.out_dir + "/log.jsonl")) {
     if (!overwrite)
       fail("--out ", cfg.out_dir, " already holds a run: add --resume to continue it, --overwrite to replace it, or choose another directory");
     for (const char* f : {"/log.jsonl", "/checkpoint.bin", "/model.bin"}) std::filesystem::remove(cfg.out_dir + f);
@@ -66,18 +77,22 @@ int run_train(const train::TrainConfig& cfg_in, const std::string& model_name, c
   if (!quiet && !as_json) {
     std::cerr << model->summary() << "\n";
     std::cerr << "data " << dopt.data << ": " << data.train.size() << " train, " << data.test.size()
-              << " test samples; " << threads << " threads\n";
+              << " test samples; " << threads << " threads";
+    if (comm->size() > 1) std::cerr << " per rank, " << comm->size() << " ranks (data-parallel)";
+    std::cerr << "\n";
   }
   cli::Progress progress(!quiet && !as_json);
   const train::Observer obs = cli::epoch_printer(progress, cfg.epochs, as_json, quiet,
                                                   spec.loss == "bce_with_logits");
   train::TrainResult r = train::fit(*model, data.train, data.test, cfg, obs);
   progress.finish();  // a run stopped mid-epoch leaves its bar open
+  if (!lead) return 0;
   if (as_json) {
     std::cout << json{{"event", "end"}, {"model", spec.name}, {"steps", r.steps},
                       {"stopped_because", r.stopped_because}, {"test_accuracy", r.final_test.accuracy},
                       {"test_loss", r.final_test.loss}, {"seconds", r.seconds}, {"cpu_seconds", r.cpu_seconds},
-                      {"peak_rss_bytes", peak_rss_bytes()}, {"resumed", r.resumed},
+                      {"peak_rss_bytes", r.cost.peak_rss_bytes}, {"resumed", r.resumed},
+                      {"ranks", r.ranks}, {"allreduce_seconds", r.allreduce_seconds},
                       {"flops", r.flops}, {"dense_flops", r.dense_flops}, {"sparsity", r.sparsity}}
                      .dump()
               << std::endl;
@@ -120,7 +135,9 @@ int main(int argc, char** argv) {
   add_data_options(t, dopt);
   cli::add_recipe_options(t, cfg);
   cli::add_sparse_training_options(t, cfg.sparse);
-  t->add_option("--threads", threads, "worker threads (default: the cores this process may use)")->capture_default_str();
+  auto* threads_opt = t->add_option("--threads", threads,
+                                    "worker threads (default: the cores this process may use, shared among the ranks on this machine under mpirun)")
+                          ->capture_default_str();
   t->add_option("--out", cfg.out_dir, "run directory (log.jsonl, checkpoint.bin, model.bin)");
   t->add_flag("--resume", cfg.resume, "continue the run in --out from its checkpoint");
   t->add_flag("--overwrite", overwrite, "replace a finished or interrupted run in --out");
@@ -188,7 +205,8 @@ int main(int argc, char** argv) {
     if (const int rc = cost_command.run(); rc >= 0) return rc;
     if (*t) {
       if (model_name.empty() == from_model.empty()) fail("pare train needs exactly one of --model and --from");
-      return run_train(cfg, model_name, from_model, dopt, threads, as_json, quiet, overwrite);
+      return run_train(cfg, model_name, from_model, dopt, threads, threads_opt->count() > 0, as_json,
+                       quiet, overwrite);
     }
     if (*e) {
       set_num_threads(eval_threads);

@@ -211,7 +211,19 @@ double sparse_crossover(int64_t rows, int64_t cols, int64_t batch, bool training
 }
 
 std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_t batch,
-                                           bool training, bool packed) {
+                                           bool training, bool packed,
+                                           const std::vector<std::string>* decided) {
+  // The kind decided for the next layer (null: choose).
+  size_t next_decided = 0;
+  auto take_decided = [&](bool masked) -> const std::string* {
+    if (!decided) return nullptr;
+    if (next_decided >= decided->size())
+      fail("sparse dispatch: ", decided->size(), " decided kinds for a model with more weight layers");
+    const std::string& k = (*decided)[next_decided++];
+    if (k != (masked ? "masked-dense" : "dense") && !(masked && k == "sparse"))
+      fail("sparse dispatch: kind \"", k, "\" does not fit ", masked ? "a masked" : "an unmasked", " weight");
+    return &k;
+  };
   std::map<const Parameter*, int64_t> macs_of;
   for (const auto& [p, macs] : model.weight_macs()) macs_of[p] = macs;
   std::vector<LayerDispatch> out;
@@ -231,6 +243,7 @@ std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_
     p->sparse.reset();
     p->packed = Var();
     p->sell.reset();
+    const std::string* kind = take_decided(p->mask.defined());
     if (!p->mask.defined()) {
       d.kind = "dense";
       out.push_back(d);
@@ -240,7 +253,9 @@ std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_
         std::make_shared<const CsrPattern>(CsrPattern::from_mask(d.rows, d.cols, p->mask.f32()));
     d.density = pattern->density();
     bool sparse = mode == SparseMode::on;
-    if (mode == SparseMode::automatic) {
+    if (kind) {
+      sparse = *kind == "sparse";
+    } else if (mode == SparseMode::automatic) {
       d.crossover = sparse_crossover(d.rows, d.cols, columns, training);
       sparse = d.density < d.crossover;
     }
@@ -259,6 +274,9 @@ std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_
     d.kind = sparse ? "sparse" : "masked-dense";
     out.push_back(d);
   }
+  if (decided && next_decided != decided->size())
+    fail("sparse dispatch: ", decided->size(), " decided kinds for a model with ", next_decided,
+         " weight layers");
   return out;
 }
 

@@ -50,8 +50,14 @@ struct LayerDispatch {
 // training packed weights, sync_sparse_to_dense first); earlier packed
 // values are dropped, not written back, so that a caller may change the
 // dense values and masks in between (pruning) without having them undone.
+// `decided`: when given, the kinds to apply, one per entry of the list a
+// call returns ("dense" | "masked-dense" | "sparse"), instead of choosing:
+// the ranks of a data-parallel job apply rank 0's choice, so that all run
+// the same kernels and pack the same layers. Raises Error when the list does
+// not fit the model (a "sparse" for a weight without a mask, a wrong count).
 std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_t batch,
-                                           bool training, bool packed = false);
+                                           bool training, bool packed = false,
+                                           const std::vector<std::string>* decided = nullptr);
 // Writes packed values back into the dense weights (the packed storage stays).
 void sync_sparse_to_dense(Model& model);
 // sync_sparse_to_dense, then clears every Parameter::sparse and ::packed

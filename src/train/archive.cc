@@ -77,8 +77,9 @@ void write_archive(const std::string& path, const Archive& archive) {
   write_file_atomic(path, out);
 }
 
-Archive read_archive(const std::string& path) {
-  const std::string in = read_file(path);
+Archive read_archive(const std::string& path) { return parse_archive(read_file(path), path); }
+
+Archive parse_archive(const std::string& in, const std::string& path) {
   if (in.size() < kPrefix + 4 || std::memcmp(in.data(), kMagic, 8) != 0)
     fail(path, ": not a pare checkpoint (bad magic or too short: ", in.size(), " bytes)");
   const uint32_t version = get_le<uint32_t>(in, 8);

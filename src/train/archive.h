@@ -31,5 +31,7 @@ struct Archive {
 void write_archive(const std::string& path, const Archive& archive);
 // Reads and validates; raises Error naming the path and what is wrong.
 Archive read_archive(const std::string& path);
+// The same for bytes already in memory; `name` names them in errors.
+Archive parse_archive(const std::string& bytes, const std::string& name);
 
 }  // namespace pare::train

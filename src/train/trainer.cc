@@ -9,11 +9,13 @@
 
 #include "pare/base/clock.h"
 #include "pare/base/file.h"
+#include "pare/base/strings.h"
 #include "pare/base/thread_pool.h"
 #include "pare/data/batcher.h"
 #include "pare/kernels/kernels.h"
 #include "pare/prune/prune.h"
 #include "pare/train/archive.h"
+#include "pare/train/data_parallel.h"
 #include "pare/train/step.h"
 
 namespace pare::train {
@@ -33,6 +35,7 @@ void TrainConfig::validate() const {
     fail("--parallel must be auto, data or ops, got \"", parallel, "\"");
   if (resume && out_dir.empty()) fail("--resume needs --out (the run directory to resume)");
   if (snapshot_step < 0) fail("snapshot step must be >= 0, got ", snapshot_step);
+  if (shards < 0) fail("--shards must be >= 0, got ", shards);
   if (snapshot_step > 0 && out_dir.empty()) fail("a weight snapshot needs --out (the run directory)");
   sparse.validate();
   nn::parse_sparse_mode(sparse_kernels);
@@ -45,12 +48,22 @@ void TrainConfig::validate() const {
   optim::validate(schedule);
 }
 
-EvalResult evaluate(nn::Model& model, const data::Dataset& data, int64_t batch,
-                    Tensor* outputs_out) {
+EvalResult evaluate(nn::Model& model, const data::Dataset& all, int64_t batch,
+                    Tensor* outputs_out, dist::Communicator* comm) {
+  const int ranks = comm ? comm->size() : 1;
+  if (ranks > 1 && outputs_out) fail("evaluate: outputs are kept by a single-process evaluation only");
+  // This rank's contiguous share of the samples (all of them with one rank).
+  data::Dataset data = all;
+  if (ranks > 1 && all.size() > 0) {
+    const int64_t b0 = ThreadPool::chunk_begin(all.size(), ranks, comm->rank());
+    const int64_t b1 = ThreadPool::chunk_begin(all.size(), ranks, comm->rank() + 1);
+    data.inputs = all.inputs.slice_rows(b0, b1);
+    data.targets = all.targets.slice_rows(b0, b1);
+  }
   autograd::NoGradGuard no_grad;
   nn::ForwardContext ctx{.training = false};
   EvalResult r;
-  const int64_t n = data.size();
+  int64_t n = data.size();
   const bool classify = model.spec().loss == "softmax_cross_entropy";
   const bool binary = model.spec().loss == "bce_with_logits";
   double loss_sum = 0, correct = 0, exact = 0, outputs = 0;
@@ -94,6 +107,15 @@ EvalResult evaluate(nn::Model& model, const data::Dataset& data, int64_t batch,
       outputs += static_cast<double>(out.numel());
     }
   }
+  if (ranks > 1) {
+    double sums[4] = {loss_sum, correct, exact, outputs};
+    comm->allreduce_sum(std::span<double>(sums));
+    loss_sum = sums[0];
+    correct = sums[1];
+    exact = sums[2];
+    outputs = sums[3];
+  }
+  n = all.size();
   r.samples = n;
   r.loss = n ? loss_sum / static_cast<double>(n) : 0;
   r.accuracy = outputs > 0 ? correct / outputs : 0;
@@ -214,14 +236,24 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   data::Batcher batcher(train, cfg.batch, /*shuffle=*/true);
   const int64_t batches = batcher.batches_per_epoch();
 
+  // Data-parallel over the job's ranks (data_parallel.h); rank 0 ("lead")
+  // alone writes the run directory, and decides what all ranks must agree
+  // on: the checkpoint to resume, the step mode, the sparse kernels.
+  DataParallel ranks(cfg.comm, cfg.shards);
+  const bool lead = ranks.rank() == 0;
   std::string ckpt_path, log_path;
   if (!cfg.out_dir.empty()) {
-    make_dirs(cfg.out_dir);
+    if (lead) make_dirs(cfg.out_dir);
     ckpt_path = cfg.out_dir + "/checkpoint.bin";
     log_path = cfg.out_dir + "/log.jsonl";
   }
-  RunLog log(log_path);
-  StepRunner runner(model, choose_parallel_mode(cfg.parallel, model, cfg.batch, num_threads()));
+  RunLog log(lead ? log_path : std::string());
+  // Fixed shards (several ranks, or --shards): each shard on one thread
+  // (data_parallel.h); else the step mode that suits the model.
+  const int64_t shard_batch = ranks.active() ? std::max<int64_t>(1, cfg.batch / ranks.shards()) : cfg.batch;
+  StepRunner runner(model, ranks.active() ? ParallelMode::data
+                                          : choose_parallel_mode(cfg.parallel, model, cfg.batch, num_threads()));
+  if (ranks.active()) runner.reserve_shards(ranks.max_local_shards());
   TrainResult result;
   int64_t epoch0 = 0, batch0 = 0, step = 0;
   double loss_sum = 0, epoch_seconds = 0, flops = 0, dense_flops = 0, executed_flops = 0;
@@ -229,8 +261,15 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   double best_test_loss = INFINITY;
   int64_t epochs_without_improvement = 0;
 
-  if (cfg.resume && file_exists(ckpt_path)) {
-    Archive a = read_archive(ckpt_path);
+  // Every rank starts from rank 0's weights, masks and initial values.
+  ranks.broadcast_model(model);
+  // Rank 0 reads the checkpoint and sends its bytes, so the other ranks need
+  // no shared filesystem.
+  std::string ckpt_bytes;
+  if (lead && cfg.resume && file_exists(ckpt_path)) ckpt_bytes = read_file(ckpt_path);
+  ckpt_bytes = ranks.broadcast_string(ckpt_bytes);
+  if (!ckpt_bytes.empty()) {
+    Archive a = parse_archive(ckpt_bytes, ckpt_path);
     json meta = json::parse(a.meta_json);
     if (meta.value("spec", std::string()) != nn::model_spec_to_json(model.spec()))
       fail(ckpt_path, ": the checkpoint is for a different model (", meta.value("model", std::string("?")),
@@ -269,6 +308,8 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
              {"lr", cfg.optimizer.lr},
              {"seed", cfg.seed},
              {"threads", num_threads()},
+             {"ranks", ranks.size()},
+             {"shards", ranks.shards()},
              {"parallel", parallel_mode_name(runner.mode())},
              {"blas", kernels::blas_description()},
              {"sparsity", prune::sparsity(model).sparsity()},
@@ -287,7 +328,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   // resumed run freezes the same ones) and the values the others keep.
   std::vector<Tensor> update_masks, frozen_values;
   auto write_checkpoint = [&](int64_t epoch, int64_t batch) {
-    if (ckpt_path.empty()) return;
+    if (ckpt_path.empty() || !lead) return;
     Archive a;
     json meta{{"kind", "checkpoint"},
               {"model", model.spec().name},
@@ -334,8 +375,25 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   auto dispatch = [&] {
     // Sparse layers train on packed values (nn::Parameter::packed) unless the
     // step runs data-parallel, whose per-shard leaves are dense.
-    const auto layers = nn::dispatch_sparse(model, sparse_mode, cfg.batch, /*training=*/true,
-                                            /*packed=*/runner.mode() == ParallelMode::ops);
+    // With several ranks, rank 0 chooses (from its measured crossovers) and
+    // the others apply its choice: all must run and pack the same layers.
+    const bool packed = runner.mode() == ParallelMode::ops && !ranks.active();
+    std::vector<nn::LayerDispatch> layers;
+    if (lead) layers = nn::dispatch_sparse(model, sparse_mode, shard_batch, /*training=*/true, packed);
+    if (ranks.active()) {
+      std::string kinds;
+      for (const auto& d : layers) kinds += (kinds.empty() ? "" : ",") + d.kind;
+      kinds = ranks.broadcast_string(kinds);
+      if (!lead) {
+        std::vector<std::string> chosen;
+        for (size_t b = 0, e = 0; !kinds.empty() && b <= kinds.size(); b = e + 1) {
+          e = std::min(kinds.find(',', b), kinds.size());
+          chosen.push_back(kinds.substr(b, e - b));
+        }
+        layers = nn::dispatch_sparse(model, sparse_mode, shard_batch, /*training=*/true, packed, &chosen);
+      }
+    }
+    ranks.plan(model);
     // A weight that now updates only at its pattern must carry no optimizer
     // state outside it (a weight regrown later starts from zero state).
     opt->apply_masks();
@@ -364,6 +422,14 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   const Rng dropout_root = Rng(cfg.seed).fork(0xD0D0);
   FlopCounter counter(model);
   Tensor x, y;
+  // Forward and backward of one global batch, leaving the gradient of its
+  // mean loss on every rank; returns that loss. With fixed shards, through
+  // DataParallel (send_dense: every entry of masked weights too); dropout
+  // streams fork per shard.
+  auto run_step = [&](const Tensor& xb, const Tensor& yb, const Rng& dropout, bool send_dense) {
+    if (!ranks.active()) return runner.run(xb, yb, dropout);
+    return ranks.step(runner, model, xb, yb, dropout, send_dense);
+  };
   if (cfg.update_fraction > 0) {
     const auto& params = model.parameters();
     update_masks.resize(params.size());
@@ -388,7 +454,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
       Rng order = Rng(cfg.seed).fork(0xF17E);
       batcher.start_epoch(order);
       for (int64_t b = 0; b < cfg.update_batches && batcher.next(x, y); ++b) {
-        runner.run(x, y, dropout_root);
+        run_step(x, y, dropout_root, /*send_dense=*/false);
         for (size_t i = 0; i < params.size(); ++i) {
           if (!score[i].defined()) continue;
           float* s = score[i].f32();
@@ -447,7 +513,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
         nn::clear_sparse(model);
         counter.refresh();
       }
-      const double l = runner.run(x, y, dropout_root.fork(static_cast<uint64_t>(step)));
+      const double l = run_step(x, y, dropout_root.fork(static_cast<uint64_t>(step)), dense_gradient);
       const double count_start = wall_seconds();
       flops += counter.step_flops(x.dim(0), dense_gradient);
       dense_flops += counter.dense_step_flops(x.dim(0));
@@ -467,7 +533,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
       restore_frozen();
       if (observer.after_update) observer.after_update(step, lr);
       ++step;
-      if (cfg.snapshot_step > 0 && step == cfg.snapshot_step) {
+      if (cfg.snapshot_step > 0 && step == cfg.snapshot_step && lead) {
         nn::sync_sparse_to_dense(model);
         save_model(model, cfg.out_dir + "/weights_step" + std::to_string(step) + ".bin",
                    json{{"step", step}}.dump());
@@ -492,7 +558,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
       // and the time so a resumed run finishes this epoch exactly as an
       // uninterrupted one would; the partial epoch is not logged as one.
       write_checkpoint(epoch, next_batch);
-      if (test.size() > 0) result.final_test = evaluate(model, test, cfg.eval_batch);
+      if (test.size() > 0) result.final_test = evaluate(model, test, cfg.eval_batch, nullptr, cfg.comm);
       break;
     }
     EpochResult er;
@@ -504,7 +570,8 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     const int64_t samples = std::min<int64_t>(done * cfg.batch, train.size());
     er.samples_per_second = epoch_seconds > 0 ? static_cast<double>(samples) / epoch_seconds : 0;
     er.sparsity = prune::sparsity(model).sparsity();
-    if (test.size() > 0) er.test = evaluate(model, test, cfg.eval_batch);
+    if (test.size() > 0) er.test = evaluate(model, test, cfg.eval_batch, nullptr, cfg.comm);
+    ranks.check_in_sync(model, "after epoch " + std::to_string(er.epoch));
     result.epochs.push_back(er);
     log.add({{"event", "epoch"},
              {"epoch", er.epoch},
@@ -544,6 +611,8 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   // The dense values are the model from here on (saved, returned).
   nn::clear_sparse(model);
   result.steps = step;
+  result.ranks = ranks.size();
+  result.allreduce_seconds = ranks.exchange_seconds();
   result.flops = flops;
   result.dense_flops = dense_flops;
   result.executed_flops = executed_flops;
@@ -561,8 +630,26 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   result.cost.threads = num_threads();
   const Stopwatch price_start;
   price(result.cost, meter);
+  if (ranks.active()) {
+    // The job's cost is every rank's: CPU time, energy, memory, threads and
+    // money add up (each rank measured or estimated its own share).
+    Cost& c = result.cost;
+    double sums[] = {c.cpu_seconds, c.energy.joules, c.co2e_grams, c.money,
+                     static_cast<double>(c.peak_rss_bytes), static_cast<double>(c.threads),
+                     c.energy.measured ? 1.0 : 0.0};
+    ranks.sum(sums);
+    c.cpu_seconds = sums[0];
+    c.energy.joules = sums[1];
+    c.co2e_grams = sums[2];
+    c.money = sums[3];
+    c.peak_rss_bytes = static_cast<int64_t>(sums[4]);
+    c.threads = static_cast<int>(sums[5]);
+    c.energy.measured = sums[6] == ranks.size();
+    c.energy.detail += strf(" (rank 0's figure; the joules are the sum over %d ranks)", ranks.size());
+    result.cpu_seconds = c.cpu_seconds;
+  }
   result.cost.ledger_seconds = ledger_seconds + price_start.seconds();
-  if (!cfg.out_dir.empty()) {
+  if (!cfg.out_dir.empty() && lead) {
     save_model(model, cfg.out_dir + "/model.bin",
                json{{"test_accuracy", result.final_test.accuracy}, {"steps", step}}.dump());
     log.add({{"event", "end"},
@@ -578,6 +665,10 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
              {"sparsity", result.sparsity},
              {"peak_rss_bytes", result.cost.peak_rss_bytes},
              {"cost", result.cost.to_json()},
+             {"ranks", ranks.size()},
+             {"shards", ranks.shards()},
+             {"exchange_seconds", ranks.exchange_seconds()},
+             {"floats_sent", ranks.floats_sent()},
              {"model_file", cfg.out_dir + "/model.bin"}});
   }
   return result;

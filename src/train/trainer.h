@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pare/data/dataset.h"
+#include "pare/dist/communicator.h"
 #include "pare/nn/module.h"
 #include "pare/nn/sparse_dispatch.h"
 #include "pare/optim/optimizer.h"
@@ -57,6 +58,17 @@ struct TrainConfig {
   // When > 0, the weights after this many steps are saved to
   // out_dir/weights_step<k>.bin (the rewind point of IMP with late rewinding).
   int64_t snapshot_step = 0;
+  // The ranks of the job (train/data_parallel.h): with more than one, each
+  // global batch is split across them and their gradients summed, so every
+  // rank takes the same steps; rank 0 alone writes the run directory. Null
+  // or a single rank: this process alone. Not owned.
+  dist::Communicator* comm = nullptr;
+  // Fixed shards per global batch (train/data_parallel.h): each batch is cut
+  // into this many pieces, each computed on one thread, and their gradients
+  // summed in order, so runs with the same seed and shards give the same
+  // bits on any number of ranks up to it. 0: with one rank, the usual step
+  // (step.h); with several, ranks x threads per rank.
+  int64_t shards = 0;
   // Validates and raises Error naming the offending flag.
   void validate() const;
 };
@@ -92,6 +104,8 @@ struct TrainResult {
   // ran dense (masked-dense, or RigL's dense-gradient steps) counts as dense.
   double executed_flops = 0;
   double sparsity = 0;         // of the prunable weights at the end
+  int ranks = 1;               // processes the run was split across (TrainConfig::comm)
+  double allreduce_seconds = 0;  // this rank's time exchanging and summing gradients (DataParallel)
   bool resumed = false;        // started from a checkpoint
   int64_t resumed_at_step = 0;
   std::string stopped_because; // "epochs" | "early_stopping" | "target_accuracy" | "target_exact" | "max_steps"
@@ -116,9 +130,12 @@ struct Observer {
 
 // Evaluates `model` on `data` without recording a graph.
 // outputs: when given, receives the network's outputs (samples, outputs per
-// sample), in the data's order.
+// sample), in the data's order. comm: with more than one rank, each rank
+// evaluates its contiguous share of the samples and the sums are added
+// across ranks, so every rank returns the same result (then outputs must be
+// null).
 EvalResult evaluate(nn::Model& model, const data::Dataset& data, int64_t batch,
-                    Tensor* outputs = nullptr);
+                    Tensor* outputs = nullptr, dist::Communicator* comm = nullptr);
 
 // Trains `model` on train, evaluating on test after every epoch.
 TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Dataset& test,
