@@ -1,7 +1,9 @@
 // `pare life` (life_command.h).
 #include "pare/cli/life_command.h"
 
+#include <algorithm>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -10,6 +12,7 @@
 #include "pare/base/thread_pool.h"
 #include "pare/cli/common.h"
 #include "pare/cli/progress.h"
+#include "pare/dist/communicator.h"
 #include "pare/experiments/lottery.h"
 
 namespace pare::cli {
@@ -31,8 +34,8 @@ json run_json(const experiments::LifeRun& r, int done, int total) {
           {"epochs", r.epochs},     {"seconds", r.seconds},
           {"flops", r.flops},       {"parameters", r.parameters},
           {"test_exact", r.exact},  {"test_accuracy", r.accuracy},
-          {"skipped", r.skipped},   {"done", done},
-          {"total", total}};
+          {"skipped", r.skipped},   {"rank", r.rank},
+          {"done", done},           {"total", total}};
 }
 
 std::string run_line(const experiments::LifeRun& r, int done, int total) {
@@ -72,7 +75,9 @@ LifeCommand::LifeCommand(CLI::App& app) {
   cmd_->add_option("--density", r.density,
                    "fixed initial density of the training boards, e.g. 0.38 (default: uniform per board)");
   cmd_->add_flag("--no-early-stop", no_early_stop_, "train every epoch even after a run is solved (timing)");
-  cmd_->add_option("--jobs", c.jobs, "runs at once, one thread each (default: the cores this process may use)");
+  cmd_->add_option("--jobs", c.jobs,
+                   "runs at once per process, one thread each (default: the cores this process may use; "
+                   "under mpirun, shared among the ranks on this machine)");
   cmd_->add_option("--out", c.out_dir, "study directory (default: runs/life-<hash of the non-default settings>)");
   cmd_->add_flag("--json", json_, "print JSON lines on stdout instead of text");
   cmd_->add_flag("--quiet", quiet_, "print only the table");
@@ -86,15 +91,28 @@ int LifeCommand::run() {
       if (v.empty()) fail(flag, " needs a list of numbers, e.g. ", flag, " 1,2,4 (got an empty entry)");
   experiments::LifeStudyConfig cfg = cfg_;
   cfg.recipe.stop_at_success = !no_early_stop_;
-  if (cfg.jobs == 0) cfg.jobs = default_num_threads();
   if (cfg.out_dir.empty())
     cfg.out_dir = "runs/" + experiments::settings_dir_name(
                                 "life", non_default_settings(cmd_, {"--out", "--jobs", "--json", "--quiet"}));
-  cfg.validate();
+  cfg.validate();  // before MPI starts: every rank refuses bad flags alike
+  // Under mpirun the runs spread over the ranks (experiments/life.h). The
+  // communicator lives in this call, inside main's try block: a rank that
+  // raises unwinds past it, and it then stops the whole job rather than
+  // leave the other ranks waiting for this one.
+  const std::unique_ptr<dist::Communicator> comm = dist::make_communicator();
+  // Ranks on one machine share its cores.
+  if (cfg.jobs == 0) cfg.jobs = std::max(1, default_num_threads() / comm->local_size());
+  if (comm->rank() != 0) {  // rank 0 reports for the job; the others print only errors
+    experiments::run_life_study(cfg, *comm);
+    return 0;
+  }
   const int total = static_cast<int>(cfg.steps.size() * cfg.widths.size()) * cfg.seeds;
-  if (!quiet_ && !json_)
+  if (!quiet_ && !json_) {
     std::cerr << "life study: n " << join(cfg.steps) << "; m " << join(cfg.widths) << "; " << cfg.seeds
-              << " seeds: " << total << " runs, " << cfg.jobs << " at a time, in " << cfg.out_dir << std::endl;
+              << " seeds: " << total << " runs, " << cfg.jobs << " at a time";
+    if (comm->size() > 1) std::cerr << " in each of " << comm->size() << " ranks";
+    std::cerr << ", in " << cfg.out_dir << std::endl;
+  }
 
   // A bar over the runs that train on a terminal; a line per run otherwise.
   Progress progress(!quiet_ && !json_);
@@ -114,7 +132,7 @@ int LifeCommand::run() {
       std::cout << run_line(r, done, all) << std::endl;
     }
   };
-  const auto runs = experiments::run_life_study(cfg, obs);
+  const auto runs = experiments::run_life_study(cfg, *comm, obs);
   progress.finish();
   if (json_) {
     json cells = json::array();

@@ -1,6 +1,7 @@
 // `pare life`: the Game of Life study (experiments/life.h) from the command
-// line: runs over steps n, widths m and seeds, spread across threads, with a
-// bar (terminal), plain lines or JSON lines, and the table at the end.
+// line: runs over steps n, widths m and seeds, spread across threads (and,
+// under mpirun, across ranks; rank 0 prints), with a bar (terminal), plain
+// lines or JSON lines, and the table at the end.
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -1,8 +1,10 @@
 // `pare prune` and `pare ticket` (prune_commands.h).
 #include "pare/cli/prune_commands.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "pare/base/clock.h"
@@ -10,6 +12,7 @@
 #include "pare/base/thread_pool.h"
 #include "pare/cli/format_commands.h"
 #include "pare/data/batcher.h"
+#include "pare/dist/communicator.h"
 #include "pare/prune/prune.h"
 #include "pare/prune/shrink.h"
 
@@ -100,6 +103,10 @@ PruneCommands::PruneCommands(CLI::App& app) : threads_(default_num_threads()) {
   ticket_->add_flag("--global", t.global, "rank all layers together at --rate instead of per layer");
   ticket_->add_option("--rewind-step", t.rewind_step, "rewind to the weights after this many steps (0: to init)")->capture_default_str();
   ticket_->add_flag("--controls", t.controls, "also train the random-reinit and random-mask controls every round");
+  ticket_->add_option("--seeds", seeds_,
+                      "N tickets, for seeds --seed .. --seed+N-1, each in OUT/seed<S>/ as "
+                      "`pare ticket --seed S` makes it, with a summary over the seeds in OUT; "
+                      "under mpirun the seeds spread over the ranks");
 }
 
 int PruneCommands::run() {
@@ -221,6 +228,7 @@ int PruneCommands::run_ticket() {
     }
   }
   cfg.out_dir = resolve_out(out_, ticket_, "ticket");
+  if (seeds_ != 0) return run_ticket_seeds(cfg);
   if (overwrite_ && file_exists(cfg.out_dir + "/settings.json")) std::filesystem::remove_all(cfg.out_dir);
   cfg.spec = load_spec(model_name_, data_);
   data::TrainTest data = load_data(data_, train_.seed, &cfg.spec);
@@ -259,6 +267,88 @@ int PruneCommands::run_ticket() {
   if (!json_) std::cout << "\n" << experiments::ticket_table(records);
   std::cout << (json_ ? json{{"event", "end"}, {"out", cfg.out_dir}}.dump() : "results in " + cfg.out_dir + "/results.md")
             << std::endl;
+  return 0;
+}
+
+int PruneCommands::run_ticket_seeds(experiments::TicketConfig ticket) {
+  if (seeds_ < 1) fail("--seeds must be at least 1 (tickets for seeds --seed .. --seed+N-1), got ", seeds_);
+  experiments::TicketSeedsConfig cfg;
+  cfg.out_dir = ticket.out_dir;
+  cfg.first_seed = train_.seed;
+  cfg.seeds = seeds_;
+  cfg.overwrite = overwrite_;
+  ticket.spec = load_spec(model_name_, data_);  // each seed's own statistics come with its data
+  ticket.train = train_;
+  cfg.ticket = ticket;
+  // What `pare ticket --seed S` trains on, loaded where seed S runs.
+  cfg.inputs = [this](uint64_t seed) {
+    experiments::TicketInputs in;
+    in.spec = load_spec(model_name_, data_);
+    in.data = load_data(data_, seed, &in.spec);
+    return in;
+  };
+  {  // every layer-rate name must be a prunable parameter
+    auto probe = nn::Model::build(ticket.spec, 0);
+    for (const auto& [name, r] : ticket.layer_rates) {
+      nn::Parameter* p = probe->find(name);
+      if (!p || !p->is_weight) fail("--layer-rate ", name, ": no such weight in ", ticket.spec.name);
+    }
+  }
+  cfg.validate();  // before MPI starts: every rank refuses bad flags alike
+  // The seeds spread over the ranks under mpirun. The communicator lives in
+  // this call, inside main's try block: a rank that raises unwinds past it,
+  // and it then stops the whole job rather than leave the others waiting.
+  const std::unique_ptr<dist::Communicator> comm = dist::make_communicator();
+  // One seed at a time per rank, on this rank's share of the machine's cores.
+  const int threads = ticket_->get_option("--threads")->count() > 0
+                          ? threads_
+                          : std::max(1, default_num_threads() / comm->local_size());
+  set_num_threads(threads);
+  if (comm->rank() != 0) {  // rank 0 reports for the job; the others print only errors
+    experiments::run_ticket_seeds(cfg, *comm);
+    return 0;
+  }
+  const bool talk = !quiet_ && !json_;
+  if (talk)
+    std::cerr << "ticket over seeds " << cfg.first_seed << " .. "
+              << cfg.first_seed + static_cast<uint64_t>(seeds_ - 1) << ": one seed at a time"
+              << (comm->size() > 1 ? " on each of " + std::to_string(comm->size()) + " ranks"
+                                   : std::string())
+              << ", " << threads << (threads == 1 ? " thread" : " threads")
+              << (comm->size() > 1 ? " each" : "") << ", in " << cfg.out_dir << std::endl;
+  experiments::TicketSeedsObserver obs;
+  obs.on_seed = [&](const experiments::TicketSeed& s, int done, int total) {
+    const experiments::RunRecord* last = nullptr;  // the sparsest ticket
+    for (const auto& r : s.records)
+      if (r.kind == "ticket") last = &r;
+    if (json_) {
+      json j{{"event", "seed"}, {"seed", s.seed}, {"rank", s.rank}, {"skipped", s.skipped},
+             {"done", done}, {"total", total}, {"runs", s.records.size()}};
+      if (last)
+        j.update({{"last_round", last->round},
+                  {"density", last->density},
+                  {"test_accuracy", last->test_accuracy}});
+      std::cout << j.dump() << std::endl;
+    } else if (!quiet_) {
+      std::cout << "seed " << s.seed << " (" << done << "/" << total
+                << (s.rank >= 0 ? ", rank " + std::to_string(s.rank) : "") << "): ";
+      if (last)
+        std::cout << "round " << last->round << " ticket " << fmt("%.2f%%", 100 * last->density)
+                  << " of weights, test accuracy " << fmt("%.2f%%", 100 * last->test_accuracy);
+      std::cout << (s.skipped ? " [done before]" : "") << std::endl;
+    }
+  };
+  const auto seeds = experiments::run_ticket_seeds(cfg, *comm, obs);
+  if (json_) {
+    json rows = json::array();
+    for (const auto& r : experiments::ticket_seeds_rows(seeds))
+      rows.push_back({{"round", r.round}, {"kind", r.kind}, {"seeds", r.seeds}, {"density", r.density},
+                      {"test_accuracy_mean", r.mean_accuracy}, {"test_accuracy_std", r.std_accuracy}});
+    std::cout << json{{"event", "end"}, {"out", cfg.out_dir}, {"rows", rows}}.dump() << std::endl;
+  } else {
+    std::cout << "\n" << experiments::ticket_seeds_table(seeds) << "results in " << cfg.out_dir << "/results.md"
+              << std::endl;
+  }
   return 0;
 }
 

@@ -1,6 +1,7 @@
 // `pare prune` (one-shot pruning by any criterion, unstructured or by whole
 // neurons/channels, optionally followed by training) and `pare ticket`
-// (lottery tickets by iterative magnitude pruning with rewinding).
+// (lottery tickets by iterative magnitude pruning with rewinding; with
+// --seeds, one ticket per seed, spread over the ranks under mpirun).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -27,6 +28,8 @@ class PruneCommands {
  private:
   int run_prune();
   int run_ticket();
+  // `pare ticket --seeds N`: experiments::run_ticket_seeds.
+  int run_ticket_seeds(experiments::TicketConfig cfg);
 
   CLI::App* prune_ = nullptr;
   CLI::App* ticket_ = nullptr;
@@ -49,6 +52,7 @@ class PruneCommands {
   // ticket
   experiments::TicketConfig ticket_cfg_;
   std::vector<std::string> layer_rates_;
+  int seeds_ = 0;  // --seeds: 0 for one ticket at --seed
 };
 
 }  // namespace pare::cli

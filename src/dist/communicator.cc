@@ -41,6 +41,15 @@ void LocalCommunicator::broadcast_bytes(std::span<std::byte>, int root) {
   if (root != 0) fail("broadcast: root rank ", root, " does not exist in a single-process job");
 }
 
+void LocalCommunicator::send_bytes(std::span<const std::byte>, int to, int) {
+  fail("send: rank ", to, " does not exist in a single-process job (start pare under mpirun to use ranks)");
+}
+
+Communicator::Message LocalCommunicator::receive_bytes(int from, int) {
+  fail("receive: a single-process job has no other rank to receive from (from rank ", from,
+       "); start pare under mpirun to use ranks");
+}
+
 bool built_with_mpi() {
 #ifdef PARE_HAVE_MPI
   return true;

@@ -1,11 +1,13 @@
 // The communicator: how the processes of one pare job talk to each other.
 //
 // Training and sweeps (issue #9) see only this interface: a rank and a size,
-// an in-place sum over all ranks, a broadcast from one rank, and a barrier.
-// LocalCommunicator is the one-process job (size 1; every operation is a
-// no-op); MpiCommunicator (mpi_communicator.h) runs over Open MPI when pare
-// was built with it. make_communicator() picks between them, so a build
-// without MPI, or a run without mpirun, behaves exactly as before.
+// an in-place sum over all ranks, a broadcast from one rank, a barrier, and
+// point-to-point messages (what the task pool of sweeps, task_pool.h, needs).
+// LocalCommunicator is the one-process job (size 1; every collective is a
+// no-op, and messages to other ranks are errors); MpiCommunicator
+// (mpi_communicator.h) runs over Open MPI when pare was built with it.
+// make_communicator() picks between them, so a build without MPI, or a run
+// without mpirun, behaves exactly as before.
 //
 // Deterministic sums. allreduce_sum does not use MPI_Allreduce, whose order of
 // additions depends on the MPI library's algorithm and may change with the
@@ -25,9 +27,10 @@
 // addends' exponents span fewer than 53 - 24 - ceil(log2 K) binary orders.
 //
 // Thread safety: one operation at a time per process (calls from different
-// threads must not overlap). Every rank must make the same sequence of calls
-// with the same lengths and roots (the MPI implementation checks lengths and
-// raises pare::Error on a mismatch rather than hanging).
+// threads must not overlap). Every rank must make the same sequence of
+// collective calls with the same lengths and roots (the MPI implementation
+// checks lengths and raises pare::Error on a mismatch rather than hanging);
+// messages (send, receive) involve only their two ranks.
 #pragma once
 
 #include <cstddef>
@@ -35,6 +38,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace pare::dist {
 
@@ -70,12 +74,31 @@ class Communicator {
   // Returns once every rank has called it.
   virtual void barrier() = 0;
 
+  // Point-to-point messages. Unlike the collectives above, only the two
+  // ranks involved take part. Tags tell kinds of messages apart; they are
+  // 0 .. kMaxTag (the least upper bound MPI guarantees).
+  static constexpr int kAnySource = -1;
+  static constexpr int kMaxTag = 32767;
+  struct Message {
+    int source = -1;               // the rank that sent it
+    std::vector<std::byte> bytes;  // what it sent
+  };
+  // Sends `bytes` to rank `to` (not this rank) with `tag`; returns once the
+  // bytes may be reused (the receiver may not have them yet).
+  void send(std::span<const std::byte> bytes, int to, int tag) { send_bytes(bytes, to, tag); }
+  // Waits for the next message with `tag` from rank `from`, or from any rank
+  // with kAnySource, and returns it. Messages from one sender with one tag
+  // arrive in the order they were sent.
+  Message receive(int from, int tag) { return receive_bytes(from, tag); }
+
  protected:
   // One virtual per operation and type, so that a derived class overriding
   // one does not hide the public overloads above.
   virtual void allreduce_sum_f32(std::span<float> data) = 0;
   virtual void allreduce_sum_f64(std::span<double> data) = 0;
   virtual void broadcast_bytes(std::span<std::byte> data, int root) = 0;
+  virtual void send_bytes(std::span<const std::byte> bytes, int to, int tag) = 0;
+  virtual Message receive_bytes(int from, int tag) = 0;
 };
 
 // The single-process job: rank 0 of 1. Sums and broadcasts leave the data as
@@ -93,6 +116,9 @@ class LocalCommunicator final : public Communicator {
   void allreduce_sum_f64(std::span<double>) override {}
   // Raises pare::Error when root is not 0.
   void broadcast_bytes(std::span<std::byte> data, int root) override;
+  // A single process has no other rank to talk to: both raise pare::Error.
+  void send_bytes(std::span<const std::byte> bytes, int to, int tag) override;
+  Message receive_bytes(int from, int tag) override;
 };
 
 // True when pare was built with MPI (CMake found it; PARE_HAVE_MPI).

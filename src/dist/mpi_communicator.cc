@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <thread>
 
 #include "pare/base/error.h"
 
@@ -136,20 +138,37 @@ void MpiCommunicator::allreduce_chunked(std::span<T> data, const char* op) {
   check_same_length(n, op);
   if (size_ == 1 || n == 0) return;
   const MPI_Datatype type = mpi_type<T>();
-  T* gathered = nullptr;
-  if (rank_ == 0) {
-    const size_t bytes =
-        static_cast<size_t>(size_) * static_cast<size_t>(std::min(n, chunk_)) * sizeof(T);
-    if (gathered_.size() < bytes) gathered_.resize(bytes);
-    gathered = reinterpret_cast<T*>(gathered_.data());
-  }
+  const int64_t k = size_;
+  counts_.resize(static_cast<size_t>(size_));
+  displs_.resize(static_cast<size_t>(size_));
+  from_each_.resize(static_cast<size_t>(size_));
+  row_displs_.resize(static_cast<size_t>(size_));
   for (int64_t begin = 0; begin < n; begin += chunk_) {
-    const int count = static_cast<int>(std::min(chunk_, n - begin));
+    const int64_t count = std::min(chunk_, n - begin);
     T* chunk = data.data() + begin;
-    // Rank 0 gets row r = rank r's chunk, sums rows in rank order, sends back.
-    check(MPI_Gather(chunk, count, type, gathered, count, type, 0, comm_->comm), op);
-    if (rank_ == 0) sum_in_rank_order(size_, count, chunk, gathered);
-    check(MPI_Bcast(chunk, count, type, 0, comm_->comm), op);
+    // Rank j owns slice j of the chunk: it receives every rank's slice j
+    // (row r from rank r), sums the rows in rank order, and all gather the
+    // summed slices. Each element is summed exactly as sum_in_rank_order
+    // says, whichever rank does it.
+    for (int64_t j = 0; j < k; ++j) {
+      displs_[j] = static_cast<int>(count * j / k);
+      counts_[j] = static_cast<int>(count * (j + 1) / k) - displs_[j];
+    }
+    const int mine = counts_[rank_];
+    for (int64_t r = 0; r < k; ++r) {
+      from_each_[r] = mine;
+      row_displs_[r] = static_cast<int>(r * mine);
+    }
+    const size_t bytes = static_cast<size_t>(k) * static_cast<size_t>(mine) * sizeof(T);
+    if (gathered_.size() < bytes) gathered_.resize(bytes);
+    T* rows = reinterpret_cast<T*>(gathered_.data());
+    check(MPI_Alltoallv(chunk, counts_.data(), displs_.data(), type, rows, from_each_.data(),
+                        row_displs_.data(), type, comm_->comm),
+          op);
+    sum_in_rank_order(size_, mine, chunk + displs_[rank_], rows);
+    check(MPI_Allgatherv(MPI_IN_PLACE, 0, type, chunk, counts_.data(), displs_.data(), type,
+                         comm_->comm),
+          op);
   }
 }
 
@@ -172,6 +191,57 @@ void MpiCommunicator::broadcast_bytes(std::span<std::byte> data, int root) {
     check(MPI_Bcast(data.data() + begin, count, MPI_BYTE, root, comm_->comm),
           "broadcast (MPI_Bcast)");
   }
+}
+
+// ---- point-to-point messages (communicator.h) ----
+
+namespace {
+
+// Raises pare::Error unless `peer` is another rank (or kAnySource where
+// allowed) and `tag` is in range.
+void check_peer(const char* op, int peer, bool any_allowed, int tag, int rank, int size) {
+  const bool any = any_allowed && peer == Communicator::kAnySource;
+  if (!any && (peer < 0 || peer >= size || peer == rank))
+    fail(op, ": rank ", peer, " is not another rank of this job (rank ", rank, " of ", size, ")");
+  if (tag < 0 || tag > Communicator::kMaxTag)
+    fail(op, ": tag ", tag, " is outside 0..", Communicator::kMaxTag);
+}
+
+}  // namespace
+
+void MpiCommunicator::send_bytes(std::span<const std::byte> bytes, int to, int tag) {
+  check_peer("send", to, false, tag, rank_, size_);
+  if (bytes.size() > static_cast<size_t>(INT_MAX))
+    fail("send: a message of ", bytes.size(), " bytes to rank ", to, " is over MPI's 2 GiB limit");
+  check(MPI_Send(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, to, tag, comm_->comm),
+        "send (MPI_Send)");
+}
+
+Communicator::Message MpiCommunicator::receive_bytes(int from, int tag) {
+  check_peer("receive", from, true, tag, rank_, size_);
+  const int source = from == kAnySource ? MPI_ANY_SOURCE : from;
+  MPI_Status status;
+  int arrived = 0;
+  // Sleeps grow from 20 us to 1 ms: a reply that is on its way is taken
+  // within microseconds, and a long wait costs a wake-up per millisecond.
+  auto nap = std::chrono::microseconds(20);
+  for (;;) {
+    check(MPI_Iprobe(source, tag, comm_->comm, &arrived, &status), "receive (MPI_Iprobe)");
+    if (arrived) break;
+    std::this_thread::sleep_for(nap);
+    nap = std::min(2 * nap, std::chrono::microseconds(1000));
+  }
+  int count = 0;
+  check(MPI_Get_count(&status, MPI_BYTE, &count), "receive (MPI_Get_count)");
+  Message m;
+  m.source = status.MPI_SOURCE;
+  m.bytes.resize(static_cast<size_t>(count));
+  // The probed message itself: same source and tag, and nothing else of
+  // this process's receives runs in between (one call at a time).
+  check(MPI_Recv(m.bytes.data(), count, MPI_BYTE, status.MPI_SOURCE, tag, comm_->comm,
+                 MPI_STATUS_IGNORE),
+        "receive (MPI_Recv)");
+  return m;
 }
 
 }  // namespace pare::dist

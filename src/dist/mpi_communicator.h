@@ -19,10 +19,19 @@
 // failed call raises pare::Error naming the rank and the operation instead
 // of aborting inside MPI.
 //
-// Sums are the rank-ordered sums of communicator.h, done chunk by chunk:
-// each chunk of at most chunk_elements is gathered to rank 0 (MPI_Gather),
-// summed there by sum_in_rank_order, and broadcast back (MPI_Bcast). Rank 0
-// holds size() x chunk_elements extra elements, never size() x the buffer.
+// Sums are the rank-ordered sums of communicator.h, done chunk by chunk as a
+// reduce-scatter and an allgather: rank j owns slice j of each chunk (of at
+// most chunk_elements), receives every rank's slice j (MPI_Alltoallv), sums
+// them in rank order (sum_in_rank_order) and every rank gathers the summed
+// slices (MPI_Allgatherv). The summing is split across ranks and each rank
+// sends and receives about 2 x (size() - 1) / size() of a chunk, where a
+// gather to rank 0 and a broadcast put size() chunks through rank 0. Each
+// rank holds one chunk's worth of extra elements.
+//
+// receive() waits by polling (MPI_Iprobe) with sleeps of up to 1 ms, not in
+// a blocking MPI_Recv: Open MPI's blocking calls spin on a core, and a rank
+// that waits for messages (the sweep's coordinator) must leave its cores to
+// the threads that compute beside it.
 #pragma once
 
 #include <cstdint>
@@ -61,6 +70,8 @@ class MpiCommunicator final : public Communicator {
   void allreduce_sum_f32(std::span<float> data) override;
   void allreduce_sum_f64(std::span<double> data) override;
   void broadcast_bytes(std::span<std::byte> data, int root) override;
+  void send_bytes(std::span<const std::byte> bytes, int to, int tag) override;
+  Message receive_bytes(int from, int tag) override;
 
  private:
   struct Comm;  // holds the MPI_Comm; defined in the .cc
@@ -77,7 +88,8 @@ class MpiCommunicator final : public Communicator {
   int size_ = 1;
   int local_size_ = 1;
   int64_t chunk_;
-  std::vector<std::byte> gathered_;  // rank 0's gather buffer, size() x chunk
+  std::vector<std::byte> gathered_;  // this rank's slice from every rank: size() x chunk / size()
+  std::vector<int> counts_, displs_, from_each_, row_displs_;  // MPI's per-rank counts and offsets
 };
 
 }  // namespace pare::dist

@@ -1,21 +1,17 @@
 // The Game of Life study: runs, their records on disk, the sweep over
-// threads, and the table with Wilson intervals (life.h).
+// threads and ranks, and the table with Wilson intervals (life.h).
 #include "pare/experiments/life.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <exception>
 #include <filesystem>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
 #include <sstream>
-#include <thread>
 #include <tuple>
 
 #include "pare/base/error.h"
@@ -23,6 +19,7 @@
 #include "pare/base/file.h"
 #include "pare/base/rng.h"
 #include "pare/base/thread_pool.h"
+#include "pare/dist/task_pool.h"
 #include "pare/nn/spec.h"
 #include "pare/prune/prune.h"
 
@@ -172,26 +169,33 @@ json run_json(const LifeRun& r) {
           {"test_loss", r.loss}};
 }
 
+// A run record from its JSON (run_json's fields); raises json::exception
+// when a field is missing or of the wrong type.
+LifeRun run_from_json(const json& j) {
+  LifeRun r;
+  r.n = j.at("n").get<int>();
+  r.m = j.at("m").get<int>();
+  r.seed = j.at("seed").get<uint64_t>();
+  r.success = j.at("success").get<bool>();
+  r.steps = j.at("steps").get<int64_t>();
+  r.epochs = j.at("epochs").get<int64_t>();
+  r.seconds = j.at("seconds").get<double>();
+  r.train_seconds = j.at("train_seconds").get<double>();
+  r.flops = j.at("flops").get<double>();
+  if (j.contains("cost")) r.cost = j["cost"];  // results written before the ledger have none
+  r.parameters = j.at("parameters").get<int64_t>();
+  r.weights_alive = j.at("weights_alive").get<int64_t>();
+  r.exact = j.at("test_exact").get<double>();
+  r.accuracy = j.at("test_accuracy").get<double>();
+  r.loss = j.at("test_loss").get<double>();
+  return r;
+}
+
 LifeRun read_run(const std::string& dir) {
   const std::string path = dir + "/result.json";
   LifeRun r;
   try {
-    const json j = json::parse(read_file(path));
-    r.n = j.at("n").get<int>();
-    r.m = j.at("m").get<int>();
-    r.seed = j.at("seed").get<uint64_t>();
-    r.success = j.at("success").get<bool>();
-    r.steps = j.at("steps").get<int64_t>();
-    r.epochs = j.at("epochs").get<int64_t>();
-    r.seconds = j.at("seconds").get<double>();
-    r.train_seconds = j.at("train_seconds").get<double>();
-    r.flops = j.at("flops").get<double>();
-    if (j.contains("cost")) r.cost = j["cost"];  // results written before the ledger have none
-    r.parameters = j.at("parameters").get<int64_t>();
-    r.weights_alive = j.at("weights_alive").get<int64_t>();
-    r.exact = j.at("test_exact").get<double>();
-    r.accuracy = j.at("test_accuracy").get<double>();
-    r.loss = j.at("test_loss").get<double>();
+    r = run_from_json(json::parse(read_file(path)));
   } catch (const json::exception& e) {
     fail(path, ": not a life run result (", e.what(), "); delete it to redo the run");
   }
@@ -319,8 +323,43 @@ std::string life_table(const std::vector<LifeRun>& runs) {
   return os.str();
 }
 
+namespace {
+
+// The threads of one process that run the study's runs (each run on one).
+int study_threads(const LifeStudyConfig& cfg) { return cfg.jobs > 0 ? cfg.jobs : default_num_threads(); }
+
+// Runs the study's run described by `task` ({"n", "m", "seed"}, from rank 0)
+// on this thread alone and returns its record as JSON, with "skipped".
+std::string run_study_task(const LifeStudyConfig& cfg, const std::string& task) {
+  const json t = json::parse(task);
+  const int n = t.at("n").get<int>(), m = t.at("m").get<int>();
+  const uint64_t seed = t.at("seed").get<uint64_t>();
+  // Each run on this thread alone: the shared pool takes one loop at a
+  // time, and a run's bits must not depend on --jobs or the ranks.
+  SerialScope serial;
+  auto model = life_model(cfg.recipe, n, m, seed);
+  const LifeRun r = run_life(cfg.recipe, n, m, seed, *model, life_run_dir(cfg.out_dir, n, m, seed));
+  json j = run_json(r);
+  j["skipped"] = r.skipped;  // found finished on the disk of the rank that ran it
+  return j.dump();
+}
+
+}  // namespace
+
 std::vector<LifeRun> run_life_study(const LifeStudyConfig& cfg, const LifeObserver& obs) {
+  dist::LocalCommunicator local;
+  return run_life_study(cfg, local, obs);
+}
+
+std::vector<LifeRun> run_life_study(const LifeStudyConfig& cfg, dist::Communicator& comm,
+                                    const LifeObserver& obs) {
   cfg.validate();
+  const auto task = [&cfg](int64_t, const std::string& t) { return run_study_task(cfg, t); };
+  if (comm.rank() != 0) {
+    // Rank 0 decides what runs and keeps the records; this rank runs what it is given.
+    dist::run_task_pool(comm, {}, study_threads(cfg), task);
+    return {};
+  }
   make_dirs(cfg.out_dir);
   const std::string settings_path = cfg.out_dir + "/settings.json";
   const json settings = recipe_json(cfg.recipe);
@@ -366,7 +405,6 @@ std::vector<LifeRun> run_life_study(const LifeStudyConfig& cfg, const LifeObserv
       return std::tie(a.n, a.m, a.seed) < std::tie(b.n, b.m, b.seed);
     });
   }
-  std::mutex mu;  // guards runs, finished, done and the summary files
   const int total = static_cast<int>(jobs.size());
   int done = 0;
 
@@ -399,6 +437,7 @@ std::vector<LifeRun> run_life_study(const LifeStudyConfig& cfg, const LifeObserv
   };
 
   std::vector<size_t> pending;
+  std::vector<std::string> tasks;
   for (size_t i = 0; i < jobs.size(); ++i) {
     const std::string dir = life_run_dir(cfg.out_dir, jobs[i].n, jobs[i].m, jobs[i].seed);
     if (file_exists(dir + "/result.json")) {
@@ -408,51 +447,27 @@ std::vector<LifeRun> run_life_study(const LifeStudyConfig& cfg, const LifeObserv
       if (obs.on_result) obs.on_result(runs[i], done, total);
     } else {
       pending.push_back(i);
+      tasks.push_back(json{{"n", jobs[i].n}, {"m", jobs[i].m}, {"seed", jobs[i].seed}}.dump());
     }
   }
 
-  const int threads = static_cast<int>(
-      std::min<size_t>(pending.size(), static_cast<size_t>(cfg.jobs > 0 ? cfg.jobs : default_num_threads())));
-  std::atomic<size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::exception_ptr first_error;
-  auto worker = [&] {
-    // Each run on this thread alone: the shared pool takes one loop at a
-    // time, and a run's bits must not depend on --jobs.
-    SerialScope serial;
-    for (;;) {
-      if (failed.load()) return;
-      const size_t k = next.fetch_add(1);
-      if (k >= pending.size()) return;
-      const size_t i = pending[k];
-      const Job& j = jobs[i];
-      try {
-        auto model = life_model(cfg.recipe, j.n, j.m, j.seed);
-        LifeRun r = run_life(cfg.recipe, j.n, j.m, j.seed, *model, life_run_dir(cfg.out_dir, j.n, j.m, j.seed));
-        std::lock_guard<std::mutex> lock(mu);
-        runs[i] = r;
-        finished[i] = true;
-        ++done;
-        write_summaries();
-        if (obs.on_result) obs.on_result(r, done, total);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mu);
-        if (!first_error) first_error = std::current_exception();
-        failed.store(true);
-        return;
-      }
-    }
+  // The pool calls this one result at a time, in the order runs finish.
+  const auto on_result = [&](int64_t k, const dist::TaskResult& res) {
+    const size_t i = pending[static_cast<size_t>(k)];
+    const json j = json::parse(res.text);
+    LifeRun r = run_from_json(j);
+    r.skipped = j.value("skipped", false);
+    r.rank = res.rank;
+    r.dir = life_run_dir(cfg.out_dir, r.n, r.m, r.seed);
+    runs[i] = r;
+    finished[i] = true;
+    ++done;
+    write_summaries();
+    if (obs.on_result) obs.on_result(r, done, total);
   };
-  std::vector<std::thread> pool;
-  try {
-    for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
-  } catch (...) {  // no thread to be had: stop the started ones, then report
-    failed.store(true);
-    for (auto& t : pool) t.join();
-    throw;
-  }
-  for (auto& t : pool) t.join();
-  if (first_error) std::rethrow_exception(first_error);
+  const int threads = static_cast<int>(std::max<size_t>(
+      1, std::min<size_t>(pending.size(), static_cast<size_t>(study_threads(cfg)))));
+  dist::run_task_pool(comm, tasks, threads, task, on_result);
   write_summaries();
   return runs;
 }

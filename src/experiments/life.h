@@ -17,7 +17,11 @@
 // study can be widened (more seeds, more widths) in the same directory.
 //
 // Runs are independent and spread across threads, each run on one thread
-// (SerialScope), so a run's bits never depend on how many run beside it.
+// (SerialScope), so a run's bits never depend on how many run beside it;
+// under mpirun, across the ranks too (dist/task_pool.h): rank 0 decides which
+// runs are pending, hands them out one at a time to whichever worker is
+// free, and writes settings.json and the summaries from the results the
+// pool brings it. A run's directory is written by the rank that ran it.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +32,7 @@
 #include <vector>
 
 #include "pare/data/data.h"
+#include "pare/dist/communicator.h"
 #include "pare/nn/module.h"
 #include "pare/train/trainer.h"
 
@@ -56,7 +61,7 @@ struct LifeStudyConfig {
   std::vector<int> steps = {1};      // n, each >= 1
   std::vector<int> widths = {1};     // m, each >= 1
   int seeds = 32;                    // seeds 0 .. seeds-1 per (n, m)
-  int jobs = 0;                      // runs at once (0: the cores this process may use)
+  int jobs = 0;                      // runs at once per process (0: the cores this process may use)
   std::string out_dir;               // required
   void validate() const;
 };
@@ -79,6 +84,7 @@ struct LifeRun {
   double exact = 0, accuracy = 0, loss = 0;  // final test: boards all right, cells right, BCE
   std::string dir;               // the run directory
   bool skipped = false;          // found finished on disk
+  int rank = -1;                 // run_life_study: the rank that ran it (-1: found finished before)
 };
 
 // The training and test boards of a run of n steps with `seed`: both drawn
@@ -102,16 +108,22 @@ std::unique_ptr<nn::Model> life_model(const LifeRecipe& r, int n, int m, uint64_
 // "DIR/n<N>_m<M>/seed<S>".
 std::string life_run_dir(const std::string& out_dir, int n, int m, uint64_t seed);
 
-// Progress, from the worker threads, one call at a time (under a lock).
+// Progress, on rank 0, from its threads, one call at a time (under a lock).
 struct LifeObserver {
   // A run finished (or was found finished: reported before any run starts);
   // `done` of `total` runs are finished now.
   std::function<void(const LifeRun& run, int done, int total)> on_result;
 };
 
-// Runs (or resumes) the study: every (n, m, seed), up to cfg.jobs at a time.
-// Returns every run, ordered by n, m, seed. If a run raises, no new run
-// starts and the first error is raised once the running ones finish.
+// Runs (or resumes) the study: every (n, m, seed), up to cfg.jobs at a time
+// in each process of `comm` (every rank calls it with the same cfg; runs
+// never use comm themselves, so a run's bits do not depend on the ranks).
+// Returns, on rank 0, every run ordered by n, m, seed, and on other ranks
+// nothing. If a run raises, no new run starts and the first error is raised
+// (on every rank) once the running ones finish.
+std::vector<LifeRun> run_life_study(const LifeStudyConfig& cfg, dist::Communicator& comm,
+                                    const LifeObserver& obs = {});
+// The study in this process alone.
 std::vector<LifeRun> run_life_study(const LifeStudyConfig& cfg, const LifeObserver& obs = {});
 
 // A two-sided confidence interval for a binomial proportion (Wilson score

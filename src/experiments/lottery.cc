@@ -1,8 +1,12 @@
-// Iterative magnitude pruning with rewinding, its controls, and the table.
+// Iterative magnitude pruning with rewinding, its controls, the table, and
+// tickets over seeds spread across ranks.
 #include "pare/experiments/lottery.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <limits>
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -10,6 +14,7 @@
 #include "pare/base/error.h"
 #include "pare/base/file.h"
 #include "pare/base/rng.h"
+#include "pare/dist/task_pool.h"
 #include "pare/prune/prune.h"
 
 namespace pare::experiments {
@@ -102,31 +107,58 @@ json record_json(const RunRecord& r) {
           {"steps", r.steps}};
 }
 
+// A record from its JSON (record_json's fields; the cumulative ones when
+// present); raises json::exception when a field is missing or mistyped.
+RunRecord record_from_json(const json& j) {
+  RunRecord r;
+  r.round = j.at("round").get<int>();
+  r.kind = j.at("kind").get<std::string>();
+  r.density = j.at("density").get<double>();
+  r.sparsity = j.at("sparsity").get<double>();
+  for (const auto& l : j.at("layers"))
+    r.layer_density.emplace_back(l.at("name").get<std::string>(), l.at("density").get<double>());
+  r.test_accuracy = j.at("test_accuracy").get<double>();
+  r.test_loss = j.at("test_loss").get<double>();
+  r.best_accuracy = j.at("best_accuracy").get<double>();
+  r.flops = j.at("flops").get<double>();
+  r.dense_flops = j.at("dense_flops").get<double>();
+  // Results written before the sparse kernels ran every layer dense.
+  r.executed_flops = j.value("executed_flops", r.dense_flops);
+  r.seconds = j.at("seconds").get<double>();
+  r.steps = j.at("steps").get<int64_t>();
+  if (j.contains("cost")) r.cost = j["cost"];  // results written before the ledger have none
+  r.cumulative_flops = j.value("cumulative_flops", 0.0);
+  r.cumulative_seconds = j.value("cumulative_seconds", 0.0);
+  if (j.contains("cumulative_cost")) r.cumulative_cost = j["cumulative_cost"];
+  return r;
+}
+
 RunRecord parse_record(const std::string& path) {
   RunRecord r;
   try {
-    const json j = json::parse(read_file(path));
-    r.round = j.at("round").get<int>();
-    r.kind = j.at("kind").get<std::string>();
-    r.density = j.at("density").get<double>();
-    r.sparsity = j.at("sparsity").get<double>();
-    for (const auto& l : j.at("layers"))
-      r.layer_density.emplace_back(l.at("name").get<std::string>(), l.at("density").get<double>());
-    r.test_accuracy = j.at("test_accuracy").get<double>();
-    r.test_loss = j.at("test_loss").get<double>();
-    r.best_accuracy = j.at("best_accuracy").get<double>();
-    r.flops = j.at("flops").get<double>();
-    r.dense_flops = j.at("dense_flops").get<double>();
-    // Results written before the sparse kernels ran every layer dense.
-    r.executed_flops = j.value("executed_flops", r.dense_flops);
-    r.seconds = j.at("seconds").get<double>();
-    r.steps = j.at("steps").get<int64_t>();
-    if (j.contains("cost")) r.cost = j["cost"];  // results written before the ledger have none
+    r = record_from_json(json::parse(read_file(path)));
   } catch (const json::exception& e) {
     fail(path, ": not a ticket result (", e.what(), "); delete it to redo the run");
   }
   r.skipped = true;
   return r;
+}
+
+// The "end" event that fit() writes last to a run log, when the log in
+// `path` ends with one (the run finished training); raises Error when the
+// log is not JSON lines.
+std::optional<json> fit_end_event(const std::string& path) {
+  if (!file_exists(path)) return std::nullopt;
+  std::istringstream in(read_file(path));
+  json last;
+  try {
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) last = json::parse(line);
+  } catch (const json::exception& e) {
+    fail(path, ": not a run log (", e.what(), "); delete the run's directory to redo it");
+  }
+  if (!last.is_object() || last.value("event", "") != "end") return std::nullopt;
+  return last;
 }
 
 struct Masks {
@@ -279,16 +311,28 @@ std::vector<RunRecord> run_ticket(const TicketConfig& cfg, const data::Dataset& 
       tc.out_dir = dir;
       tc.resume = true;  // continues an interrupted run; starts fresh otherwise
       tc.snapshot_step = round == 0 && kind == "ticket" ? cfg.rewind_step : 0;
-      const train::TrainResult tr = train::fit(model, train_set, test_set, tc, obs.train);
       rec.density = sp.density();
       rec.sparsity = sp.sparsity();
       for (const auto& l : sp.layers) rec.layer_density.emplace_back(l.name, l.density());
-      rec.test_accuracy = tr.final_test.accuracy;
-      rec.test_loss = tr.final_test.loss;
-      rec.flops = tr.flops;
-      rec.dense_flops = tr.dense_flops;
-      rec.executed_flops = tr.executed_flops;
-      rec.steps = tr.steps;
+      if (const std::optional<json> end = fit_end_event(dir + "/log.jsonl")) {
+        // fit() finished but the process stopped before result.json: take
+        // the run as it ended. (Resuming would train nothing, report no
+        // test and save the net again with that empty test.)
+        rec.test_accuracy = end->at("test_accuracy").get<double>();
+        rec.test_loss = end->at("test_loss").get<double>();
+        rec.flops = end->at("flops").get<double>();
+        rec.dense_flops = end->at("dense_flops").get<double>();
+        rec.executed_flops = end->value("executed_flops", rec.dense_flops);
+        rec.steps = end->at("steps").get<int64_t>();
+      } else {
+        const train::TrainResult tr = train::fit(model, train_set, test_set, tc, obs.train);
+        rec.test_accuracy = tr.final_test.accuracy;
+        rec.test_loss = tr.final_test.loss;
+        rec.flops = tr.flops;
+        rec.dense_flops = tr.dense_flops;
+        rec.executed_flops = tr.executed_flops;
+        rec.steps = tr.steps;
+      }
       const train::RunLogSummary log = train::summarize_run_log(dir + "/log.jsonl");
       rec.seconds = log.train_seconds;
       rec.best_accuracy = log.best_test_accuracy;
@@ -342,6 +386,235 @@ std::vector<RunRecord> run_ticket(const TicketConfig& cfg, const data::Dataset& 
     write_summaries();
   }
   return records;
+}
+
+// ---- tickets over seeds ----
+
+void TicketSeedsConfig::validate() const {
+  if (out_dir.empty()) fail("a sweep over seeds needs a directory (--out)");
+  if (seeds < 1) fail("--seeds must be at least 1, got ", seeds);
+  if (first_seed > std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(seeds - 1))
+    fail("--seed ", first_seed, " with --seeds ", seeds, " runs past the largest seed");
+  if (!inputs) fail("a sweep over seeds needs a way to load each seed's data");
+  TicketConfig one = ticket;
+  one.out_dir = ticket_seed_dir(out_dir, first_seed);
+  one.validate();
+}
+
+std::string ticket_seed_dir(const std::string& out_dir, uint64_t seed) {
+  return out_dir + "/seed" + std::to_string(seed);
+}
+
+namespace {
+
+int total_runs(const TicketConfig& c) { return (c.rounds + 1) + (c.controls ? 2 * c.rounds : 0); }
+
+TicketConfig seed_config(const TicketSeedsConfig& c, uint64_t seed) {
+  TicketConfig t = c.ticket;
+  t.train.seed = seed;
+  t.train.comm = nullptr;  // a seed trains on the rank that runs it, never split across ranks
+  t.out_dir = ticket_seed_dir(c.out_dir, seed);
+  return t;
+}
+
+// Settings as rank 0 can compare them without loading a seed's data: the
+// spec's input statistics (--normalize) come from that data.
+json comparable_settings(json settings) {
+  if (settings.contains("spec") && settings["spec"].is_object()) settings["spec"].erase("input_norm");
+  return settings;
+}
+
+// Seed `seed`'s records when its ticket finished before (its results.json
+// holds every run); raises Error when its directory holds other settings.
+std::optional<std::vector<RunRecord>> finished_seed(const TicketSeedsConfig& c, uint64_t seed) {
+  const TicketConfig t = seed_config(c, seed);
+  const std::string path = t.out_dir + "/results.json";
+  if (!file_exists(path)) return std::nullopt;
+  std::vector<RunRecord> records;
+  try {
+    const json j = json::parse(read_file(path));
+    if (comparable_settings(j.at("settings")) != comparable_settings(settings_json(t)))
+      fail(t.out_dir, " holds a ticket run with other settings (see its settings.json); choose another --out");
+    for (const json& r : j.at("runs")) {
+      records.push_back(record_from_json(r));
+      records.back().skipped = true;
+    }
+  } catch (const json::exception& e) {
+    fail(path, ": not a ticket's results (", e.what(), "); delete it to redo seed ", seed);
+  }
+  if (static_cast<int>(records.size()) < total_runs(t)) return std::nullopt;  // resumes on a worker
+  return records;
+}
+
+// Runs seed `seed`'s ticket on this rank and returns its records as JSON.
+std::string run_seed_task(const TicketSeedsConfig& c, uint64_t seed) {
+  TicketConfig t = seed_config(c, seed);
+  if (c.overwrite && file_exists(t.out_dir + "/settings.json")) std::filesystem::remove_all(t.out_dir);
+  TicketInputs in = c.inputs(seed);
+  t.spec = std::move(in.spec);
+  const std::vector<RunRecord> records = run_ticket(t, in.data.train, in.data.test);
+  json runs = json::array();
+  bool all_skipped = true;
+  for (const RunRecord& r : records) {
+    json j = record_json(r);
+    j["skipped"] = r.skipped;
+    runs.push_back(j);
+    all_skipped = all_skipped && r.skipped;
+  }
+  return json{{"seed", seed}, {"skipped", all_skipped}, {"runs", runs}}.dump();
+}
+
+json seeds_row_json(const TicketSeedsRow& r) {
+  return {{"round", r.round},
+          {"kind", r.kind},
+          {"seeds", r.seeds},
+          {"density", r.density},
+          {"test_accuracy_mean", r.mean_accuracy},
+          {"test_accuracy_std", r.std_accuracy},
+          {"test_accuracy_min", r.min_accuracy},
+          {"test_accuracy_max", r.max_accuracy},
+          {"best_accuracy_mean", r.mean_best_accuracy}};
+}
+
+}  // namespace
+
+std::vector<TicketSeedsRow> ticket_seeds_rows(const std::vector<TicketSeed>& seeds) {
+  const std::vector<std::string> order = {"ticket", "reinit", "random"};
+  auto kind_rank = [&](const std::string& k) {
+    return std::find(order.begin(), order.end(), k) - order.begin();
+  };
+  std::map<std::pair<int, int64_t>, std::vector<const RunRecord*>> groups;
+  std::map<std::pair<int, int64_t>, std::string> kinds;
+  for (const TicketSeed& s : seeds)
+    for (const RunRecord& r : s.records) {
+      const std::pair<int, int64_t> key{r.round, kind_rank(r.kind)};
+      groups[key].push_back(&r);
+      kinds[key] = r.kind;
+    }
+  std::vector<TicketSeedsRow> rows;
+  for (const auto& [key, runs] : groups) {
+    TicketSeedsRow row;
+    row.round = key.first;
+    row.kind = kinds[key];
+    row.seeds = static_cast<int>(runs.size());
+    const double n = static_cast<double>(runs.size());
+    row.min_accuracy = runs[0]->test_accuracy;
+    row.max_accuracy = runs[0]->test_accuracy;
+    for (const RunRecord* r : runs) {
+      row.density += r->density / n;
+      row.mean_accuracy += r->test_accuracy / n;
+      row.mean_best_accuracy += r->best_accuracy / n;
+      row.min_accuracy = std::min(row.min_accuracy, r->test_accuracy);
+      row.max_accuracy = std::max(row.max_accuracy, r->test_accuracy);
+    }
+    double ss = 0;
+    for (const RunRecord* r : runs) {
+      const double d = r->test_accuracy - row.mean_accuracy;
+      ss += d * d;
+    }
+    row.std_accuracy = runs.size() > 1 ? std::sqrt(ss / (n - 1)) : 0.0;
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+std::string ticket_seeds_table(const std::vector<TicketSeed>& seeds) {
+  auto pct = [](double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.2f %%", 100 * v);
+    return std::string(b);
+  };
+  std::ostringstream os;
+  os << "| round | kind | seeds | weights left | test acc mean | std | min - max | best acc mean |\n"
+        "|---|---|---|---|---|---|---|---|\n";
+  for (const TicketSeedsRow& r : ticket_seeds_rows(seeds))
+    os << "| " << r.round << " | " << r.kind << " | " << r.seeds << " | " << pct(r.density) << " | "
+       << pct(r.mean_accuracy) << " | " << pct(r.std_accuracy) << " | " << pct(r.min_accuracy) << " - "
+       << pct(r.max_accuracy) << " | " << pct(r.mean_best_accuracy) << " |\n";
+  return os.str();
+}
+
+std::vector<TicketSeed> run_ticket_seeds(const TicketSeedsConfig& cfg, dist::Communicator& comm,
+                                         const TicketSeedsObserver& obs) {
+  cfg.validate();
+  // One seed at a time per rank: its training takes the process's threads.
+  constexpr int kWorkers = 1;
+  const auto task = [&cfg](int64_t, const std::string& t) {
+    return run_seed_task(cfg, json::parse(t).at("seed").get<uint64_t>());
+  };
+  if (comm.rank() != 0) {
+    dist::run_task_pool(comm, {}, kWorkers, task);
+    return {};
+  }
+  make_dirs(cfg.out_dir);
+  const int total = cfg.seeds;
+  std::vector<TicketSeed> seeds(static_cast<size_t>(total));
+  std::vector<bool> finished(seeds.size(), false);
+  int done = 0;
+
+  auto write_summaries = [&] {
+    std::vector<TicketSeed> have;
+    json per_seed = json::array();
+    for (size_t i = 0; i < seeds.size(); ++i) {
+      if (!finished[i]) continue;
+      have.push_back(seeds[i]);
+      json runs = json::array();
+      for (const RunRecord& r : seeds[i].records) runs.push_back(record_json(r));
+      per_seed.push_back({{"seed", seeds[i].seed}, {"rank", seeds[i].rank}, {"runs", runs}});
+    }
+    json rows = json::array();
+    for (const TicketSeedsRow& r : ticket_seeds_rows(have)) rows.push_back(seeds_row_json(r));
+    json settings = settings_json(seed_config(cfg, cfg.first_seed));
+    settings["train"].erase("seed");  // each seed's own is in its directory
+    write_file_atomic(cfg.out_dir + "/results.json",
+                      json{{"settings", settings}, {"first_seed", cfg.first_seed}, {"seeds", cfg.seeds},
+                           {"finished", have.size()}, {"rows", rows}, {"per_seed", per_seed}}
+                              .dump(2) + "\n");
+    const std::string head =
+        "Lottery tickets over seeds " + std::to_string(cfg.first_seed) + " .. " +
+        std::to_string(cfg.first_seed + static_cast<uint64_t>(cfg.seeds - 1)) + ": " +
+        std::to_string(have.size()) + " of " + std::to_string(total) +
+        " finished (each in seed<S>/). Test accuracy at the end of each run, over the seeds.\n\n";
+    write_file_atomic(cfg.out_dir + "/results.md", head + ticket_seeds_table(have));
+  };
+
+  std::vector<size_t> pending;
+  std::vector<std::string> tasks;
+  for (int k = 0; k < total; ++k) {
+    const uint64_t seed = cfg.first_seed + static_cast<uint64_t>(k);
+    TicketSeed& s = seeds[static_cast<size_t>(k)];
+    s.seed = seed;
+    std::optional<std::vector<RunRecord>> records;
+    if (!cfg.overwrite) records = finished_seed(cfg, seed);
+    if (records) {
+      s.records = std::move(*records);
+      s.skipped = true;
+      finished[static_cast<size_t>(k)] = true;
+      ++done;
+      if (obs.on_seed) obs.on_seed(s, done, total);
+    } else {
+      pending.push_back(static_cast<size_t>(k));
+      tasks.push_back(json{{"seed", seed}}.dump());
+    }
+  }
+  const auto on_result = [&](int64_t k, const dist::TaskResult& res) {
+    TicketSeed& s = seeds[pending[static_cast<size_t>(k)]];
+    const json j = json::parse(res.text);
+    s.rank = res.rank;
+    s.skipped = j.at("skipped").get<bool>();
+    s.records.clear();
+    for (const json& r : j.at("runs")) {
+      s.records.push_back(record_from_json(r));
+      s.records.back().skipped = r.at("skipped").get<bool>();
+    }
+    finished[pending[static_cast<size_t>(k)]] = true;
+    ++done;
+    write_summaries();
+    if (obs.on_seed) obs.on_seed(s, done, total);
+  };
+  dist::run_task_pool(comm, tasks, kWorkers, task, on_result);
+  write_summaries();
+  return seeds;
 }
 
 }  // namespace pare::experiments

@@ -17,6 +17,14 @@
 // round r-1's trained model are pruned by magnitude, layer by layer at the
 // layer's rate, and the survivors rewound to their values at initialisation
 // (or after `rewind_step` steps of round 0).
+//
+// Tickets over seeds (run_ticket_seeds, `pare ticket --seeds N`): the ticket
+// for each seed S .. S+N-1 in OUT/seed<S>/, exactly as run_ticket makes it
+// with that seed and directory, one seed per task of dist/task_pool.h (a
+// ticket's rounds are sequential), and on rank 0
+//   OUT/results.json, results.md   per round and kind, over the seeds
+//                             finished: density, mean and standard deviation
+//                             of the test accuracy; rewritten as seeds finish
 #pragma once
 
 #include <functional>
@@ -26,6 +34,7 @@
 #include <vector>
 
 #include "pare/data/dataset.h"
+#include "pare/dist/communicator.h"
 #include "pare/nn/spec.h"
 #include "pare/train/trainer.h"
 
@@ -86,6 +95,72 @@ std::unique_ptr<nn::Model> ticket_start(const TicketConfig& cfg, int round);
 
 // The Markdown table of a ticket run's records.
 std::string ticket_table(const std::vector<RunRecord>& records);
+
+// What one seed's ticket trains on: the model spec (with the input
+// statistics --normalize took from that seed's data) and the data.
+struct TicketInputs {
+  nn::ModelSpec spec;
+  data::TrainTest data;
+};
+
+struct TicketSeedsConfig {
+  // The recipe of every seed. Per seed, train.seed is the seed, out_dir is
+  // OUT/seed<S> and spec comes from `inputs`; rank 0 compares the settings
+  // of seeds found finished with this spec (its input statistics aside).
+  TicketConfig ticket;
+  uint64_t first_seed = 0;  // S
+  int seeds = 1;            // N: seeds S .. S+N-1
+  std::string out_dir;      // OUT, required
+  // Redo every seed: the rank that runs a seed first removes its directory
+  // (as `pare ticket --overwrite` does), and no seed counts as finished.
+  bool overwrite = false;
+  // Seed s's spec and data, as `pare ticket --seed s` loads them. Called on
+  // the rank that runs the seed, on one of its worker threads. Required.
+  std::function<TicketInputs(uint64_t seed)> inputs;
+  void validate() const;
+};
+
+// One seed's ticket as rank 0 holds it.
+struct TicketSeed {
+  uint64_t seed = 0;
+  int rank = -1;          // the rank that ran it; -1: found finished before the sweep started
+  bool skipped = false;   // every run of it was found finished
+  std::vector<RunRecord> records;  // as run_ticket returns them
+};
+
+struct TicketSeedsObserver {
+  // Rank 0: a seed finished, or was found finished (reported before any
+  // seed starts); `done` of `total` seeds are finished now. One call at a time.
+  std::function<void(const TicketSeed& seed, int done, int total)> on_seed;
+};
+
+// The directory of seed `seed` in a sweep over seeds: "OUT/seed<S>".
+std::string ticket_seed_dir(const std::string& out_dir, uint64_t seed);
+
+// Runs (or resumes) the tickets of cfg's seeds over the ranks of `comm`,
+// one seed at a time per rank, each seed's training multithreaded as the
+// process's thread pool allows (never using comm). Every rank calls it with
+// the same cfg. Seeds finished before (OUT/seed<S>/results.json holding
+// every run) are not run again; an unfinished one resumes run by run as
+// run_ticket does. Returns, on rank 0, every seed in seed order; on other
+// ranks nothing. A seed that raises stops the sweep on every rank
+// (dist/task_pool.h).
+std::vector<TicketSeed> run_ticket_seeds(const TicketSeedsConfig& cfg, dist::Communicator& comm,
+                                         const TicketSeedsObserver& obs = {});
+
+// Over the seeds given, per round and kind (ticket, reinit, random).
+struct TicketSeedsRow {
+  int round = 0;
+  std::string kind;
+  int seeds = 0;          // seeds that have this run
+  double density = 0;     // of the prunable weights, mean over the seeds
+  double mean_accuracy = 0, std_accuracy = 0;  // final test accuracy; std with n - 1 (0 for one seed)
+  double min_accuracy = 0, max_accuracy = 0;
+  double mean_best_accuracy = 0;
+};
+std::vector<TicketSeedsRow> ticket_seeds_rows(const std::vector<TicketSeed>& seeds);
+// The Markdown table of ticket_seeds_rows.
+std::string ticket_seeds_table(const std::vector<TicketSeed>& seeds);
 
 // "<prefix>-<16 hex digits>": a run directory named by a hash (FNV-1a 64) of
 // the settings that differ from their defaults, so the same command finds

@@ -393,7 +393,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
         layers = nn::dispatch_sparse(model, sparse_mode, shard_batch, /*training=*/true, packed, &chosen);
       }
     }
-    ranks.plan(model);
+    if (ranks.active()) ranks.plan(model);
     // A weight that now updates only at its pattern must carry no optimizer
     // state outside it (a weight regrown later starts from zero state).
     opt->apply_masks();
