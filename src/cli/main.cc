@@ -197,6 +197,22 @@ int main(int argc, char** argv) {
   }
 
   try {
+    // Under mpirun/srun with several ranks, only the commands that divide
+    // their work among ranks may run; any other would run once per rank,
+    // every copy writing the same files.
+    if (dist::launched_under_mpi()) {
+      const CLI::App* chosen = app.get_subcommands().front();
+      const std::string name = chosen->get_name();
+      const bool uses_ranks =
+          name == "train" || name == "life" || (name == "ticket" && chosen->count("--seeds") > 0);
+      if (!uses_ranks) {
+        const auto comm = dist::make_communicator();
+        if (comm->size() > 1)
+          fail("pare ", name, " runs in one process, and mpirun started ", comm->size(),
+               " of it; under mpirun only train, life and ticket --seeds share the work among "
+               "ranks (docs/distributed.md): run pare ", name, " without mpirun");
+      }
+    }
     if (const int rc = prune_commands.run(); rc >= 0) return rc;
     if (const int rc = format_commands.run(); rc >= 0) return rc;
     if (const int rc = life_command.run(); rc >= 0) return rc;
@@ -317,10 +333,11 @@ int main(int argc, char** argv) {
       return 0;
     }
   } catch (const pare::Error& err) {
-    std::cerr << "pare: error: " << err.what() << std::endl;
+    // One write, so that the lines of several ranks do not interleave.
+    std::cerr << std::string("pare: error: ") + err.what() + "\n" << std::flush;
     return 1;
   } catch (const std::exception& err) {
-    std::cerr << "pare: internal error: " << err.what() << std::endl;
+    std::cerr << std::string("pare: internal error: ") + err.what() + "\n" << std::flush;
     return 3;
   }
   return 0;

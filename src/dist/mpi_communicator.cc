@@ -9,7 +9,9 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <cstdio>
 #include <exception>
+#include <mutex>
 #include <thread>
 
 #include "pare/base/error.h"
@@ -29,6 +31,67 @@ void finalize_at_exit() {
   if (g_mpi_failed.load()) MPI_Abort(MPI_COMM_WORLD, 1);
   MPI_Finalize();
 }
+
+// The collective watchdog (mpi_communicator.h). While this process waits in
+// a collective, g_waiting_since holds when it entered (steady-clock seconds;
+// 0: not waiting) and g_waiting_op what it is.
+std::atomic<double> g_waiting_since{0};
+std::atomic<const char*> g_waiting_op{""};
+std::atomic<int> g_watched_rank{0}, g_watched_size{1};
+
+double steady_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// PARE_COLLECTIVE_TIMEOUT in seconds (0: no watchdog); 600 when unset.
+double collective_timeout() {
+  const char* v = std::getenv("PARE_COLLECTIVE_TIMEOUT");
+  if (v == nullptr || *v == '\0') return 600;
+  char* end = nullptr;
+  const double t = std::strtod(v, &end);
+  if (end == v || *end != '\0' || !(t >= 0))
+    fail("PARE_COLLECTIVE_TIMEOUT=", v, ": give the seconds a rank may wait in a collective (0: no limit)");
+  return t;
+}
+
+// Starts, once per process, a thread that ends the process when a
+// collective has waited longer than `timeout`: the message names the rank
+// and the operation, and the non-zero exit makes mpirun stop every rank.
+// It touches no MPI state (MPI calls from it would break
+// MPI_THREAD_SERIALIZED); a rank stuck outside MPI is caught by the others.
+void start_watchdog(double timeout) {
+  static std::once_flag once;
+  std::call_once(once, [timeout] {
+    std::thread([timeout] {
+      const auto tick = std::chrono::duration<double>(std::min(1.0, timeout / 4));
+      for (;;) {
+        std::this_thread::sleep_for(tick);
+        const double since = g_waiting_since.load();
+        if (since == 0) continue;
+        const double waited = steady_seconds() - since;
+        if (waited <= timeout) continue;
+        std::fprintf(stderr,
+                     "pare: error: rank %d of %d waited %.0f s in %s for the other ranks "
+                     "(PARE_COLLECTIVE_TIMEOUT=%g s): another rank is stuck or gone; stopping the job\n",
+                     g_watched_rank.load(), g_watched_size.load(), waited, g_waiting_op.load(), timeout);
+        std::fflush(stderr);
+        std::_Exit(1);
+      }
+    }).detach();
+  });
+}
+
+// Marks the scope of one collective for the watchdog.
+class WaitingIn {
+ public:
+  explicit WaitingIn(const char* op) {
+    g_waiting_op.store(op);
+    g_waiting_since.store(steady_seconds());
+  }
+  ~WaitingIn() { g_waiting_since.store(0); }
+  WaitingIn(const WaitingIn&) = delete;
+  WaitingIn& operator=(const WaitingIn&) = delete;
+};
 
 std::string error_text(int rc) {
   char text[MPI_MAX_ERROR_STRING];
@@ -92,6 +155,9 @@ MpiCommunicator::MpiCommunicator(int64_t chunk_elements)
   check(MPI_Comm_set_errhandler(comm_->comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   check(MPI_Comm_rank(comm_->comm, &rank_), "MPI_Comm_rank");
   check(MPI_Comm_size(comm_->comm, &size_), "MPI_Comm_size");
+  g_watched_rank.store(rank_);
+  g_watched_size.store(size_);
+  if (const double timeout = collective_timeout(); timeout > 0 && size_ > 1) start_watchdog(timeout);
   // The ranks that can share memory with this one are the ones on this machine.
   MPI_Comm node = MPI_COMM_NULL;
   check(MPI_Comm_split_type(comm_->comm, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node),
@@ -121,7 +187,10 @@ void MpiCommunicator::check(int rc, const char* op) const {
   fail("MPI ", op, " failed on rank ", rank_, " of ", size_, ": ", error_text(rc));
 }
 
-void MpiCommunicator::barrier() { check(MPI_Barrier(comm_->comm), "barrier (MPI_Barrier)"); }
+void MpiCommunicator::barrier() {
+  const WaitingIn waiting("barrier");
+  check(MPI_Barrier(comm_->comm), "barrier (MPI_Barrier)");
+}
 
 void MpiCommunicator::check_same_length(int64_t n, const char* op) {
   // max of (n, -n) over ranks gives the largest and minus the smallest length.
@@ -134,6 +203,7 @@ void MpiCommunicator::check_same_length(int64_t n, const char* op) {
 
 template <typename T>
 void MpiCommunicator::allreduce_chunked(std::span<T> data, const char* op) {
+  const WaitingIn waiting(op);
   const int64_t n = static_cast<int64_t>(data.size());
   check_same_length(n, op);
   if (size_ == 1 || n == 0) return;
@@ -183,6 +253,7 @@ void MpiCommunicator::broadcast_bytes(std::span<std::byte> data, int root) {
   if (root < 0 || root >= size_)
     fail("broadcast: root rank ", root, " does not exist (", size_, " ranks)");
   const int64_t n = static_cast<int64_t>(data.size());
+  const WaitingIn waiting("broadcast");
   check_same_length(n, "broadcast");
   // MPI counts are int: send in pieces of at most 1 GiB.
   constexpr int64_t kPiece = int64_t{1} << 30;

@@ -156,15 +156,23 @@ double DataParallel::step(StepRunner& runner, nn::Model& model, const Tensor& x,
     }
     *out = static_cast<float>(losses[static_cast<size_t>(q - q0)]);
   }
-  // The allgather: rank r's rows, on every rank.
-  for (int r = 0; r < size_ && size_ > 1; ++r) {
-    const auto [r0, r1] = shards_of(r, total);
-    comm_->broadcast(std::span<float>(rows_.data() + static_cast<size_t>(r0) * width,
-                                      static_cast<size_t>(r1 - r0) * width),
-                     r);
-  }
   summed_.resize(width);
-  dist::sum_in_rank_order(total, static_cast<int64_t>(width), summed_.data(), rows_.data());
+  if (size_ > 1 && total == size_) {
+    // One shard per rank: the communicator's rank-ordered allreduce adds the
+    // same rows in the same order as the sum below, so it gives the same
+    // bits, and sends 2 (K - 1) / K rows per rank instead of K - 1.
+    std::memcpy(summed_.data(), rows_.data() + static_cast<size_t>(q0) * width, width * sizeof(float));
+    comm_->allreduce_sum(std::span<float>(summed_));
+  } else {
+    // The allgather: rank r's rows, on every rank; then the sum in shard order.
+    for (int r = 0; r < size_ && size_ > 1; ++r) {
+      const auto [r0, r1] = shards_of(r, total);
+      comm_->broadcast(std::span<float>(rows_.data() + static_cast<size_t>(r0) * width,
+                                        static_cast<size_t>(r1 - r0) * width),
+                       r);
+    }
+    dist::sum_in_rank_order(total, static_cast<int64_t>(width), summed_.data(), rows_.data());
+  }
   const float* in = summed_.data();
   for (size_t i = 0; i < params.size(); ++i) {
     nn::Parameter& p = *params[i];

@@ -9,6 +9,8 @@
 // (StepRunner::run_shards). The ranks exchange their shards' gradients (each
 // rank broadcasts its rows: an allgather) and every rank sums the S rows in
 // shard order, in double, rounding once to float (dist::sum_in_rank_order).
+// With one shard per rank (S = K) the communicator's rank-ordered allreduce
+// computes the same sum with less traffic, and is used instead.
 //
 // So the summed gradient depends on the model, the batch and S only: not on
 // K, nor on the threads per rank. Runs with the same seed and S give the same
