@@ -41,6 +41,7 @@ test-asan: deps
 # evaluates the file; then as int8 with calibrated grids, scored by the
 # integer-only program a microcontroller runs, and exported as C99 with its
 # flash, RAM and instructions per inference on a Cortex-M0+ (docs/mcu.md);
+# trains the pruned net one more epoch over 2 MPI ranks (docs/distributed.md);
 # prints what the two training runs cost (docs/cost.md) and writes the report
 # of the run (docs/report.md).
 # Ends with report.html of these runs and files (docs/report.md), the two
@@ -54,6 +55,12 @@ demo: build
 	  --optimizer adam --lr 6e-4 --schedule cosine --out $(DEMO_DIR)/pruned90 --overwrite
 	$(BUILD)/pare eval $(DEMO_DIR)/pruned90/model.bin --data fashion-mnist --sparse off
 	$(BUILD)/pare eval $(DEMO_DIR)/pruned90/model.bin --data fashion-mnist --sparse auto
+	@if command -v mpirun >/dev/null; then \
+	  echo "one more epoch of the pruned net, data-parallel over 2 MPI ranks (docs/distributed.md):"; \
+	  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe --bind-to none -np 2 \
+	    $(BUILD)/pare train --from $(DEMO_DIR)/pruned90/model.bin --data fashion-mnist --epochs 1 \
+	    --batch 60 --optimizer adam --lr 3e-4 --shards 2 --out $(DEMO_DIR)/pruned90_2ranks --overwrite --quiet; \
+	fi
 	$(BUILD)/pare compress $(DEMO_DIR)/pruned90/model.bin -o $(DEMO_DIR)/pruned90.pare --share-bits 5
 	$(BUILD)/pare eval $(DEMO_DIR)/pruned90.pare --data fashion-mnist
 	$(BUILD)/pare compress $(DEMO_DIR)/pruned90/model.bin -o $(DEMO_DIR)/pruned90_int8.pare --int8 \
