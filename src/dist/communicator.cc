@@ -68,6 +68,15 @@ bool launched_under_mpi() {
 std::unique_ptr<Communicator> make_communicator() {
 #ifdef PARE_HAVE_MPI
   if (launched_under_mpi()) return std::make_unique<MpiCommunicator>();
+#else
+  // Without MPI every copy a launcher starts would run the whole job and
+  // write the same files: refuse instead.
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
+    const char* v = std::getenv(var);
+    if (v != nullptr && std::atoi(v) > 1)
+      fail("this pare was built without MPI, and a launcher started ", v,
+           " copies of it (", var, "): rebuild with libopenmpi-dev installed, or run pare without mpirun/srun");
+  }
 #endif
   return std::make_unique<LocalCommunicator>();
 }

@@ -132,6 +132,8 @@ bool launched_under_mpi();
 
 // The MPI communicator (over a duplicate of MPI_COMM_WORLD) when pare was
 // built with MPI and launched under mpirun/srun, else a LocalCommunicator.
+// A build without MPI started as several ranks raises Error (each copy would
+// run the whole job).
 // The first MPI communicator initialises MPI; it is finalised at exit.
 std::unique_ptr<Communicator> make_communicator();
 

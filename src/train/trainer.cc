@@ -379,7 +379,12 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     // the others apply its choice: all must run and pack the same layers.
     const bool packed = runner.mode() == ParallelMode::ops && !ranks.active();
     std::vector<nn::LayerDispatch> layers;
-    if (lead) layers = nn::dispatch_sparse(model, sparse_mode, shard_batch, /*training=*/true, packed);
+    if (lead) {
+      // Fixed shards each run on one thread: choose (and measure) for one.
+      std::optional<SerialScope> one_thread;
+      if (ranks.active()) one_thread.emplace();
+      layers = nn::dispatch_sparse(model, sparse_mode, shard_batch, /*training=*/true, packed);
+    }
     if (ranks.active()) {
       std::string kinds;
       for (const auto& d : layers) kinds += (kinds.empty() ? "" : ",") + d.kind;

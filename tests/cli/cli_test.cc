@@ -22,6 +22,7 @@
 #include "pare/base/error.h"
 #include "pare/base/file.h"
 #include "pare/train/archive.h"
+#include "testing/learnable_csv.h"
 #include "testing/run_pare.h"
 
 namespace {
@@ -45,17 +46,9 @@ void spit(const std::string& path, const std::string& bytes) {
 // A scratch directory per test and `pare` runs in it (testing/run_pare.h).
 class CliTest : public pare::testing::PareBinaryTest {
  protected:
-  // A learnable 2-feature, 2-class CSV with a header: label = x + y > 0.
+  // A learnable 2-feature, 2-class CSV with a header (testing/learnable_csv.h).
   std::string make_csv(const std::string& name, int rows, unsigned seed) {
-    std::mt19937 gen(seed);
-    std::uniform_real_distribution<float> u(-1, 1);
-    std::ostringstream os;
-    os << "x,y,label\n";
-    for (int i = 0; i < rows; ++i) {
-      const float x = u(gen), y = u(gen);
-      os << x << "," << y << "," << (x + y > 0 ? 1 : 0) << "\n";
-    }
-    spit(path(name), os.str());
+    spit(path(name), pare::testing::learnable_csv(rows, seed));
     return path(name);
   }
   std::string make_spec() {

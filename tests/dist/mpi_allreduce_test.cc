@@ -28,6 +28,7 @@
 
 #include "pare/base/error.h"
 #include "pare/dist/communicator.h"
+#include "mpi_expect.h"
 #include "pare/dist/mpi_communicator.h"
 
 namespace {
@@ -35,18 +36,8 @@ namespace {
 using pare::dist::Communicator;
 using pare::dist::MpiCommunicator;
 
-int g_rank = -1;
-int g_failures = 0;
-
-#define EXPECT(cond, ...)                                                              \
-  do {                                                                                 \
-    if (!(cond)) {                                                                     \
-      ++g_failures;                                                                    \
-      std::fprintf(stderr, "rank %d: %s:%d: %s: ", g_rank, __FILE__, __LINE__, #cond); \
-      std::fprintf(stderr, __VA_ARGS__);                                               \
-      std::fprintf(stderr, "\n");                                                      \
-    }                                                                                  \
-  } while (0)
+using pare::testing::g_failures;
+using pare::testing::g_rank;
 
 uint64_t mix(uint64_t x) {  // splitmix64
   x += 0x9E3779B97F4A7C15ull;

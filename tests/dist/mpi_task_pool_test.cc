@@ -28,6 +28,7 @@
 #include "pare/base/error.h"
 #include "pare/dist/mpi_communicator.h"
 #include "pare/dist/task_pool.h"
+#include "mpi_expect.h"
 
 namespace {
 
@@ -36,18 +37,8 @@ using pare::dist::MpiCommunicator;
 using pare::dist::run_task_pool;
 using pare::dist::TaskResult;
 
-int g_rank = -1;
-int g_failures = 0;
-
-#define EXPECT(cond, ...)                                                              \
-  do {                                                                                 \
-    if (!(cond)) {                                                                     \
-      ++g_failures;                                                                    \
-      std::fprintf(stderr, "rank %d: %s:%d: %s: ", g_rank, __FILE__, __LINE__, #cond); \
-      std::fprintf(stderr, __VA_ARGS__);                                               \
-      std::fprintf(stderr, "\n");                                                      \
-    }                                                                                  \
-  } while (0)
+using pare::testing::g_failures;
+using pare::testing::g_rank;
 
 void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 

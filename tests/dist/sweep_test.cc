@@ -29,6 +29,8 @@
 #include <thread>
 #include <vector>
 
+#include "testing/learnable_csv.h"
+#include "testing/run_pare.h"
 #include "testing/temp_dir.h"
 
 #ifndef PARE_BIN
@@ -50,12 +52,7 @@ std::string slurp(const std::string& path) {
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
 }
 
-struct Finished {
-  bool exited = false;  // on its own, with an exit code (not killed)
-  int code = -1;
-  bool timed_out = false;
-  std::string out, err;
-};
+using Finished = pare::testing::PareRun;
 
 // The JSON lines of `out` (pare --json): every line must parse.
 std::vector<json> json_lines(const std::string& out) {
@@ -75,52 +72,11 @@ std::vector<json> json_lines(const std::string& out) {
 class SweepTest : public pare::testing::TempDirTest {
  protected:
   // Runs `argv` (argv[0] found on PATH or a path) with stdout and stderr to
-  // files; kills it after `limit` seconds.
+  // files; kills it, and what it started, after `limit` seconds.
   Finished run(const std::vector<std::string>& argv, double limit = 120) {
     const std::string tag = path("cmd" + std::to_string(++runs_));
-    std::vector<std::string> args = argv;
-    std::vector<char*> cargv;
-    for (auto& a : args) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, (tag + ".out").c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, (tag + ".err").c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(
-        &attr, POSIX_SPAWN_SETPGROUP);  // its own group: a timeout kills mpiexec's ranks too
-    posix_spawnattr_setpgroup(&attr, 0);
-    pid_t pid = -1;
-    const int rc = posix_spawnp(&pid, cargv[0], &fa, &attr, cargv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    Finished f;
-    if (rc != 0) {
-      ADD_FAILURE() << "cannot start " << argv[0] << ": " << std::strerror(rc);
-      return f;
-    }
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(limit);
-    int status = 0;
-    for (;;) {
-      const pid_t w = waitpid(pid, &status, WNOHANG);
-      if (w == pid) break;
-      if (std::chrono::steady_clock::now() > deadline) {
-        kill(-pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        f.timed_out = true;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    f.exited = !f.timed_out && WIFEXITED(status);
-    f.code = f.exited ? WEXITSTATUS(status) : -1;
-    f.out = slurp(tag + ".out");
-    f.err = slurp(tag + ".err");
-    return f;
+    const pid_t pid = pare::testing::spawn_program(argv, tag + ".out", tag + ".err", /*own_group=*/true);
+    return pare::testing::wait_pare(pid, tag + ".out", tag + ".err", limit);
   }
 
   // pare with `args`, alone or under mpiexec with `ranks` ranks.
@@ -141,18 +97,8 @@ class SweepTest : public pare::testing::TempDirTest {
     return run(argv, limit);
   }
 
-  // A learnable 2-feature, 2-class CSV (label = x + y > 0) and a small MLP.
-  std::string make_csv(int rows) {
-    std::mt19937 gen(7);
-    std::uniform_real_distribution<float> u(-1, 1);
-    std::ostringstream os;
-    os << "x,y,label\n";
-    for (int i = 0; i < rows; ++i) {
-      const float x = u(gen), y = u(gen);
-      os << x << "," << y << "," << (x + y > 0 ? 1 : 0) << "\n";
-    }
-    return write("t.csv", os.str());
-  }
+  // A learnable 2-feature, 2-class CSV (testing/learnable_csv.h).
+  std::string make_csv(int rows) { return write("t.csv", pare::testing::learnable_csv(rows, 7)); }
   std::string make_spec() {
     return write("mlp.json",
                  R"({"name": "mlp", "input": [2], "layers": [{"type": "linear", "out": 16},

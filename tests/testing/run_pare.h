@@ -18,13 +18,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <initializer_list>
 #include <iterator>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "testing/temp_dir.h"
@@ -38,6 +42,7 @@ struct PareRun {
   bool exited = false;  // exited normally (no signal such as SIGABRT)
   int code = -1;        // exit code when exited
   int signal = 0;       // terminating signal otherwise
+  bool timed_out = false;  // killed by wait_pare's time limit
   std::string out, err;
   std::vector<std::string> err_lines() const {
     std::vector<std::string> lines;
@@ -47,14 +52,15 @@ struct PareRun {
   }
 };
 
-// Starts PARE_BIN with `args`, its stdout and stderr to the files `out` and
-// `err` (truncated). Returns its pid, or -1 and a test failure.
-inline pid_t spawn_pare(const std::vector<std::string>& args, const std::string& out,
-                        const std::string& err) {
-  std::vector<std::string> all = {PARE_BIN};
-  all.insert(all.end(), args.begin(), args.end());
+// Starts the program argv[0] (a path, or found on PATH) with its arguments,
+// its stdout and stderr to the files `out` and `err` (truncated). With
+// own_group it leads a process group of its own, so that a time limit can
+// kill what it started too (mpiexec's ranks). Returns its pid, or -1 and a
+// test failure.
+inline pid_t spawn_program(std::vector<std::string> args, const std::string& out,
+                           const std::string& err, bool own_group = false) {
   std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
+  for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
@@ -63,27 +69,59 @@ inline pid_t spawn_pare(const std::vector<std::string>& args, const std::string&
                                    0644);
   posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                    0644);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  if (own_group) {
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
+  }
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, PARE_BIN, &fa, nullptr, argv.data(), environ);
+  const int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
-  EXPECT_EQ(rc, 0) << "cannot start " << PARE_BIN << ": " << std::strerror(rc);
+  posix_spawnattr_destroy(&attr);
+  EXPECT_EQ(rc, 0) << "cannot start " << args[0] << ": " << std::strerror(rc);
   return rc == 0 ? pid : -1;
 }
 
-// Waits for `pid` (from spawn_pare) to end and reads what it wrote to `out`
-// and `err`.
-inline PareRun wait_pare(pid_t pid, const std::string& out, const std::string& err) {
+// Starts PARE_BIN with `args` (see spawn_program).
+inline pid_t spawn_pare(const std::vector<std::string>& args, const std::string& out,
+                        const std::string& err) {
+  std::vector<std::string> all = {PARE_BIN};
+  all.insert(all.end(), args.begin(), args.end());
+  return spawn_program(std::move(all), out, err);
+}
+
+// Waits for `pid` (from spawn_pare or spawn_program) to end and reads what it
+// wrote to `out` and `err`. With a limit in seconds, a process still running
+// then is killed (its whole group, when it leads one) and timed_out set.
+inline PareRun wait_pare(pid_t pid, const std::string& out, const std::string& err,
+                         double limit_seconds = 0) {
   const auto slurp = [](const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
   };
   PareRun r;
   int status = 0;
-  if (pid <= 0 || waitpid(pid, &status, 0) != pid) {
+  if (pid <= 0) {
+    ADD_FAILURE() << "no process to wait for";
+    return r;
+  }
+  if (limit_seconds > 0) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(limit_seconds);
+    while (waitpid(pid, &status, WNOHANG) != pid) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill(getpgid(pid) == pid ? -pid : pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        r.timed_out = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  } else if (waitpid(pid, &status, 0) != pid) {
     ADD_FAILURE() << "waitpid failed for pid " << pid;
     return r;
   }
-  r.exited = WIFEXITED(status);
+  r.exited = !r.timed_out && WIFEXITED(status);
   r.code = r.exited ? WEXITSTATUS(status) : -1;
   r.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   r.out = slurp(out);
