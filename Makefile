@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 DEMO_DIR ?= runs/demo
 
-.PHONY: all deps build test test-asan demo bench clean
+.PHONY: all deps build test test-asan test-faults demo bench clean
 
 all: build
 
@@ -31,6 +31,17 @@ test-asan: deps
 	cd $(ASAN_BUILD) && PARE_SOURCE_DIR=$(CURDIR) PARE_SPARSE_CROSSOVER=0.3 \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  sh -c './tests/format/test_format --gtest_brief=1 && ./tests/io/test_io --gtest_brief=1'
+
+# Fault injection (docs/reliability.md): pare killed with SIGKILL at 120
+# random points over four phases (training, inside checkpoint writes, a
+# ticket, a life sweep), each run resumed and compared bit for bit with an
+# uninterrupted one; then a full disk (file size limit, and a small tmpfs
+# where mounting one works) and damaged checkpoints. `make test` runs the
+# same with 20 points (tests/faults). The counts go to $(BUILD)/faults.json.
+FAULT_POINTS ?= 120
+test-faults: build
+	python3 tests/faults/kill_points.py --pare $(BUILD)/pare --points $(FAULT_POINTS) --seed 1 \
+	  --json $(BUILD)/faults.json
 
 # Trains LeNet-300-100 on Fashion-MNIST (Debian's dataset-fashion-mnist), then
 # prunes 90 % of its weights by magnitude and fine-tunes the rest (the pruned

@@ -13,10 +13,8 @@ Tensor scalar(double v) {
   t.f32()[0] = static_cast<float>(v);
   return t;
 }
-void check_finite(const char* op, double v) {
-  if (!std::isfinite(v))
-    fail(op, ": loss is ", v, " (diverged: lower the learning rate or check the inputs)");
-}
+// A non-finite loss is returned as it is: the training loop decides what
+// to do about it (--on-nan, train/numerics.h) and says where it happened.
 }  // namespace
 
 Var softmax_cross_entropy(const Var& logits, const Tensor& labels) {
@@ -32,7 +30,6 @@ Var softmax_cross_entropy(const Var& logits, const Tensor& labels) {
       fail("softmax_cross_entropy: label ", lab[i], " at row ", i, " is outside [0, ", k, ")");
   Tensor probs = Tensor::empty({batch, k});
   double total = kernels::softmax_xent_f32(batch, k, probs.f32(), logits.value().f32(), lab);
-  check_finite("softmax_cross_entropy", total);
   return Var::make(scalar(total / batch), "softmax_cross_entropy", {logits},
                    [probs, labels, batch, k](Node& self) {
                      const float g = self.grad.f32()[0] / static_cast<float>(batch);
@@ -49,7 +46,6 @@ Var bce_with_logits(const Var& logits, const Tensor& targets) {
   const int64_t n = logits.numel();
   if (!grad_enabled() || !logits.requires_grad()) {
     const double total = kernels::bce_logits_f32(n, logits.value().f32(), targets.f32());
-    check_finite("bce_with_logits", total);
     return Var::make(scalar(total / n), "bce_with_logits", {logits}, {});  // records nothing
   }
   // Training: sigmoid(x) - t comes out of the forward pass (one exp per
@@ -58,7 +54,6 @@ Var bce_with_logits(const Var& logits, const Tensor& targets) {
   Tensor dsig = Tensor::empty(logits.shape());
   const double total =
       kernels::bce_logits_grad_f32(n, dsig.f32(), logits.value().f32(), targets.f32());
-  check_finite("bce_with_logits", total);
   return Var::make(scalar(total / n), "bce_with_logits", {logits}, [dsig, n](Node& self) {
     Node& in = *self.inputs[0];
     const float g = self.grad.f32()[0] / static_cast<float>(n);
@@ -77,7 +72,6 @@ Var mse(const Var& pred, const Tensor& target) {
          pred.shape().str());
   const int64_t n = pred.numel();
   double total = kernels::sq_diff_sum_f32(n, pred.value().f32(), target.f32());
-  check_finite("mse", total);
   return Var::make(scalar(total / n), "mse", {pred}, [target, n](Node& self) {
     Node& in = *self.inputs[0];
     const float g = 2.0f * self.grad.f32()[0] / static_cast<float>(n);

@@ -2,6 +2,7 @@
 #include "pare/cli/common.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -105,6 +106,12 @@ void add_recipe_options(CLI::App* t, train::TrainConfig& cfg) {
   t->add_option("--patience", cfg.patience, "early stopping: epochs without test-loss improvement (0: off)")->capture_default_str();
   t->add_option("--target-accuracy", cfg.target_accuracy, "stop once test accuracy reaches this fraction");
   t->add_option("--max-steps", cfg.max_steps, "stop after this many steps (0: no limit)");
+  t->add_option("--on-nan", cfg.on_nan,
+                "when the loss or a gradient is not finite: stop (say where) | skip (the batch) | rollback (to the last checkpoint, half the lr)")
+      ->capture_default_str();
+  t->add_option("--grad-spike", cfg.grad_spike,
+                "report a gradient norm above this many times its typical value (0: off)")
+      ->capture_default_str();
   t->add_option("--shards", cfg.shards,
                 "cut each batch into this many shards, each on one thread, summed in order: the same bits on any number of MPI ranks up to it (0: the usual step alone; ranks x threads under mpirun)")
       ->capture_default_str();
@@ -204,7 +211,85 @@ train::Observer epoch_printer(Progress& progress, int64_t epochs, bool as_json, 
                 << " samples/s)" << std::endl;
     }
   };
+  obs.on_warning = [&progress, as_json](const std::string& message) {
+    progress.finish();
+    if (as_json)
+      std::cout << nlohmann::json{{"event", "warning"}, {"message", message}}.dump() << std::endl;
+    else
+      std::cerr << std::string("pare: warning: ") + message + "\n" << std::flush;
+  };
   return obs;
+}
+
+std::string closest(const std::string& word, const std::vector<std::string>& candidates) {
+  // Optimal string alignment distance (Damerau-Levenshtein without
+  // repeated edits of a substring).
+  auto distance = [](const std::string& a, const std::string& b) {
+    const size_t n = a.size(), m = b.size();
+    std::vector<std::vector<size_t>> d(n + 1, std::vector<size_t>(m + 1));
+    for (size_t i = 0; i <= n; ++i) d[i][0] = i;
+    for (size_t j = 0; j <= m; ++j) d[0][j] = j;
+    for (size_t i = 1; i <= n; ++i)
+      for (size_t j = 1; j <= m; ++j) {
+        d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])});
+        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+          d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    return d[n][m];
+  };
+  std::string best;
+  size_t best_distance = SIZE_MAX;
+  for (const std::string& c : candidates) {
+    const size_t dist = distance(word, c);
+    if (dist < best_distance) {
+      best = c;
+      best_distance = dist;
+    }
+  }
+  const size_t letters = word.size() - std::min<size_t>(word.find_first_not_of('-'), word.size());
+  return best_distance <= 2 && 2 * best_distance < letters ? best : std::string();
+}
+
+std::string parse_error_message(const CLI::App& app, int argc, const char* const* argv,
+                                const CLI::ParseError& err) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  // The command: the first word that is not an option.
+  const CLI::App* command = nullptr;
+  std::string first;
+  for (const std::string& a : args)
+    if (a.empty() || a[0] != '-') {
+      first = a;
+      break;
+    }
+  std::vector<std::string> commands;
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    commands.push_back(sub->get_name());
+    if (sub->get_name() == first) command = sub;
+  }
+  if (!first.empty() && !command) {
+    const std::string near = closest(first, commands);
+    return "unknown command " + first + (near.empty() ? "" : " (did you mean " + near + "?)") +
+           "; pare --help lists the commands";
+  }
+  if (command && dynamic_cast<const CLI::ExtrasError*>(&err) != nullptr) {
+    std::vector<std::string> names;
+    for (const CLI::Option* o : command->get_options({}))
+      for (const std::string& l : o->get_lnames()) names.push_back("--" + l);
+    for (const std::string& a : args) {
+      if (a.rfind("--", 0) != 0) continue;
+      const std::string flag = a.substr(0, a.find('='));
+      if (std::find(names.begin(), names.end(), flag) != names.end()) continue;
+      const std::string near = closest(flag, names);
+      return "unknown option " + flag + " for pare " + command->get_name() +
+             (near.empty() ? "" : " (did you mean " + near + "?)") + "; pare " + command->get_name() +
+             " --help lists the options";
+    }
+  }
+  std::string msg = err.what();
+  for (char& c : msg)
+    if (c == '\n' || c == '\r') c = ' ';
+  while (!msg.empty() && msg.back() == ' ') msg.pop_back();
+  return msg + " (pare --help lists the commands, pare COMMAND --help the options)";
 }
 
 }  // namespace pare::cli

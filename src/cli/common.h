@@ -50,4 +50,16 @@ void print_sparsity(const prune::SparsityReport& r);
 // (or a JSON line) per epoch.
 train::Observer epoch_printer(Progress& progress, int64_t epochs, bool as_json, bool quiet, bool binary);
 
+// The candidate closest to `word` by edit distance (insertions, deletions,
+// substitutions and swaps of neighbours each count 1), when it is close
+// enough to be a typo (at most 2 edits, and fewer than half of word's
+// letters); "" otherwise. For "did you mean ...?".
+std::string closest(const std::string& word, const std::vector<std::string>& candidates);
+
+// The one-line message for a command line CLI11 could not parse: an unknown
+// command or option gets a suggestion ("unknown option --epoch for pare
+// train (did you mean --epochs?)"), anything else CLI11's own text.
+std::string parse_error_message(const CLI::App& app, int argc, const char* const* argv,
+                                const CLI::ParseError& err);
+
 }  // namespace pare::cli

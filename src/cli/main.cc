@@ -187,12 +187,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& err) {
     if (err.get_exit_code() == 0) return app.exit(err);  // --help, --version
     // One line, as every other error of pare's (docs/architecture.md).
-    std::string msg = err.what();
-    for (char& c : msg)
-      if (c == '\n' || c == '\r') c = ' ';
-    while (!msg.empty() && msg.back() == ' ') msg.pop_back();
-    std::cerr << "pare: error: " << msg << " (pare --help lists the commands, pare COMMAND --help the options)"
-              << std::endl;
+    std::cerr << "pare: error: " + cli::parse_error_message(app, argc, argv, err) + "\n" << std::flush;
     return 1;
   }
 

@@ -243,7 +243,9 @@ int PruneCommands::run_ticket() {
   Progress progress(!quiet_ && !json_);
   experiments::TicketObserver obs;
   // A bar per epoch on a terminal; one line per finished run (on_result).
-  obs.train.on_step = epoch_printer(progress, cfg.train.epochs, false, quiet_ || json_, false).on_step;
+  const train::Observer printer = epoch_printer(progress, cfg.train.epochs, json_, quiet_ || json_, false);
+  obs.train.on_step = printer.on_step;
+  obs.train.on_warning = printer.on_warning;
   const int total = cfg.rounds + 1 + (cfg.controls ? 2 * cfg.rounds : 0);
   obs.on_run = [&](const experiments::RunRecord& r, int done, int) {
     if (!quiet_ && !json_)

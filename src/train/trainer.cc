@@ -1,8 +1,11 @@
 // The training loop, evaluation, checkpoints and saved models.
 #include "pare/train/trainer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
@@ -16,6 +19,7 @@
 #include "pare/prune/prune.h"
 #include "pare/train/archive.h"
 #include "pare/train/data_parallel.h"
+#include "pare/train/numerics.h"
 #include "pare/train/step.h"
 
 namespace pare::train {
@@ -36,6 +40,11 @@ void TrainConfig::validate() const {
   if (resume && out_dir.empty()) fail("--resume needs --out (the run directory to resume)");
   if (snapshot_step < 0) fail("snapshot step must be >= 0, got ", snapshot_step);
   if (shards < 0) fail("--shards must be >= 0, got ", shards);
+  parse_on_nan(on_nan);
+  if (!(grad_spike >= 0) || !std::isfinite(grad_spike))
+    fail("--grad-spike ", grad_spike, ": the spike factor must be a finite number >= 0 (0: off)");
+  if (grad_spike > 0 && grad_spike <= 1)
+    fail("--grad-spike ", grad_spike, ": a spike is a norm this many times the typical one, so more than 1 (0: off)");
   if (snapshot_step > 0 && out_dir.empty()) fail("a weight snapshot needs --out (the run directory)");
   sparse.validate();
   nn::parse_sparse_mode(sparse_kernels);
@@ -153,6 +162,131 @@ void take_params(const Archive& a, nn::Model& model, bool with_initial, const st
   }
 }
 
+// Checkpoints (docs/checkpoint.md, docs/reliability.md): checkpoint.bin is
+// the newest and checkpoint.prev.bin the one before it, so a damaged newest
+// one costs the steps since the previous one, not the run. A new one is
+// written atomically to checkpoint.next.bin, then moved in by
+// replace_keeping_previous (base/file.h).
+std::string checkpoint_sibling(const std::string& ckpt_path, const char* tag) {
+  return ckpt_path.substr(0, ckpt_path.size() - 4) + "." + tag + ".bin";  // ".../checkpoint.<tag>.bin"
+}
+
+// An Error's message without its leading "<path>: ".
+std::string without_path(const std::string& message, const std::string& path) {
+  return message.rfind(path + ": ", 0) == 0 ? message.substr(path.size() + 2) : message;
+}
+
+// Checks the metadata fields resuming reads, each for its type and range
+// (a file pare did not write may hold anything); raises Error naming one.
+void check_checkpoint_meta(const json& meta, const std::string& path) {
+  enum class Want { count, number, number_or_null, text, lines };
+  struct Field {
+    const char* key;
+    Want want;
+    bool required;
+  };
+  static const Field kFields[] = {
+      {"kind", Want::text, true},
+      {"step", Want::count, true},
+      {"optimizer_steps", Want::count, true},
+      {"epoch", Want::count, true},
+      {"batch", Want::count, true},
+      {"loss_sum", Want::number, true},
+      {"epoch_seconds", Want::number, true},
+      {"log", Want::lines, true},
+      {"spec", Want::text, false},
+      {"model", Want::text, false},
+      {"best_test_loss", Want::number_or_null, false},
+      {"epochs_without_improvement", Want::count, false},
+      {"flops", Want::number, false},
+      {"dense_flops", Want::number, false},
+      {"executed_flops", Want::number, false},
+      {"stopped_because", Want::text, false},
+      {"lr_scale", Want::number, false},
+      {"rollbacks", Want::count, false},
+  };
+  constexpr int64_t kMaxCount = int64_t{1} << 53;
+  if (!meta.is_object()) fail(path, ": the checkpoint's metadata is not a JSON object");
+  for (const Field& f : kFields) {
+    if (!meta.contains(f.key)) {
+      if (f.required) fail(path, ": the checkpoint lacks \"", f.key, "\"");
+      continue;
+    }
+    const json& v = meta[f.key];
+    bool ok = false;
+    switch (f.want) {
+      case Want::count:
+        ok = v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(kMaxCount)
+                                    : v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= kMaxCount;
+        break;
+      case Want::number: ok = v.is_number(); break;
+      case Want::number_or_null: ok = v.is_number() || v.is_null(); break;
+      case Want::text: ok = v.is_string(); break;
+      case Want::lines:
+        ok = v.is_array() && std::all_of(v.begin(), v.end(), [](const json& l) { return l.is_string(); });
+        break;
+    }
+    if (!ok) fail(path, ": the checkpoint's \"", f.key, "\" is ", v.dump().substr(0, 40), ", not a valid value");
+  }
+  if (meta["kind"] != "checkpoint") fail(path, ": not a training checkpoint (kind ", meta["kind"].dump(), ")");
+}
+
+// Reads the checkpoint at `path` and checks what resuming needs of it (magic,
+// CRC, sizes and header by parse_archive; the metadata fields). Returns its
+// bytes, or nothing with the reason in `damage`.
+std::string read_checked_checkpoint(const std::string& path, std::string& damage) {
+  try {
+    std::string bytes = read_file(path);
+    check_checkpoint_meta(json::parse(parse_archive(bytes, path).meta_json), path);
+    return bytes;
+  } catch (const Error& e) {
+    damage = without_path(e.what(), path);
+  } catch (const json::exception& e) {
+    damage = std::string("corrupt metadata: ") + e.what();
+  }
+  return {};
+}
+
+// The checkpoint a resumed run starts from: checkpoint.bin, or when that is
+// damaged checkpoint.prev.bin. None when checkpoint.bin does not exist (a
+// crash never removes it: replace_keeping_previous; so the run starts over,
+// as one whose checkpoint was deleted should). Raises Error when neither is good.
+struct GoodCheckpoint {
+  std::string path, bytes;  // empty: the run has no checkpoint
+  std::string damage;       // set when falling back: what is wrong with checkpoint.bin
+};
+GoodCheckpoint good_checkpoint(const std::string& ckpt_path) {
+  GoodCheckpoint g;
+  if (!file_exists(ckpt_path)) return g;
+  const std::string prev = checkpoint_sibling(ckpt_path, "prev");
+  std::string why, why_prev;
+  g.bytes = read_checked_checkpoint(ckpt_path, why);
+  if (!g.bytes.empty()) {
+    g.path = ckpt_path;
+    return g;
+  }
+  g.damage = "is damaged (" + why + ")";
+  if (!file_exists(prev))
+    fail(ckpt_path, " ", g.damage, " and there is no previous checkpoint (", prev,
+         ") to fall back to; delete it to start the run over");
+  g.bytes = read_checked_checkpoint(prev, why_prev);
+  if (g.bytes.empty())
+    fail(ckpt_path, " ", g.damage, " and the previous checkpoint ", prev, " is damaged too (", why_prev,
+         "); no good checkpoint to resume from: delete both to start the run over");
+  g.path = prev;
+  return g;
+}
+
+// A warning from the loop: to the Observer, or (no Observer takes warnings,
+// e.g. a run inside a sweep) one line on stderr, since a fallback to an
+// older checkpoint must not pass unsaid.
+void warn(const Observer& observer, const std::string& message) {
+  if (observer.on_warning)
+    observer.on_warning(message);
+  else
+    std::fprintf(stderr, "pare: warning: %s\n", message.c_str());
+}
+
 // The run log: JSON lines kept in memory and rewritten atomically on every
 // change, so a crash never leaves a torn line and a resumed run continues
 // the log exactly as it stood at its checkpoint.
@@ -260,22 +394,33 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   prune::SparseTrainer sparse(cfg.sparse, cfg.epochs * batches, cfg.seed);
   double best_test_loss = INFINITY;
   int64_t epochs_without_improvement = 0;
+  // --on-nan rollback: the rollbacks so far and the learning rate's factor
+  // (halved by each); checkpointed, so a resumed run goes on with both.
+  int64_t rollbacks = 0;
+  double lr_scale = 1.0;
 
   // Every rank starts from rank 0's weights, masks and initial values.
   ranks.broadcast_model(model);
-  // Rank 0 reads the checkpoint and sends its bytes, so the other ranks need
-  // no shared filesystem.
-  std::string ckpt_bytes;
-  if (lead && cfg.resume && file_exists(ckpt_path)) ckpt_bytes = read_file(ckpt_path);
-  ckpt_bytes = ranks.broadcast_string(ckpt_bytes);
+  // Rank 0 reads the checkpoint (checkpoint.bin, or checkpoint.prev.bin when
+  // that is damaged) and sends its bytes, so the other ranks need no shared
+  // filesystem.
+  GoodCheckpoint resume_from;
+  std::string resumed_stop;  // why the run resumed had stopped early, if it had
+  if (lead && !ckpt_path.empty()) remove_stale_temp_files(cfg.out_dir);  // what a killed run left
+  if (lead && cfg.resume && !ckpt_path.empty()) resume_from = good_checkpoint(ckpt_path);
+  const std::string ckpt_bytes = ranks.broadcast_string(resume_from.bytes);
+  const std::string resume_path = ranks.broadcast_string(resume_from.path);
+  resume_from.bytes.clear();
+  std::optional<Archive> resumed;  // the checkpoint resumed from
   if (!ckpt_bytes.empty()) {
-    Archive a = parse_archive(ckpt_bytes, ckpt_path);
+    resumed = parse_archive(ckpt_bytes, resume_path);
+    const Archive& a = *resumed;
     json meta = json::parse(a.meta_json);
     if (meta.value("spec", std::string()) != nn::model_spec_to_json(model.spec()))
-      fail(ckpt_path, ": the checkpoint is for a different model (", meta.value("model", std::string("?")),
+      fail(resume_path, ": the checkpoint is for a different model (", meta.value("model", std::string("?")),
            "); use a fresh --out directory");
-    take_params(a, model, /*with_initial=*/true, ckpt_path);
-    for (auto& [name, t] : opt->state()) take_tensor(a, "opt/" + name, *t, ckpt_path);
+    take_params(a, model, /*with_initial=*/true, resume_path);
+    for (auto& [name, t] : opt->state()) take_tensor(a, "opt/" + name, *t, resume_path);
     step = meta.at("step").get<int64_t>();
     opt->set_steps(meta.at("optimizer_steps").get<int64_t>());
     epoch0 = meta.at("epoch").get<int64_t>();
@@ -290,11 +435,37 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     flops = meta.value("flops", 0.0);
     dense_flops = meta.value("dense_flops", 0.0);
     executed_flops = meta.value("executed_flops", 0.0);
+    lr_scale = meta.value("lr_scale", 1.0);
+    rollbacks = meta.value("rollbacks", int64_t{0});
     for (auto& l : meta.at("log")) log.lines().push_back(l.get<std::string>());
+    if (!resume_from.damage.empty()) {
+      // The damaged file goes, so the next checkpoint keeps this one as the previous.
+      std::error_code ignored;
+      std::filesystem::remove(ckpt_path, ignored);
+      log.add({{"event", "checkpoint_fallback"}, {"file", ckpt_path}, {"damage", resume_from.damage},
+               {"resumed_from", resume_path}, {"step", step}});
+      warn(observer, strf("%s %s; resuming from %s at step %lld", ckpt_path.c_str(), resume_from.damage.c_str(),
+                          resume_path.c_str(), static_cast<long long>(step)));
+    }
     result.resumed = true;
     result.resumed_at_step = step;
     log.add({{"event", "resume"}, {"step", step}, {"epoch", epoch0 + 1}, {"batch", batch0}});
+    // A run that stopped early (early stopping, a target reached) and was
+    // killed before it saved its model is over: it trains no further.
+    const std::string stopped = meta.value("stopped_because", std::string());
+    if (stopped == "early_stopping" || stopped == "target_accuracy" || stopped == "target_exact") {
+      resumed_stop = stopped;
+      epoch0 = cfg.epochs;
+      batch0 = 0;
+    }
   } else {
+    // A fresh start: checkpoints left from an earlier run here must not
+    // become this run's previous one.
+    if (lead && !ckpt_path.empty()) {
+      std::error_code ignored;
+      for (const char* tag : {"prev", "next"}) std::filesystem::remove(checkpoint_sibling(ckpt_path, tag), ignored);
+      std::filesystem::remove(ckpt_path, ignored);
+    }
     if (cfg.sparse.enabled()) sparse.begin(model);
     log.add({{"event", "start"},
              {"model", model.spec().name},
@@ -327,6 +498,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   // Sparse fine-tuning: which weights train (update masks, checkpointed so a
   // resumed run freezes the same ones) and the values the others keep.
   std::vector<Tensor> update_masks, frozen_values;
+  int64_t checkpoint_step = result.resumed ? step : -1;  // of the newest good checkpoint on disk
   auto write_checkpoint = [&](int64_t epoch, int64_t batch) {
     if (ckpt_path.empty() || !lead) return;
     Archive a;
@@ -347,6 +519,9 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
               {"executed_flops", executed_flops},
               {"seed", cfg.seed},
               {"threads", num_threads()},
+              {"stopped_because", result.stopped_because},
+              {"lr_scale", lr_scale},
+              {"rollbacks", rollbacks},
               {"log", log.lines()}};
     a.meta_json = meta.dump();
     nn::sync_sparse_to_dense(model);
@@ -357,7 +532,20 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
       a.tensors.emplace_back("update/" + model.parameters()[i]->name, update_masks[i]);
       a.tensors.emplace_back("frozen/" + model.parameters()[i]->name, frozen_values[i]);
     }
-    write_archive(ckpt_path, a);
+    // To checkpoint.next.bin, then in as checkpoint.bin with the one it
+    // replaces kept as checkpoint.prev.bin. A failure (a full disk) leaves
+    // both as they were.
+    const std::string next = checkpoint_sibling(ckpt_path, "next");
+    try {
+      write_archive(next, a);
+      replace_keeping_previous(next, ckpt_path, checkpoint_sibling(ckpt_path, "prev"));
+    } catch (const Error& e) {
+      fail(ckpt_path, ": cannot write the checkpoint of step ", step, ": ", e.what(), "; ",
+           checkpoint_step >= 0 ? strf("the checkpoint of step %lld is kept: make room, then continue with --resume",
+                                       static_cast<long long>(checkpoint_step))
+                                : std::string("no checkpoint was written before"));
+    }
+    checkpoint_step = step;
   };
 
   // Sparse kernels for the masked layers: chosen now and whenever the masks
@@ -441,13 +629,13 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     frozen_values.resize(params.size());
     bool restored = false;
     if (result.resumed) {
-      Archive a = read_archive(ckpt_path);
+      const Archive& a = *resumed;
       for (size_t i = 0; i < params.size(); ++i) {
         if (!params[i]->is_weight) continue;
         update_masks[i] = Tensor::empty(params[i]->value().shape());
         frozen_values[i] = Tensor::empty(params[i]->value().shape());
-        take_tensor(a, "update/" + params[i]->name, update_masks[i], ckpt_path);
-        take_tensor(a, "frozen/" + params[i]->name, frozen_values[i], ckpt_path);
+        take_tensor(a, "update/" + params[i]->name, update_masks[i], resume_path);
+        take_tensor(a, "frozen/" + params[i]->name, frozen_values[i], resume_path);
       }
       restored = true;
     }
@@ -496,123 +684,260 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
         if (m[j] == 0.0f) w[j] = w0[j];
     }
   };
+  // Numerical faults (--on-nan, numerics.h). With rollback, the state at
+  // the last checkpoint (or the start) is also kept in memory, so a rollback
+  // needs no run directory and reads no file.
+  const OnNan on_nan = parse_on_nan(cfg.on_nan);
+  GradientSpikes spikes(cfg.grad_spike);
+  constexpr int64_t kMaxSkipsInARow = 10;
+  constexpr int kMaxRollbacks = 8;
+  int64_t skipped_in_a_row = 0;
+  struct RollBack {
+    std::string why;
+  };
+  struct GoodState {
+    Tensor values;
+    std::vector<Tensor> masks;
+    std::vector<Tensor> optimizer;
+    int64_t step = 0, epoch = 0, batch = 0, optimizer_steps = 0, epochs_without_improvement = 0;
+    double loss_sum = 0, epoch_seconds = 0, best_test_loss = INFINITY;
+    double flops = 0, dense_flops = 0, executed_flops = 0;
+    size_t epochs_done = 0;
+  };
+  std::optional<GoodState> good;
+  auto keep_good_state = [&](int64_t epoch, int64_t batch) {
+    if (on_nan != OnNan::rollback) return;
+    nn::sync_sparse_to_dense(model);
+    GoodState g;
+    g.values = model.store().values().clone();
+    for (nn::Parameter* p : model.parameters()) g.masks.push_back(p->mask.defined() ? p->mask.clone() : Tensor());
+    for (auto& [name, t] : opt->state()) g.optimizer.push_back(t->clone());
+    g.step = step;
+    g.epoch = epoch;
+    g.batch = batch;
+    g.optimizer_steps = opt->steps();
+    g.epochs_without_improvement = epochs_without_improvement;
+    g.loss_sum = loss_sum;
+    g.epoch_seconds = epoch_seconds;
+    g.best_test_loss = best_test_loss;
+    g.flops = flops;
+    g.dense_flops = dense_flops;
+    g.executed_flops = executed_flops;
+    g.epochs_done = result.epochs.size();
+    good = std::move(g);
+  };
+  auto restore_good_state = [&] {
+    const GoodState& g = *good;
+    nn::clear_sparse(model);
+    model.store().values().copy_from(g.values);
+    for (size_t i = 0; i < g.masks.size(); ++i)
+      model.parameters()[i]->mask = g.masks[i].defined() ? g.masks[i].clone() : Tensor();
+    const auto state = opt->state();
+    for (size_t i = 0; i < state.size(); ++i) state[i].second->copy_from(g.optimizer[i]);
+    opt->set_steps(g.optimizer_steps);
+    step = g.step;
+    epoch0 = g.epoch;
+    batch0 = g.batch;
+    loss_sum = g.loss_sum;
+    epoch_seconds = g.epoch_seconds;
+    best_test_loss = g.best_test_loss;
+    epochs_without_improvement = g.epochs_without_improvement;
+    flops = g.flops;
+    dense_flops = g.dense_flops;
+    executed_flops = g.executed_flops;
+    result.epochs.resize(g.epochs_done);
+    dispatch();
+    counter.refresh();
+  };
+  // A checkpoint on disk (when the run has a directory) and in memory.
+  auto checkpoint = [&](int64_t epoch, int64_t batch) {
+    write_checkpoint(epoch, batch);
+    keep_good_state(epoch, batch);
+  };
+  keep_good_state(epoch0, batch0);
   result.stopped_because = "epochs";
   bool stop = false;
-  for (int64_t epoch = epoch0; epoch < cfg.epochs && !stop; ++epoch) {
-    Rng order = Rng(cfg.seed).fork(0x5EED0000 + static_cast<uint64_t>(epoch));
-    batcher.start_epoch(order);
-    const int64_t first = epoch == epoch0 ? batch0 : 0;
-    if (first == 0) {
-      loss_sum = 0;
-      epoch_seconds = 0;
-    }
-    batcher.seek(first);
-    Stopwatch timer;
-    int64_t next_batch = first;  // where this epoch continues if it stops early
-    for (int64_t b = first; b < batches; ++b) {
-      if (!batcher.next(x, y)) break;
-      // RigL's grow steps need every weight's gradient: the layers run dense.
-      const bool dense_gradient = sparse.needs_dense_gradient(step);
-      const bool suspend_sparse = dense_gradient && nn::any_sparse(model);
-      if (suspend_sparse) {
-        nn::clear_sparse(model);
-        counter.refresh();
-      }
-      const double l = run_step(x, y, dropout_root.fork(static_cast<uint64_t>(step)), dense_gradient);
-      const double count_start = wall_seconds();
-      flops += counter.step_flops(x.dim(0), dense_gradient);
-      dense_flops += counter.dense_step_flops(x.dim(0));
-      executed_flops += counter.executed_step_flops(x.dim(0));
-      ledger_seconds += wall_seconds() - count_start;
-      // Masks change between backward (which left every weight's gradient in
-      // the store) and the update, so the optimizer sees the new mask at once.
-      // Pruning reads and writes the dense values.
-      const bool masks_may_change = cfg.sparse.enabled() && sparse.due(step);
-      if (masks_may_change) nn::sync_sparse_to_dense(model);
-      if (sparse.update(step, model) || suspend_sparse) {
-        dispatch();
-        counter.refresh();
-      }
-      const float lr = optim::scheduled_lr(cfg.schedule, cfg.optimizer.lr, step);
-      opt->step(lr);
-      restore_frozen();
-      if (observer.after_update) observer.after_update(step, lr);
-      ++step;
-      if (cfg.snapshot_step > 0 && step == cfg.snapshot_step && lead) {
-        nn::sync_sparse_to_dense(model);
-        save_model(model, cfg.out_dir + "/weights_step" + std::to_string(step) + ".bin",
-                   json{{"step", step}}.dump());
-      }
-      loss_sum += l;
-      if (observer.on_step) observer.on_step(epoch + 1, b + 1, batches, l);
-      if (cfg.max_steps > 0 && step >= cfg.max_steps) {
-        stop = true;
-        result.stopped_because = "max_steps";
-      }
-      if (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && b + 1 < batches && !stop) {
+  // A rollback (--on-nan rollback) restarts the loop from the state kept at
+  // the last checkpoint with half the learning rate.
+  for (;;) {
+    try {
+      for (int64_t epoch = epoch0; epoch < cfg.epochs && !stop; ++epoch) {
+        Rng order = Rng(cfg.seed).fork(0x5EED0000 + static_cast<uint64_t>(epoch));
+        batcher.start_epoch(order);
+        const int64_t first = epoch == epoch0 ? batch0 : 0;
+        if (first == 0) {
+          loss_sum = 0;
+          epoch_seconds = 0;
+        }
+        batcher.seek(first);
+        Stopwatch timer;
+        int64_t next_batch = first;  // where this epoch continues if it stops early
+        for (int64_t b = first; b < batches; ++b) {
+          if (!batcher.next(x, y)) break;
+          // RigL's grow steps need every weight's gradient: the layers run dense.
+          const bool dense_gradient = sparse.needs_dense_gradient(step);
+          const bool suspend_sparse = dense_gradient && nn::any_sparse(model);
+          if (suspend_sparse) {
+            nn::clear_sparse(model);
+            counter.refresh();
+          }
+          const double l = run_step(x, y, dropout_root.fork(static_cast<uint64_t>(step)), dense_gradient);
+          const double count_start = wall_seconds();
+          flops += counter.step_flops(x.dim(0), dense_gradient);
+          dense_flops += counter.dense_step_flops(x.dim(0));
+          executed_flops += counter.executed_step_flops(x.dim(0));
+          ledger_seconds += wall_seconds() - count_start;
+          // Numerical faults (numerics.h): the loss every step, the gradients
+          // every kGradientCheckInterval steps. Every rank sees the same numbers
+          // (data-parallel gradients are summed first), so all decide alike.
+          bool apply_update = true;
+          bool finite = std::isfinite(l);
+          if (finite && step % kGradientCheckInterval == 0) {
+            const double norm = gradient_norm(model);
+            finite = std::isfinite(norm);
+            if (finite && spikes.observe(norm)) {
+              log.add({{"event", "gradient_spike"}, {"step", step}, {"norm", norm}, {"typical", spikes.typical()}});
+              if (observer.on_warning)
+                observer.on_warning(strf("step %lld: the gradient norm %.3g is %.0fx its typical %.3g (exploding gradients?)",
+                                         static_cast<long long>(step), norm, norm / spikes.typical(), spikes.typical()));
+            }
+          }
+          if (finite) {
+            skipped_in_a_row = 0;
+          } else {
+            const std::string where = strf("step %lld (epoch %lld, batch %lld of %lld)", static_cast<long long>(step),
+                                           static_cast<long long>(epoch + 1), static_cast<long long>(b + 1),
+                                           static_cast<long long>(batches));
+            const std::string what = (std::isfinite(l) ? strf("the loss is %g", l)
+                                                       : std::string("the loss is ") + (std::isnan(l) ? "nan" : "infinite")) +
+                                     "; " + describe_nonfinite(model);
+            if (on_nan == OnNan::stop)
+              fail("training stopped at ", where, ": ", what,
+                   ckpt_path.empty() ? "" : "; the run directory keeps its last checkpoint",
+                   " (--on-nan skip or rollback would go on)");
+            if (on_nan == OnNan::rollback && rollbacks >= kMaxRollbacks)
+          fail("training stopped at ", where, ": ", what, "; ", kMaxRollbacks,
+               " rollbacks, each halving the learning rate, did not help (--on-nan rollback)");
+        log.add({{"event", "nonfinite"}, {"step", step}, {"epoch", epoch + 1}, {"batch", b + 1},
+                     {"action", on_nan == OnNan::skip ? "skip" : "rollback"}, {"detail", what}});
+            if (observer.on_warning)
+              observer.on_warning(where + ": " + what + (on_nan == OnNan::skip ? "; batch skipped" : "; rolling back"));
+            if (on_nan == OnNan::skip) {
+              if (++skipped_in_a_row > kMaxSkipsInARow)
+                fail("training stopped at ", where, ": ", kMaxSkipsInARow + 1,
+                     " batches in a row were not finite (--on-nan skip); ", what);
+              model.store().zero_grad();
+              apply_update = false;
+            } else {
+              throw RollBack{where + ": " + what};
+            }
+          }
+          // Masks change between backward (which left every weight's gradient in
+          // the store) and the update, so the optimizer sees the new mask at once.
+          // Pruning reads and writes the dense values.
+          const bool masks_may_change = apply_update && cfg.sparse.enabled() && sparse.due(step);
+          if (masks_may_change) nn::sync_sparse_to_dense(model);
+          if ((apply_update && sparse.update(step, model)) || suspend_sparse) {
+            dispatch();
+            counter.refresh();
+          }
+          const float lr = static_cast<float>(optim::scheduled_lr(cfg.schedule, cfg.optimizer.lr, step) * lr_scale);
+          if (apply_update) {
+            opt->step(lr);
+            restore_frozen();
+            if (observer.after_update) observer.after_update(step, lr);
+          }
+          ++step;
+          if (cfg.snapshot_step > 0 && step == cfg.snapshot_step && lead) {
+            nn::sync_sparse_to_dense(model);
+            save_model(model, cfg.out_dir + "/weights_step" + std::to_string(step) + ".bin",
+                       json{{"step", step}}.dump());
+          }
+          if (finite) loss_sum += l;
+          if (observer.on_step) observer.on_step(epoch + 1, b + 1, batches, l);
+          if (cfg.max_steps > 0 && step >= cfg.max_steps) {
+            stop = true;
+            result.stopped_because = "max_steps";
+          }
+          if (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && b + 1 < batches && !stop) {
+            epoch_seconds += timer.seconds();
+            checkpoint(epoch, b + 1);
+            timer.reset();
+          }
+          next_batch = b + 1;
+          if (stop) break;
+        }
         epoch_seconds += timer.seconds();
-        write_checkpoint(epoch, b + 1);
-        timer.reset();
+        if (next_batch < batches) {
+          // Stopped mid-epoch (--max-steps): keep the position, the running loss
+          // and the time so a resumed run finishes this epoch exactly as an
+          // uninterrupted one would; the partial epoch is not logged as one.
+          write_checkpoint(epoch, next_batch);
+          if (test.size() > 0) result.final_test = evaluate(model, test, cfg.eval_batch, nullptr, cfg.comm);
+          break;
+        }
+        EpochResult er;
+        er.epoch = epoch + 1;
+        er.steps = step;
+        const int64_t done = batches;
+        er.train_loss = done > 0 ? loss_sum / static_cast<double>(done) : 0;
+        er.train_seconds = epoch_seconds;
+        const int64_t samples = std::min<int64_t>(done * cfg.batch, train.size());
+        er.samples_per_second = epoch_seconds > 0 ? static_cast<double>(samples) / epoch_seconds : 0;
+        er.sparsity = prune::sparsity(model).sparsity();
+        if (test.size() > 0) er.test = evaluate(model, test, cfg.eval_batch, nullptr, cfg.comm);
+        ranks.check_in_sync(model, "after epoch " + std::to_string(er.epoch));
+        result.epochs.push_back(er);
+        log.add({{"event", "epoch"},
+                 {"epoch", er.epoch},
+                 {"step", er.steps},
+                 {"train_loss", er.train_loss},
+                 {"train_seconds", er.train_seconds},
+                 {"samples_per_second", er.samples_per_second},
+                 {"sparsity", er.sparsity},
+                 {"test_loss", er.test.loss},
+                 {"test_accuracy", er.test.accuracy},
+                 {"test_exact", er.test.exact}});
+        if (observer.on_epoch) observer.on_epoch(er);
+        if (test.size() > 0) {
+          if (er.test.loss < best_test_loss) {
+            best_test_loss = er.test.loss;
+            epochs_without_improvement = 0;
+          } else {
+            ++epochs_without_improvement;
+          }
+          if (cfg.patience > 0 && epochs_without_improvement >= cfg.patience && !stop) {
+            stop = true;
+            result.stopped_because = "early_stopping";
+          }
+          if (cfg.target_accuracy > 0 && er.test.accuracy >= cfg.target_accuracy && !stop) {
+            stop = true;
+            result.stopped_because = "target_accuracy";
+          }
+          if (cfg.target_exact > 0 && er.test.exact >= cfg.target_exact && !stop) {
+            stop = true;
+            result.stopped_because = "target_exact";
+          }
+        }
+        loss_sum = 0;
+        epoch_seconds = 0;
+        checkpoint(epoch + 1, 0);
       }
-      next_batch = b + 1;
-      if (stop) break;
-    }
-    epoch_seconds += timer.seconds();
-    if (next_batch < batches) {
-      // Stopped mid-epoch (--max-steps): keep the position, the running loss
-      // and the time so a resumed run finishes this epoch exactly as an
-      // uninterrupted one would; the partial epoch is not logged as one.
-      write_checkpoint(epoch, next_batch);
-      if (test.size() > 0) result.final_test = evaluate(model, test, cfg.eval_batch, nullptr, cfg.comm);
       break;
+    } catch (const RollBack& back) {
+      ++rollbacks;
+      restore_good_state();
+      lr_scale *= 0.5;
+      log.add({{"event", "rollback"}, {"to_step", step}, {"lr_scale", lr_scale}, {"why", back.why}});
+      stop = false;
     }
-    EpochResult er;
-    er.epoch = epoch + 1;
-    er.steps = step;
-    const int64_t done = batches;
-    er.train_loss = done > 0 ? loss_sum / static_cast<double>(done) : 0;
-    er.train_seconds = epoch_seconds;
-    const int64_t samples = std::min<int64_t>(done * cfg.batch, train.size());
-    er.samples_per_second = epoch_seconds > 0 ? static_cast<double>(samples) / epoch_seconds : 0;
-    er.sparsity = prune::sparsity(model).sparsity();
-    if (test.size() > 0) er.test = evaluate(model, test, cfg.eval_batch, nullptr, cfg.comm);
-    ranks.check_in_sync(model, "after epoch " + std::to_string(er.epoch));
-    result.epochs.push_back(er);
-    log.add({{"event", "epoch"},
-             {"epoch", er.epoch},
-             {"step", er.steps},
-             {"train_loss", er.train_loss},
-             {"train_seconds", er.train_seconds},
-             {"samples_per_second", er.samples_per_second},
-             {"sparsity", er.sparsity},
-             {"test_loss", er.test.loss},
-             {"test_accuracy", er.test.accuracy},
-             {"test_exact", er.test.exact}});
-    if (observer.on_epoch) observer.on_epoch(er);
-    if (test.size() > 0) {
-      if (er.test.loss < best_test_loss) {
-        best_test_loss = er.test.loss;
-        epochs_without_improvement = 0;
-      } else {
-        ++epochs_without_improvement;
-      }
-      if (cfg.patience > 0 && epochs_without_improvement >= cfg.patience && !stop) {
-        stop = true;
-        result.stopped_because = "early_stopping";
-      }
-      if (cfg.target_accuracy > 0 && er.test.accuracy >= cfg.target_accuracy && !stop) {
-        stop = true;
-        result.stopped_because = "target_accuracy";
-      }
-      if (cfg.target_exact > 0 && er.test.exact >= cfg.target_exact && !stop) {
-        stop = true;
-        result.stopped_because = "target_exact";
-      }
-    }
-    loss_sum = 0;
-    epoch_seconds = 0;
-    write_checkpoint(epoch + 1, 0);
   }
+  // Resumed from the checkpoint written after the last epoch, the run trains
+  // nothing: it reports the net that checkpoint holds, evaluated now with the
+  // kernels it trained with, as the uninterrupted run's last epoch did.
+  if (result.final_test.samples == 0 && result.epochs.empty() && result.resumed && test.size() > 0)
+    result.final_test = evaluate(model, test, cfg.eval_batch, nullptr, cfg.comm);
+  if (!resumed_stop.empty()) result.stopped_because = resumed_stop;
   // The dense values are the model from here on (saved, returned).
   nn::clear_sparse(model);
   result.steps = step;

@@ -69,6 +69,15 @@ struct TrainConfig {
   // bits on any number of ranks up to it. 0: with one rank, the usual step
   // (step.h); with several, ranks x threads per rank.
   int64_t shards = 0;
+  // --on-nan: when the loss or a gradient is not finite (train/numerics.h):
+  // "stop" (an error naming the step, the batch and the first layer with a
+  // non-finite gradient or weight), "skip" (the batch makes no update; more
+  // than 10 in a row stop), "rollback" (back to the last checkpoint with half
+  // the learning rate; more than 8 rollbacks stop).
+  std::string on_nan = "stop";
+  // --grad-spike: a gradient norm above this many times its running typical
+  // value is reported (event "gradient_spike", Observer::on_warning); 0: off.
+  double grad_spike = 100;
   // Validates and raises Error naming the offending flag.
   void validate() const;
 };
@@ -126,6 +135,9 @@ struct Observer {
   // their trained centroids). Runs before checkpoints and evaluation see the
   // weights.
   std::function<void(int64_t, float)> after_update;
+  // Something the user should know that does not stop the run: a gradient
+  // spike, a skipped batch, a rollback.
+  std::function<void(const std::string&)> on_warning;
 };
 
 // Evaluates `model` on `data` without recording a graph.

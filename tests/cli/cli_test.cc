@@ -88,6 +88,19 @@ TEST_F(CliTest, NoSubcommandOrUnknownFlagFails) {
   EXPECT_NE(help.out.find("--region"), std::string::npos);
 }
 
+TEST_F(CliTest, TyposGetASuggestion) {
+  expect_one_line_error(run({"trian", "--model", "lenet300"}), {"unknown command trian", "did you mean train?"});
+  expect_one_line_error(run({"xyzzy"}), {"unknown command xyzzy", "pare --help"});
+  expect_one_line_error(run({"train", "--model", "lenet300", "--epoch", "3"}),
+                        {"unknown option --epoch for pare train", "did you mean --epochs?"});
+  expect_one_line_error(run({"ticket", "--model", "lenet300", "--rat=0.2"}),
+                        {"unknown option --rat for pare ticket", "did you mean --rate?"});
+  // Nothing close enough: no guess.
+  const Result far = run({"train", "--model", "lenet300", "--learning-rate", "3"});
+  expect_one_line_error(far, {"unknown option --learning-rate for pare train", "pare train --help"});
+  EXPECT_EQ(far.err.find("did you mean"), std::string::npos) << far.err;
+}
+
 TEST_F(CliTest, MissingDatasetFile) {
   expect_one_line_error(run({"train", "--model", make_spec(), "--data", "/nonexistent.csv"}), {"/nonexistent.csv"});
   expect_one_line_error(run({"train", "--model", make_spec(), "--data", "/nonexistent.npy", "--labels", "/nonexistent_y.npy"}),

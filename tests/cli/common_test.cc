@@ -30,5 +30,18 @@ TEST(NonDefaultSettings, ListsOnlyValuesThatDifferFromTheDefaults) {
   EXPECT_EQ(settings_of({"--widths", "1,2", "--rate", "0.3"}), "--rate=0.3 --widths=1,2 ");
 }
 
+TEST(Closest, SuggestsOnlyNearMisses) {
+  const std::vector<std::string> flags = {"--epochs", "--batch", "--rate", "--rounds", "--seed", "--seeds"};
+  EXPECT_EQ(closest("--epoch", flags), "--epochs");    // a deletion
+  EXPECT_EQ(closest("--ebochs", flags), "--epochs");   // a substitution
+  EXPECT_EQ(closest("--epcohs", flags), "--epochs");   // neighbours swapped: one edit
+  EXPECT_EQ(closest("--rat", flags), "--rate");
+  EXPECT_EQ(closest("--seeds", flags), "--seeds");     // exact
+  EXPECT_EQ(closest("--learning-rate", flags), "");    // too far from anything
+  EXPECT_EQ(closest("--xy", flags), "");               // 2 edits of 2 letters is not a typo
+  EXPECT_EQ(closest("trian", {"train", "eval", "ticket"}), "train");
+  EXPECT_EQ(closest("anything", {}), "");
+}
+
 }  // namespace
 }  // namespace pare::cli
