@@ -407,6 +407,41 @@ def write_evidence(run, where):
 
 # ---- scenarios ----
 
+def check_failed_write(setup, run, p, cause, ref_fp, rec):
+    """What both full-disk scenarios check after the run that hit the limit:
+    exit 1 with one 'pare: error:' line naming the checkpoint, `cause` and the
+    checkpoint kept; no torn, lost or temp files; checkpoint.bin is the step
+    the message names; and --resume ends bit-identical to the reference.
+    Fills rec (stderr, rc, kept_step, resume_rc, problems, passed)."""
+    lines = p.stderr.strip().splitlines()
+    rec.update({"rc": p.returncode, "stderr": p.stderr.strip()})
+    problems = []
+    if p.returncode != 1 or len(lines) != 1 or not lines[0].startswith("pare: error: "):
+        problems.append("expected exit 1 and one 'pare: error:' line")
+    for frag in ("checkpoint.bin", cause, "is kept"):
+        if frag not in p.stderr:
+            problems.append("stderr lacks %r" % frag)
+    torn, lost, temps = check_tree(run)
+    if torn or lost or temps:
+        problems.append("files: torn %s lost %s temps %s" % (torn, lost, temps))
+    with open(os.path.join(run, "checkpoint.bin"), "rb") as f:
+        rec["kept_step"] = parse_archive(f.read())[0]["step"]
+    m = re.search(r"checkpoint of step (\d+) is kept", p.stderr)
+    if not m or int(m.group(1)) != rec["kept_step"]:
+        problems.append("the step the message says is kept is not checkpoint.bin's (%s)" % rec["kept_step"])
+    r = run_to_end(setup.command("train", run, resume=True))
+    rec["resume_rc"] = r.returncode
+    if r.returncode != 0:
+        problems.append("resume failed: " + r.stderr)
+    else:
+        d = diff(ref_fp, fingerprint("train", run))
+        if d:
+            problems.append("resumed run differs: " + d)
+    rec["problems"] = problems
+    rec["passed"] = not problems
+    return rec
+
+
 def full_disk(setup, ref_run, ref_fp):
     """A checkpoint write over the file size limit: a clear error, the last good checkpoint kept."""
     run = os.path.join(setup.work, "full_disk")
@@ -424,33 +459,8 @@ def full_disk(setup, ref_run, ref_fp):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     p = run_to_end(setup.command("train", run), preexec_fn=limited)
-    lines = p.stderr.strip().splitlines()
-    out = {"limit_bytes": limit, "rc": p.returncode, "stderr": p.stderr.strip()}
-    problems = []
-    if p.returncode != 1 or len(lines) != 1 or not lines[0].startswith("pare: error: "):
-        problems.append("expected exit 1 and one 'pare: error:' line")
-    for frag in ("checkpoint.bin", "File too large", "is kept"):
-        if frag not in p.stderr:
-            problems.append("stderr lacks %r" % frag)
-    torn, lost, temps = check_tree(run)
-    if torn or lost or temps:
-        problems.append("files: torn %s lost %s temps %s" % (torn, lost, temps))
-    with open(os.path.join(run, "checkpoint.bin"), "rb") as f:
-        meta, _ = parse_archive(f.read())
-    out["kept_step"] = meta["step"]
-    m = re.search(r"checkpoint of step (\d+) is kept", p.stderr)
-    if not m or int(m.group(1)) != meta["step"]:
-        problems.append("the step the message says is kept is not checkpoint.bin's (%s)" % meta["step"])
-    r = run_to_end(setup.command("train", run, resume=True))
-    out["resume_rc"] = r.returncode
-    if r.returncode != 0:
-        problems.append("resume failed: " + r.stderr)
-    else:
-        d = diff(ref_fp, fingerprint("train", run))
-        if d:
-            problems.append("resumed run differs: " + d)
-    out["problems"] = problems
-    out["passed"] = not problems
+    out = check_failed_write(setup, run, p, "File too large", ref_fp, {"limit_bytes": limit})
+    problems = out["problems"]
     print("  full disk (RLIMIT_FSIZE %d bytes): %s" % (limit, "ok" if not problems else "FAILED %s" % problems))
     print("    " + out["stderr"])
     return out
@@ -473,31 +483,8 @@ def full_tmpfs(setup, ref_run, ref_fp):
     if p is None or p.returncode == 97 or (p.returncode != 0 and not os.path.isdir(out)):
         print("  full tmpfs: skipped (cannot mount a tmpfs here: %s)" % (p.stderr.strip() if p else "no unshare"))
         return {"skipped": True, "passed": True}
-    lines = p.stderr.strip().splitlines()
-    out_rec = {"tmpfs_bytes": kib * 1024, "rc": p.returncode, "stderr": p.stderr.strip()}
-    problems = []
-    if p.returncode != 1 or len(lines) != 1 or not lines[0].startswith("pare: error: "):
-        problems.append("expected exit 1 and one 'pare: error:' line")
-    for frag in ("checkpoint.bin", "No space left on device", "is kept"):
-        if frag not in p.stderr:
-            problems.append("stderr lacks %r" % frag)
-    torn, lost, temps = check_tree(out)
-    if torn or lost or temps:
-        problems.append("files: torn %s lost %s temps %s" % (torn, lost, temps))
-    with open(os.path.join(out, "checkpoint.bin"), "rb") as f:
-        out_rec["kept_step"] = parse_archive(f.read())[0]["step"]
-    m = re.search(r"checkpoint of step (\d+) is kept", p.stderr)
-    if not m or int(m.group(1)) != out_rec["kept_step"]:
-        problems.append("the step the message says is kept is not checkpoint.bin's")
-    r = run_to_end(setup.command("train", out, resume=True))
-    if r.returncode != 0:
-        problems.append("resume failed: " + r.stderr)
-    else:
-        d = diff(ref_fp, fingerprint("train", out))
-        if d:
-            problems.append("resumed run differs: " + d)
-    out_rec["problems"] = problems
-    out_rec["passed"] = not problems
+    out_rec = check_failed_write(setup, out, p, "No space left on device", ref_fp, {"tmpfs_bytes": kib * 1024})
+    problems = out_rec["problems"]
     print("  full tmpfs (%d KiB): %s" % (kib, "ok" if not problems else "FAILED %s" % problems))
     print("    " + out_rec["stderr"])
     return out_rec
