@@ -2,8 +2,8 @@
 // or the gradients, and gradients that explode.
 //
 // fit() checks the loss of every step (free: it is one number) and the
-// gradients every kGradientCheckInterval steps (one pass over them, about 1 %
-// of a LeNet-300-100 step amortised). A non-finite value stops training with
+// gradients every kGradientCheckInterval steps (one pass over them; no
+// measurable change in a LeNet-300-100 epoch, docs/reliability.md). A non-finite value stops training with
 // a message naming the step, the batch and the first layer with a
 // non-finite gradient or weight (--on-nan stop), or skips the batch without
 // updating (skip), or rolls back to the last checkpoint and halves the
