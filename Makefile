@@ -2,8 +2,9 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 DEMO_DIR ?= runs/demo
+space := $(subst ,, )
 
-.PHONY: all deps build test test-asan test-faults demo bench clean
+.PHONY: all deps build test test-asan test-tsan test-faults test-fuzz fuzz san-build fuzz-seeds demo bench clean
 
 all: build
 
@@ -19,18 +20,54 @@ build: deps $(BUILD)/build.ninja
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory test-fuzz
+	$(MAKE) --no-print-directory test-tsan
 
-# The readers of outside bytes (.pare, safetensors, ONNX, and the model files
-# built on them) with their truncation and corruption sweeps, under
-# AddressSanitizer and UndefinedBehaviorSanitizer in a second build directory.
-ASAN_BUILD ?= build-asan
-test-asan: deps
-	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARE_SANITIZE=address,undefined \
-	  -DPARE_BUILD_BENCH=OFF >/dev/null
-	cmake --build $(ASAN_BUILD) -j $(JOBS) --target test_format test_io
-	cd $(ASAN_BUILD) && PARE_SOURCE_DIR=$(CURDIR) PARE_SPARSE_CROSSOVER=0.3 \
-	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  sh -c './tests/format/test_format --gtest_brief=1 && ./tests/io/test_io --gtest_brief=1'
+# The sanitizer build (docs/reliability.md, "Sanitizers"): clang, every room
+# and test under AddressSanitizer and UndefinedBehaviorSanitizer (any finding
+# aborts its test), instrumented for libFuzzer's coverage too, so the same
+# tree holds the fuzz targets of fuzz/. Built without MPI (Open MPI's own
+# allocations would read as leaks; build/ tests the communicator).
+SAN_BUILD ?= build-san
+SAN_ENV = PARE_SPARSE_CROSSOVER=0.3 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1
+san-build: deps
+	cmake -S . -B $(SAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_CXX_COMPILER=clang++ -DPARE_SANITIZE=address,undefined -DPARE_FUZZ=ON \
+	  -DPARE_BUILD_BENCH=OFF -DPARE_WITH_MPI=OFF >/dev/null
+	cmake --build $(SAN_BUILD) -j $(JOBS)
+# The whole test suite under ASan and UBSan.
+test-asan: san-build
+	cd $(SAN_BUILD) && $(SAN_ENV) ctest --output-on-failure -j $(JOBS)
+
+# libFuzzer targets, one per reader of outside bytes (fuzz/, docs/reliability.md
+# "Fuzzing"), in the sanitizer build. `make fuzz` runs each for FUZZ_SECONDS
+# and prints its executions and findings (crashing inputs go to
+# fuzz/findings/<target>/); `make test` runs each for FUZZ_TEST_SECONDS.
+# FUZZ_TARGETS picks some (e.g. FUZZ_TARGETS="idx npy").
+FUZZ_SECONDS ?= 120
+FUZZ_TEST_SECONDS ?= 10
+FUZZ_TARGETS ?=
+fuzz: san-build
+	bash fuzz/run.sh $(SAN_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+test-fuzz: san-build
+	bash fuzz/run.sh $(SAN_BUILD) $(FUZZ_TEST_SECONDS) $(FUZZ_TARGETS)
+# Rewrites the seed corpora of fuzz/corpus/ with pare's own writers.
+fuzz-seeds: san-build
+	$(SAN_BUILD)/fuzz/fuzz_make_seeds fuzz/corpus
+
+# ThreadSanitizer over the rooms that run threads: the thread pool (base),
+# the kernels that split work over it, the tensor and autograd ops that call
+# them, the layers' sparse dispatch (nn), the optimizers and the training
+# loop's sharded steps (train).
+TSAN_BUILD ?= build-tsan
+TSAN_ROOMS = base kernels tensor autograd nn optim train
+test-tsan: deps
+	cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARE_SANITIZE=thread \
+	  -DPARE_BUILD_BENCH=OFF -DPARE_WITH_MPI=OFF >/dev/null
+	cmake --build $(TSAN_BUILD) -j $(JOBS) $(addprefix --target test_,$(TSAN_ROOMS))
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --output-on-failure -j $(JOBS) -L '^($(subst $(space),|,$(TSAN_ROOMS)))$$'
 
 # Fault injection (docs/reliability.md): pare killed with SIGKILL at 120
 # random points over four phases (training, inside checkpoint writes, a
@@ -90,4 +127,4 @@ bench: build
 	bash bench/run_train.sh
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) $(TSAN_BUILD)

@@ -21,3 +21,16 @@ if(PARE_SANITIZE)
                          -fno-omit-frame-pointer)
   target_link_options(pare_flags INTERFACE -fsanitize=${PARE_SANITIZE})
 endif()
+# Fuzzing (make fuzz, fuzz/CMakeLists.txt): every room instrumented for
+# libFuzzer's coverage, with the sanitizers of PARE_SANITIZE (make test's
+# build-san: address,undefined, where the unit tests run too). -O1 with line
+# tables, so that a finding's stack names the reader's line.
+if(PARE_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "PARE_FUZZ needs clang (libFuzzer): -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++")
+  endif()
+  if(NOT PARE_SANITIZE)
+    message(FATAL_ERROR "PARE_FUZZ needs a sanitizer to catch what the fuzzer reaches: -DPARE_SANITIZE=address,undefined")
+  endif()
+  target_compile_options(pare_flags INTERFACE -fsanitize=fuzzer-no-link -O1 -gline-tables-only)
+endif()

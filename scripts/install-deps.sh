@@ -9,7 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libonnx-dev libprotobuf-dev
   openmpi-bin libopenmpi-dev
-  clang gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+  clang libclang-rt-14-dev gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
   dataset-fashion-mnist
   python3-venv python3-torch
   libjs-chart.js chromium

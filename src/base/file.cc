@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 #include <filesystem>
 
 #include "pare/base/error.h"
+#include "pare/base/read_limit.h"
 
 namespace pare {
 
@@ -47,28 +49,33 @@ std::string read_file_maybe_gz(const std::string& path) {
     return raw;
   z_stream zs{};
   if (inflateInit2(&zs, 15 + 32) != Z_OK) fail(path, ": zlib init failed");
+  // inflateEnd on every way out, the reader limit's Error included.
+  struct InflateEnd {
+    z_stream* zs;
+    ~InflateEnd() { inflateEnd(zs); }
+  } end_inflate{&zs};
   std::string out;
   out.resize(raw.size() * 4 + 1024);
   zs.next_in = reinterpret_cast<Bytef*>(raw.data());
   zs.avail_in = static_cast<uInt>(raw.size());
   int rc = Z_OK;
   while (rc != Z_STREAM_END) {
-    if (zs.total_out >= out.size()) out.resize(out.size() * 2);
+    if (zs.total_out >= out.size()) {
+      // A few bytes of gzip can claim gigabytes (a gzip bomb): the stream
+      // grows only up to the reader limit.
+      if (out.size() >= static_cast<size_t>(read_limit_bytes()))
+        fail(path, ": the gunzipped data takes more than ", out.size(), " bytes, ", over_read_limit(out.size() + 1));
+      out.resize(std::min<size_t>(out.size() * 2, static_cast<size_t>(read_limit_bytes())));
+    }
     zs.next_out = reinterpret_cast<Bytef*>(out.data() + zs.total_out);
     zs.avail_out = static_cast<uInt>(out.size() - zs.total_out);
     rc = inflate(&zs, Z_NO_FLUSH);
-    if (rc == Z_BUF_ERROR && zs.avail_in == 0) {
-      inflateEnd(&zs);
-      fail(path, ": gzip stream is truncated");
-    }
+    if (rc == Z_BUF_ERROR && zs.avail_in == 0) fail(path, ": gzip stream is truncated");
     if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
-      std::string msg = zs.msg ? zs.msg : "unknown error";
-      inflateEnd(&zs);
-      fail(path, ": corrupt gzip data (", msg, ")");
+      fail(path, ": corrupt gzip data (", zs.msg ? zs.msg : "unknown error", ")");
     }
   }
   out.resize(zs.total_out);
-  inflateEnd(&zs);
   return out;
 }
 

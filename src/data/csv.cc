@@ -94,12 +94,20 @@ bool parse_double(std::string_view s, double& v) {
   return ec == std::errc() && p == s.data() + s.size() && std::isfinite(v);
 }
 
+void check_options(const std::string& path, const CsvOptions& opt) {
+  if (opt.delimiter == '"' || opt.delimiter == '\n' || opt.delimiter == '\r')
+    fail(path, ": CsvOptions.delimiter cannot be a quote or a line break");
+}
+
 }  // namespace
 
 Dataset read_csv(const std::string& path, const CsvOptions& opt) {
-  if (opt.delimiter == '"' || opt.delimiter == '\n' || opt.delimiter == '\r')
-    fail(path, ": CsvOptions.delimiter cannot be a quote or a line break");
-  const std::string text = read_file_maybe_gz(path);
+  check_options(path, opt);  // before reading: a wrong option is the first thing to fix
+  return parse_csv(read_file_maybe_gz(path), path, opt);
+}
+
+Dataset parse_csv(std::string_view text, const std::string& path, const CsvOptions& opt) {
+  check_options(path, opt);
   LineSplitter splitter(path, opt.delimiter);
 
   std::vector<Field> fields;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "pare/data/dataset.h"
 
@@ -37,5 +38,9 @@ struct CsvOptions {
 // too large for i32; and "path: ..." for a file with no data rows or a
 // label_column out of range.
 Dataset read_csv(const std::string& path, const CsvOptions& opt = {});
+
+// The same on text already in memory (not gzipped); `path` labels error
+// messages and names the dataset.
+Dataset parse_csv(std::string_view text, const std::string& path, const CsvOptions& opt = {});
 
 }  // namespace pare::data

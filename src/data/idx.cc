@@ -128,12 +128,16 @@ Header check_header(const unsigned char* b, uint64_t size, const std::string& na
   int64_t* dims = h.dims;
   uint64_t& count = h.count;
   std::string dims_str;
-  bool overflow = false;
+  bool overflow = false, empty = false;
   for (int i = 0; i < nd; ++i) {
     dims[i] = load_be32(b + 4 + 4 * i);
     if (i) dims_str += 'x';
     dims_str += std::to_string(dims[i]);
-    overflow |= __builtin_mul_overflow(count, static_cast<uint64_t>(dims[i]), &count);
+    // The product of the nonzero sizes: a zero size makes the tensor empty,
+    // but the others still multiply in Shape::numel() (3275685888 x
+    // 4160742144 x 0 overflows int64 before it reaches the 0).
+    if (dims[i] == 0) empty = true;
+    else overflow |= __builtin_mul_overflow(count, static_cast<uint64_t>(dims[i]), &count);
   }
   uint64_t need = 0;
   overflow |= __builtin_mul_overflow(count, static_cast<uint64_t>(type->size), &need);
@@ -141,6 +145,7 @@ Header check_header(const unsigned char* b, uint64_t size, const std::string& na
   if (overflow || count > static_cast<uint64_t>(INT64_MAX))
     fail(name, ": header says ", dims_str, " ", type->name,
          " elements, a size that overflows 64 bits (corrupt header?)");
+  if (empty) count = need = 0;
   const uint64_t have = size - header;
   if (have < need)
     fail(name, ": truncated: header says ", dims_str, " ", type->name, " = ", need,

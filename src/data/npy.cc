@@ -250,14 +250,19 @@ Tensor parse_npy(std::string_view bytes, const std::string& name) {
          "' is big-endian or has no byte order; save as little-endian (a.astype('<", type->descr,
          "'))");
 
+  // The product of the nonzero dimensions must fit int64 even when a zero
+  // makes the array empty: Shape::numel() multiplies them all.
   uint64_t count = 1;
-  bool overflow = false;
-  for (int64_t d : h.shape)
-    overflow |= __builtin_mul_overflow(count, static_cast<uint64_t>(d), &count);
+  bool overflow = false, empty = false;
+  for (int64_t d : h.shape) {
+    if (d == 0) empty = true;
+    else overflow |= __builtin_mul_overflow(count, static_cast<uint64_t>(d), &count);
+  }
   uint64_t need = 0;
   overflow |= __builtin_mul_overflow(count, static_cast<uint64_t>(type->size), &need);
   if (overflow || count > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
     fail(name, ": shape ", shape_str(h.shape), " overflows 64 bits (corrupt header?)");
+  if (empty) count = need = 0;
   const uint64_t have = size - prefix - header_len;
   if (have < need)
     fail(name, ": truncated: shape ", shape_str(h.shape), " '", h.descr, "' needs ", need,

@@ -117,9 +117,7 @@ std::vector<CostRow> from_ticket(const std::string& results_path) {
   return rows;
 }
 
-}  // namespace
-
-std::vector<CostRow> cost_rows(const std::string& path) {
+std::vector<CostRow> read_cost_rows(const std::string& path) {
   std::error_code ec;
   const fs::path p(path);
   if (fs::is_directory(p, ec)) {
@@ -134,6 +132,18 @@ std::vector<CostRow> cost_rows(const std::string& path) {
   if (p.filename() == "log.jsonl") return from_log(path, p.parent_path().filename().string());
   if (p.extension() == ".json") return from_ticket(path);
   fail(path, ": not a run directory, log.jsonl or ticket results.json");
+}
+
+}  // namespace
+
+std::vector<CostRow> cost_rows(const std::string& path) {
+  // Valid JSON of the wrong shape (a log line that is not an object, a
+  // "round" that is a string) is as unreadable as bytes that are not JSON.
+  try {
+    return read_cost_rows(path);
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, ": not the log or ticket results pare writes (", e.what(), ")");
+  }
 }
 
 std::string cost_table(const std::vector<CostRow>& rows) {

@@ -171,20 +171,34 @@ json run_json(const LifeRun& r) {
 
 // A run record from its JSON (run_json's fields); raises json::exception
 // when a field is missing or of the wrong type.
+// j[key] as an integer in [lo, hi]. nlohmann's get<int>() of 1e300 or -1 is
+// undefined or wraps; a file from outside may hold either.
+int64_t whole_number(const json& j, const char* key, int64_t lo, int64_t hi) {
+  const json& v = j.at(key);
+  bool in_range = false;
+  if (v.is_number_unsigned())
+    in_range = v.get<uint64_t>() <= static_cast<uint64_t>(hi) && static_cast<int64_t>(v.get<uint64_t>()) >= lo;
+  else if (v.is_number_integer())
+    in_range = v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+  if (!in_range) fail("\"", key, "\" is ", v.dump().substr(0, 40), ", not a whole number in [", lo, ", ", hi, "]");
+  return v.get<int64_t>();
+}
+
 LifeRun run_from_json(const json& j) {
+  constexpr int64_t kMaxCount = int64_t{1} << 53;
   LifeRun r;
-  r.n = j.at("n").get<int>();
-  r.m = j.at("m").get<int>();
+  r.n = static_cast<int>(whole_number(j, "n", 1, 1 << 20));
+  r.m = static_cast<int>(whole_number(j, "m", 1, 1 << 20));
   r.seed = j.at("seed").get<uint64_t>();
   r.success = j.at("success").get<bool>();
-  r.steps = j.at("steps").get<int64_t>();
-  r.epochs = j.at("epochs").get<int64_t>();
+  r.steps = whole_number(j, "steps", 0, kMaxCount);
+  r.epochs = whole_number(j, "epochs", 0, kMaxCount);
   r.seconds = j.at("seconds").get<double>();
   r.train_seconds = j.at("train_seconds").get<double>();
   r.flops = j.at("flops").get<double>();
   if (j.contains("cost")) r.cost = j["cost"];  // results written before the ledger have none
-  r.parameters = j.at("parameters").get<int64_t>();
-  r.weights_alive = j.at("weights_alive").get<int64_t>();
+  r.parameters = whole_number(j, "parameters", 0, kMaxCount);
+  r.weights_alive = whole_number(j, "weights_alive", 0, kMaxCount);
   r.exact = j.at("test_exact").get<double>();
   r.accuracy = j.at("test_accuracy").get<double>();
   r.loss = j.at("test_loss").get<double>();
@@ -197,6 +211,8 @@ LifeRun read_run(const std::string& dir) {
   try {
     r = run_from_json(json::parse(read_file(path)));
   } catch (const json::exception& e) {
+    fail(path, ": not a life run result (", e.what(), "); delete it to redo the run");
+  } catch (const Error& e) {
     fail(path, ": not a life run result (", e.what(), "); delete it to redo the run");
   }
   r.dir = dir;

@@ -249,7 +249,8 @@ std::string ticket_table(const std::vector<RunRecord>& records) {
         " ticket train GFLOP (dense) | cumulative GFLOP | cumulative s |\n"
         "|---|---|---|---|---|---|---|---|\n";
   for (const auto& [round, kinds] : by_round) {
-    auto acc = [&](const char* kind) {
+    // clang before 16 cannot capture a structured binding by [&] alone.
+    auto acc = [&, &kinds = kinds](const char* kind) {
       auto it = kinds.find(kind);
       if (it == kinds.end()) return std::string("-");
       return pct(it->second->test_accuracy) + " (" + pct(it->second->best_accuracy) + ")";

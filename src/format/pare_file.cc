@@ -15,6 +15,7 @@
 
 #include "pare/base/error.h"
 #include "pare/base/file.h"
+#include "pare/base/read_limit.h"
 
 namespace pare::format {
 
@@ -767,7 +768,9 @@ File decode(std::string_view bytes, const std::string& source, const DecodeOptio
       fail(where, ": encoded length ", encoded, " is more than ", stored, " zstd bytes can hold");
     const uint64_t decoded_bytes = static_cast<uint64_t>(t.numel()) *
                                    (value_size(t.dtype) + (t.encoding == Encoding::dense ? 0 : 1));
-    if (decoded_bytes > static_cast<uint64_t>(options.max_tensor_bytes))
+    if (options.max_tensor_bytes <= 0)
+      check_read_size(decoded_bytes, where, "decoding");
+    else if (decoded_bytes > static_cast<uint64_t>(options.max_tensor_bytes))
       fail(where, ": decoding takes ", decoded_bytes, " bytes, over the limit of ",
            options.max_tensor_bytes);
     const uint8_t* src = data_base + offset;

@@ -81,7 +81,8 @@ struct DecodeOptions {
   // A tensor whose decoded form (values and presence mask) would take more is
   // refused before anything is allocated: a sparse tensor's dims can imply far
   // more memory than its bytes in the file.
-  int64_t max_tensor_bytes = int64_t{1} << 32;
+  // 0: the reader limit (base/read_limit.h: PARE_READ_LIMIT, default 4 GiB).
+  int64_t max_tensor_bytes = 0;
 };
 
 // Parses and checks `bytes`; `source` names them in errors (a path).

@@ -98,7 +98,10 @@ std::vector<SafeTensor> decode_safetensors(std::string_view bytes, const std::st
     for (const json& d : e["shape"]) {
       if (!d.is_number_unsigned()) fail(where, ": a dim is not a non-negative integer");
       const uint64_t v = d.get<uint64_t>();
-      if (v != 0 && numel > (uint64_t{1} << 40) / v) fail(where, ": shape product too large");
+      // Each dim too, not only the product: after a 0 the product stays 0,
+      // and a dim past 2^63 would come out negative.
+      if (v > (uint64_t{1} << 40) || (v != 0 && numel > (uint64_t{1} << 40) / v))
+        fail(where, ": shape product too large");
       numel *= v;
       t.shape.push_back(static_cast<int64_t>(v));
     }

@@ -175,9 +175,14 @@ ActivationGrids grids_from_json(const json& activations, const std::string& sour
     if (!g.contains("scale") || !g["scale"].is_number() || !g.contains("zero_point") ||
         !g["zero_point"].is_number_integer())
       fail(source, ": META: the activation grid of ", name, " lacks a scale or zero_point");
+    if ((g.contains("min") && !g["min"].is_number()) || (g.contains("max") && !g["max"].is_number()))
+      fail(source, ": META: the activation grid of ", name, " has a min or max that is not a number");
+    // The zero point checked as read, before it narrows (4294967296 is not 0).
+    const json& zp = g["zero_point"];
+    const bool zp_fits = zp.is_number_unsigned() ? zp.get<uint64_t>() <= 255 : zp.get<int64_t>() >= 0;
     ActivationGrid grid;
     grid.scale = g["scale"].get<float>();
-    grid.zero_point = g["zero_point"].get<int32_t>();
+    grid.zero_point = zp_fits ? zp.get<int32_t>() : -1;
     grid.min = g.value("min", 0.0f);
     grid.max = g.value("max", 0.0f);
     if (!(grid.scale > 0 && std::isfinite(grid.scale)) || grid.zero_point < 0 ||
@@ -224,6 +229,9 @@ Var FakeQuantModel::forward(const Var& x, nn::ForwardContext& ctx) {
 
 Int8Net Int8Net::from_file(const format::File& file, const std::string& source) {
   const nn::ModelSpec spec = nn::parse_model_spec(file.spec_json, source + ": SPEC");
+  // The spec's shapes checked (none past nn::kMaxModelElements) before the
+  // sizes below are multiplied out.
+  nn::parameter_count(spec);
   json meta = file.meta_json.empty() ? json::object() : json::parse(file.meta_json);
   if (!meta.contains("activations") || !meta["activations"].is_object())
     fail(source,

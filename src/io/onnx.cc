@@ -335,37 +335,38 @@ Constant read_constant(const onnx::TensorProto& t, const std::string& source) {
       fail(what, ": ", t.raw_data().size(), " bytes of raw data for ", n, " elements of ", elem, " bytes");
     return &t.raw_data();
   };
+  // Every count is checked before anything is allocated: the dims alone
+  // may claim 2^28 elements for a few bytes of data.
+  auto typed = [&](int have) {
+    if (static_cast<size_t>(have) != un) fail(what, ": ", have, " values for ", n, " elements");
+  };
   switch (t.data_type()) {
     case onnx::TensorProto::FLOAT:
-      c.f.resize(un);
       if (const std::string* r = raw(4)) {
+        c.f.resize(un);
         std::memcpy(c.f.data(), r->data(), un * 4);
       } else {
-        if (static_cast<size_t>(t.float_data_size()) != un)
-          fail(what, ": ", t.float_data_size(), " values for ", n, " elements");
-        std::copy(t.float_data().begin(), t.float_data().end(), c.f.begin());
+        typed(t.float_data_size());
+        c.f.assign(t.float_data().begin(), t.float_data().end());
       }
       break;
     case onnx::TensorProto::INT64:
-      c.i.resize(un);
       if (const std::string* r = raw(8)) {
+        c.i.resize(un);
         std::memcpy(c.i.data(), r->data(), un * 8);
       } else {
-        if (static_cast<size_t>(t.int64_data_size()) != un)
-          fail(what, ": ", t.int64_data_size(), " values for ", n, " elements");
-        std::copy(t.int64_data().begin(), t.int64_data().end(), c.i.begin());
+        typed(t.int64_data_size());
+        c.i.assign(t.int64_data().begin(), t.int64_data().end());
       }
       break;
     case onnx::TensorProto::INT32:
-      c.i.resize(un);
       if (const std::string* r = raw(4)) {
         std::vector<int32_t> v(un);
         std::memcpy(v.data(), r->data(), un * 4);
-        std::copy(v.begin(), v.end(), c.i.begin());
+        c.i.assign(v.begin(), v.end());
       } else {
-        if (static_cast<size_t>(t.int32_data_size()) != un)
-          fail(what, ": ", t.int32_data_size(), " values for ", n, " elements");
-        std::copy(t.int32_data().begin(), t.int32_data().end(), c.i.begin());
+        typed(t.int32_data_size());
+        c.i.assign(t.int32_data().begin(), t.int32_data().end());
       }
       break;
     default:
@@ -402,6 +403,20 @@ int64_t product(const std::vector<int64_t>& v) {
   int64_t p = 1;
   for (int64_t d : v) p *= d;
   return p;
+}
+
+// The sizes a model spec may hold (nn/spec.cc's limits: what pare reads back
+// from the .pare file it writes of an import).
+constexpr int64_t kMaxInputSize = int64_t{1} << 24, kMaxOut = int64_t{1} << 20, kMaxWindow = 1024;
+
+// Whether a shape (without the batch) has at most nn::kMaxModelElements
+// elements; every shape the import follows is checked, so no product of one
+// overflows.
+bool fits(const std::vector<int64_t>& v) {
+  int64_t p = 1;
+  for (int64_t d : v)
+    if (d < 0 || __builtin_mul_overflow(p, d, &p) || p > nn::kMaxModelElements) return false;
+  return true;
 }
 
 std::string dims_str(const std::vector<int64_t>& v) {
@@ -472,8 +487,13 @@ class Importer {
     for (int d = 1; d < s.dim_size(); ++d) {
       if (!s.dim(d).has_dim_value() || s.dim(d).dim_value() <= 0)
         fail(source_, ": input \"", in->name(), "\" dim ", d, " has no fixed size");
+      if (s.dim(d).dim_value() > kMaxInputSize)
+        fail(source_, ": input \"", in->name(), "\" dim ", d, " is ", s.dim(d).dim_value(),
+             "; pare's model specs take input sizes up to 2^24");
       spec_.input.push_back(s.dim(d).dim_value());
     }
+    if (!fits(spec_.input))
+      fail(source_, ": input \"", in->name(), "\" ", dims_str(spec_.input), " has more than 2^32 elements");
     if (spec_.input.size() == 2) fail(source_, ": input \"", in->name(), "\" is 3-D; pare reads 2-D or 4-D inputs");
     cur_ = in->name();
     shape_ = spec_.input;
@@ -487,6 +507,11 @@ class Importer {
   void add_layer(nn::LayerSpec l) {
     spec_.layers.push_back(std::move(l));
     pending_matmul_ = false;
+  }
+  // The shape after a layer, refused past nn::kMaxModelElements.
+  void set_shape(const onnx::NodeProto& n, std::vector<int64_t> shape) {
+    if (!fits(shape)) node_fail(n, "its output " + dims_str(shape) + " has more than 2^32 elements");
+    shape_ = std::move(shape);
   }
   std::string layer_name() const {
     return spec_.layers.back().type + std::to_string(spec_.layers.size());
@@ -664,6 +689,7 @@ class Importer {
     const bool trans_b = gemm && int_attr(n, "transB", 0) != 0;
     const int64_t k = trans_b ? b.dims[1] : b.dims[0], outs = trans_b ? b.dims[0] : b.dims[1];
     if (k != in) node_fail(n, "the weight " + dims_str(b.dims) + " does not take " + std::to_string(in) + " inputs");
+    if (outs > kMaxOut) node_fail(n, "more than 2^20 outputs (pare's limit)");
     // pare keeps a linear weight as (out, in).
     std::vector<float> w(static_cast<size_t>(outs * in));
     for (int64_t o = 0; o < outs; ++o)
@@ -681,7 +707,7 @@ class Importer {
       weights_[layer + ".bias"] = c.f;
     }
     pending_matmul_ = !gemm;
-    shape_ = {outs};
+    set_shape(n, {outs});
   }
 
   // Square windows, equal strides, the same padding on every side.
@@ -694,6 +720,7 @@ class Importer {
       node_fail(n, "auto_pad " + auto_pad + " is not imported; export with explicit pads");
     if (kernel.size() != 2 || kernel[0] != kernel[1] || kernel[0] <= 0)
       node_fail(n, "only square 2-D windows are imported, got " + dims_str(kernel));
+    if (kernel[0] > kMaxWindow) node_fail(n, "the window " + dims_str(kernel) + " is over 1024 (pare's limit)");
     std::vector<int64_t> strides = ints_attr(n, "strides"), pads = ints_attr(n, "pads"),
                          dil = ints_attr(n, "dilations");
     if (strides.empty()) strides = {default_stride, default_stride};
@@ -704,6 +731,8 @@ class Importer {
       node_fail(n, "only the same padding on every side is imported, got " + dims_str(pads));
     for (int64_t d : dil)
       if (d != 1) node_fail(n, "dilations are not imported");
+    if (strides[0] > kMaxWindow || pads[0] > kMaxWindow)
+      node_fail(n, "strides and pads over 1024 are not imported (pare's limit)");
     return {kernel[0], strides[0], pads[0]};
   }
 
@@ -712,6 +741,7 @@ class Importer {
     if (int_attr(n, "group", 1) != 1) node_fail(n, "grouped convolutions are not imported");
     const Constant& wt = constant(n, 1);
     if (wt.f.empty() || wt.dims.size() != 4) node_fail(n, "the weight must be a 4-D float initializer");
+    if (wt.dims[0] > kMaxOut) node_fail(n, "more than 2^20 output channels (pare's limit)");
     if (wt.dims[1] != shape_[0])
       node_fail(n, "the weight " + dims_str(wt.dims) + " does not take " + std::to_string(shape_[0]) + " channels");
     std::vector<int64_t> kernel = ints_attr(n, "kernel_shape");
@@ -734,7 +764,7 @@ class Importer {
         node_fail(n, "the bias must have " + std::to_string(wt.dims[0]) + " values, has " + dims_str(c.dims));
       weights_[layer + ".bias"] = c.f;
     }
-    shape_ = {wt.dims[0], oh, ow};
+    set_shape(n, {wt.dims[0], oh, ow});
   }
 
   void pool(const onnx::NodeProto& n) {

@@ -64,17 +64,25 @@ float real_value(const format::Tensor& t, int64_t i) {
 }
 
 std::unique_ptr<nn::Model> from_file(const format::File& file, const std::string& source) {
-  auto model = nn::Model::build(nn::parse_model_spec(file.spec_json, source + ": SPEC"), 0);
+  const nn::ModelSpec spec = nn::parse_model_spec(file.spec_json, source + ": SPEC");
   std::map<std::string, const format::Tensor*> by_name;
   for (const format::Tensor& t : file.tensors) by_name[t.name] = &t;
+  // Every parameter the spec describes, against the file's tensors, before
+  // building: the spec alone may describe any network, the tensors (decoded
+  // within DecodeOptions' limits) bound what a valid file allocates.
+  for (const nn::ParameterShape& p : nn::parameter_shapes(spec)) {
+    auto it = by_name.find(p.name);
+    if (it == by_name.end()) fail(source, ": TTAB: the spec's parameter ", p.name, " is missing");
+    if (it->second->dims != p.dims)
+      fail(source, ": TTAB: tensor ", p.name, " does not have the spec's shape ",
+           Shape(std::span<const int64_t>(p.dims)).str());
+  }
+  auto model = nn::Model::build(spec, 0);
   for (nn::Parameter* p : model->parameters()) {
     auto it = by_name.find(p->name);
-    if (it == by_name.end()) fail(source, ": TTAB: the spec's parameter ", p->name, " is missing");
-    const format::Tensor& t = *it->second;
     const Shape& s = p->value().shape();
-    bool same = static_cast<int>(t.dims.size()) == s.ndim();
-    for (int d = 0; same && d < s.ndim(); ++d) same = t.dims[static_cast<size_t>(d)] == s[d];
-    if (!same) fail(source, ": TTAB: tensor ", p->name, " does not have the spec's shape ", s.str());
+    PARE_CHECK(it != by_name.end() && it->second->dims == s.vec(), p->name, ": not as nn::parameter_shapes said");
+    const format::Tensor& t = *it->second;
     float* w = p->value().f32();
     const int64_t n = p->numel();
     for (int64_t i = 0; i < n; ++i) {

@@ -140,44 +140,147 @@ std::string Stateless::describe() const {
 }
 
 // ---- Model ----
-std::unique_ptr<Model> Model::build(const ModelSpec& spec, uint64_t seed) {
-  std::unique_ptr<Model> m(new Model());
-  m->spec_ = spec;
+namespace {
+
+// One layer as build() makes it: the spec's layer `at` (and the ReLU after
+// it when fused), numbered `index`, its input and output shapes (one
+// sample) and how many parameters it holds.
+struct LayerPlan {
+  size_t at = 0;
+  int index = 0;
+  std::string name;
+  bool fuse_relu = false;
+  std::vector<int64_t> in, out;
+  int64_t parameters = 0;
+  std::vector<ParameterShape> shapes;  // weight, then bias
+};
+
+// a * b, or -1 when it passes kMaxModelElements (or overflows).
+int64_t bounded_product(int64_t a, int64_t b) {
+  int64_t r;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r) || r > kMaxModelElements) return -1;
+  return r;
+}
+int64_t bounded_product(const std::vector<int64_t>& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) n = bounded_product(n, d);
+  return n;
+}
+
+// Every check build() makes, in the order it makes them, without
+// allocating: the shapes flow through the layers, and every layer's output
+// (per sample) and parameter count, and their total, must be at most
+// kMaxModelElements, so no size computed from the spec overflows.
+std::vector<LayerPlan> plan(const ModelSpec& spec) {
   if (spec.input.empty()) fail("model ", spec.name, ": input shape is empty");
   for (int64_t d : spec.input)
     if (d <= 0) fail("model ", spec.name, ": input shape ", shape_str(spec.input), " has a non-positive size");
+  auto too_big = [&](const std::string& what, const std::vector<int64_t>& dims) {
+    fail("model ", spec.name, ": ", what, " ", shape_str(dims), " has more than 2^32 elements");
+  };
+  if (bounded_product(spec.input) < 0) too_big("input", spec.input);
+  std::vector<LayerPlan> out;
   std::vector<int64_t> shape = spec.input;
+  int64_t total = 0;
   int index = 0;
   for (size_t at = 0; at < spec.layers.size(); ++at) {
     const LayerSpec& l = spec.layers[at];
-    const std::string name = l.type + std::to_string(++index);
-    // A ReLU right after a convolution runs fused into it (conv2d's relu
-    // option): same result, one pass and one buffer fewer. The spec, the
-    // parameter names and the layer numbering stay as written.
-    const bool fuse_relu = l.type == "conv2d" && at + 1 < spec.layers.size() &&
-                           spec.layers[at + 1].type == "relu";
-    std::unique_ptr<Module> layer;
+    LayerPlan p;
+    p.at = at;
+    p.index = ++index;
+    p.name = l.type + std::to_string(index);
+    p.in = shape;
     if (l.type == "linear") {
       if (l.out <= 0) fail("layer ", index, " (linear): \"out\" must be positive");
       if (shape.size() != 1)
-        fail("layer ", name, ": input is ", shape_str(shape),
-             "; add a flatten layer before it");
-      layer = std::make_unique<Linear>(product(shape), l.out, l.bias, name);
+        fail("layer ", p.name, ": input is ", shape_str(shape), "; add a flatten layer before it");
+      p.parameters = bounded_product(shape[0], l.out);
+      if (p.parameters < 0) too_big("layer " + p.name + ": weight", {l.out, shape[0]});
+      if (l.bias) p.parameters += l.out;
+      p.shapes.push_back({p.name + ".weight", {l.out, shape[0]}});
+      if (l.bias) p.shapes.push_back({p.name + ".bias", {l.out}});
+      shape = {l.out};
     } else if (l.type == "conv2d") {
       if (l.out <= 0 || l.kernel <= 0)
         fail("layer ", index, " (conv2d): \"out\" and \"kernel\" must be positive");
       if (shape.size() != 3) fail("layer ", index, " (conv2d): needs a (C, H, W) input, gets ", shape_str(shape));
+      const int64_t stride = l.stride ? l.stride : 1;
+      if (l.pad < 0 || stride < 1 || l.pad > kMaxModelElements || l.kernel > kMaxModelElements)
+        fail("layer ", p.name, ": kernel ", l.kernel, ", stride ", stride, ", pad ", l.pad,
+             " (a kernel and stride are positive, a pad >= 0, none over 2^32)");
+      const int64_t h = shape[1] + 2 * l.pad - l.kernel, w = shape[2] + 2 * l.pad - l.kernel;
+      if (h < 0 || w < 0)
+        fail("conv2d ", p.name, ".weight: kernel ", l.kernel, " does not fit input ", shape_str(shape));
+      p.parameters = bounded_product({l.out, shape[0], l.kernel, l.kernel});
+      if (p.parameters < 0) too_big("layer " + p.name + ": weight", {l.out, shape[0], l.kernel, l.kernel});
+      if (l.bias) p.parameters += l.out;
+      p.shapes.push_back({p.name + ".weight", {l.out, shape[0], l.kernel, l.kernel}});
+      if (l.bias) p.shapes.push_back({p.name + ".bias", {l.out}});
+      shape = {l.out, h / stride + 1, w / stride + 1};
+      // A ReLU right after a convolution runs fused into it (conv2d's relu
+      // option): same result, one pass and one buffer fewer. The spec, the
+      // parameter names and the layer numbering stay as written.
+      p.fuse_relu = at + 1 < spec.layers.size() && spec.layers[at + 1].type == "relu";
+      if (p.fuse_relu) {
+        ++at;
+        ++index;
+      }
+    } else if (l.type == "relu" || l.type == "sigmoid" || l.type == "tanh") {
+    } else if (l.type == "maxpool" || l.type == "avgpool") {
+      if (l.kernel <= 0) fail("layer ", index, " (", l.type, "): \"kernel\" must be positive");
+      if (shape.size() != 3 || shape[1] < l.kernel || shape[2] < l.kernel)
+        fail("layer ", index, " (", l.type, "): window ", l.kernel, " does not fit input ", shape_str(shape));
+      const int64_t stride = l.stride ? l.stride : l.kernel;
+      if (stride < 1) fail("layer ", index, " (", l.type, "): stride must be >= 1");
+      shape = {shape[0], (shape[1] - l.kernel) / stride + 1, (shape[2] - l.kernel) / stride + 1};
+    } else if (l.type == "flatten") {
+      shape = {bounded_product(shape)};
+    } else if (l.type == "dropout") {
+      if (!(l.p >= 0 && l.p < 1)) fail("layer ", index, " (dropout): \"p\" must be in [0, 1)");
+    } else {
+      fail("layer ", index, ": unknown type \"", l.type, "\"");
+    }
+    if (bounded_product(shape) < 0) too_big("layer " + p.name + ": output", shape);
+    total += p.parameters;  // at most 2^32 so far plus 2^33 (weight and bias): no overflow
+    if (total > kMaxModelElements) fail("model ", spec.name, ": more than 2^32 parameters");
+    p.out = shape;
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<ParameterShape> parameter_shapes(const ModelSpec& spec) {
+  std::vector<ParameterShape> out;
+  for (LayerPlan& p : plan(spec))
+    for (ParameterShape& s : p.shapes) out.push_back(std::move(s));
+  return out;
+}
+
+int64_t parameter_count(const ModelSpec& spec) {
+  int64_t n = 0;
+  for (const LayerPlan& p : plan(spec)) n += p.parameters;
+  return n;
+}
+
+std::unique_ptr<Model> Model::build(const ModelSpec& spec, uint64_t seed) {
+  std::unique_ptr<Model> m(new Model());
+  m->spec_ = spec;
+  const std::vector<LayerPlan> layers = plan(spec);  // every check, before anything is allocated
+  for (const LayerPlan& p : layers) {
+    const LayerSpec& l = spec.layers[p.at];
+    std::unique_ptr<Module> layer;
+    if (l.type == "linear") {
+      layer = std::make_unique<Linear>(p.in[0], l.out, l.bias, p.name);
+    } else if (l.type == "conv2d") {
       layer = std::make_unique<Conv2d>(
-          shape[0], l.out, l.kernel,
+          p.in[0], l.out, l.kernel,
           autograd::Conv2dOptions{.stride = l.stride ? l.stride : 1,
                                   .pad = l.pad,
                                   .circular = l.circular,
-                                  .relu = fuse_relu},
-          l.bias, name);
-      if (fuse_relu) {
-        ++at;  // the ReLU is part of this layer now
-        ++index;
-      }
+                                  .relu = p.fuse_relu},
+          l.bias, p.name);
     } else if (l.type == "relu") {
       layer = std::make_unique<Stateless>(Stateless::Kind::relu);
     } else if (l.type == "sigmoid") {
@@ -185,25 +288,19 @@ std::unique_ptr<Model> Model::build(const ModelSpec& spec, uint64_t seed) {
     } else if (l.type == "tanh") {
       layer = std::make_unique<Stateless>(Stateless::Kind::tanh);
     } else if (l.type == "maxpool" || l.type == "avgpool") {
-      if (l.kernel <= 0) fail("layer ", index, " (", l.type, "): \"kernel\" must be positive");
-      if (shape.size() != 3 || shape[1] < l.kernel || shape[2] < l.kernel)
-        fail("layer ", index, " (", l.type, "): window ", l.kernel, " does not fit input ",
-             shape_str(shape));
       layer = std::make_unique<Stateless>(
           l.type == "maxpool" ? Stateless::Kind::maxpool : Stateless::Kind::avgpool, l.kernel, l.stride);
     } else if (l.type == "flatten") {
       layer = std::make_unique<Stateless>(Stateless::Kind::flatten);
-    } else if (l.type == "dropout") {
-      if (!(l.p >= 0 && l.p < 1)) fail("layer ", index, " (dropout): \"p\" must be in [0, 1)");
-      layer = std::make_unique<Stateless>(Stateless::Kind::dropout, 0, 0, l.p);
     } else {
-      fail("layer ", index, ": unknown type \"", l.type, "\"");
+      layer = std::make_unique<Stateless>(Stateless::Kind::dropout, 0, 0, l.p);
     }
-    m->shapes_.push_back(shape);
-    shape = layer->output_shape(shape);
+    PARE_CHECK(layer->output_shape(p.in) == p.out, p.name, ": the plan's output shape ", shape_str(p.out),
+               " differs from the layer's");
+    m->shapes_.push_back(p.in);
     m->layers_.push_back(std::move(layer));
   }
-  m->shapes_.push_back(shape);
+  m->shapes_.push_back(layers.empty() ? spec.input : layers.back().out);
   std::vector<Parameter*> params;
   for (auto& layer : m->layers_) layer->collect_parameters(params);
   m->store_.pack(params);

@@ -95,6 +95,24 @@ class Stateless : public Module {
   float p_;
 };
 
+// The most elements a spec may give any layer's output (one sample), any
+// layer's parameters and all of them together (2^32: 16 GiB of floats, far
+// beyond the networks pare trains): Model::build refuses a spec past it
+// before it allocates, so no size computed from a spec overflows.
+inline constexpr int64_t kMaxModelElements = int64_t{1} << 32;
+
+// The parameters Model::build(spec) makes, by name ("conv2d1.weight") and
+// shape, in build's order, and how many values they hold: computed from the
+// spec alone, nothing allocated. Raise the Error build() would raise when the
+// spec's shapes do not fit or pass kMaxModelElements. A reader of a model
+// file compares them with the tensors the file holds before it builds.
+struct ParameterShape {
+  std::string name;
+  std::vector<int64_t> dims;
+};
+std::vector<ParameterShape> parameter_shapes(const ModelSpec& spec);
+int64_t parameter_count(const ModelSpec& spec);
+
 // A built network: layers in order, their parameters in one store, and the loss.
 class Model {
  public:

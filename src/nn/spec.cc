@@ -2,6 +2,7 @@
 #include "pare/nn/spec.h"
 
 #include <algorithm>
+#include <cctype>
 #include <nlohmann/json.hpp>
 
 #include "pare/base/error.h"
@@ -84,11 +85,18 @@ ModelSpec preset(const std::string& name, const PresetOptions& opt) {
   return s;
 }
 
+bool is_model_name(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char ch : name)
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.')) return false;
+  return true;
+}
+
 ModelSpec parse_model_spec(const std::string& text, const std::string& source) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     fail(source, ": not valid JSON: ", e.what());
   }
   if (!j.is_object()) fail(source, ": a model spec is a JSON object");
@@ -100,6 +108,11 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& source) {
   ModelSpec s;
   try {
     s.name = j.value("name", std::string("custom"));
+    // The name reaches printed lines, the metadata of every file pare writes
+    // and the comments of exported C: from a file, it may hold anything.
+    if (!is_model_name(s.name))
+      fail(source, ": \"name\" must be 1 to 64 letters, digits, '_', '-' or '.'; got \"",
+           s.name.substr(0, 64), s.name.size() > 64 ? "..." : "", "\"");
     if (!j.contains("input") || !j["input"].is_array() || j["input"].empty())
       fail(source, ": field \"input\" must be a non-empty array of sizes, e.g. [1, 28, 28]");
     for (auto& d : j["input"]) {

@@ -50,6 +50,10 @@ struct PresetOptions {
 ModelSpec preset(const std::string& name, const PresetOptions& opt = {});
 std::vector<std::string> preset_names();
 
+// Whether `name` may name a model: 1 to 64 letters, digits, '_', '-' or '.'
+// (parse_model_spec refuses other names; the ONNX import maps to these).
+bool is_model_name(const std::string& name);
+
 // Parses and validates a JSON spec; `source` names the file in errors.
 ModelSpec parse_model_spec(const std::string& json_text, const std::string& source);
 std::string model_spec_to_json(const ModelSpec& spec);

@@ -103,14 +103,24 @@ Archive parse_archive(const std::string& in, const std::string& path) {
     for (auto& e : header.at("tensors")) {
       const std::string name = e.at("name").get<std::string>();
       const DType dt = parse_dtype(e.at("dtype").get<std::string>(), path);
-      std::vector<int64_t> dims = e.at("shape").get<std::vector<int64_t>>();
-      if (dims.size() > Shape::kMaxDims) fail(path, ": tensor ", name, " has too many dimensions");
+      // Integers only: nlohmann's get<int64_t>() of a float out of range
+      // (a "shape" of [3.9e19]) is undefined behaviour, not an exception.
+      const json& shape = e.at("shape");
+      if (!shape.is_array()) fail(path, ": tensor ", name, ": shape is not an array");
+      if (shape.size() > Shape::kMaxDims) fail(path, ": tensor ", name, " has too many dimensions");
+      std::vector<int64_t> dims;
+      for (const json& d : shape) {
+        if (!d.is_number_integer()) fail(path, ": tensor ", name, ": bad shape");
+        dims.push_back(d.is_number_unsigned() && d.get<uint64_t>() > uint64_t{INT64_MAX} ? -1 : d.get<int64_t>());
+      }
       uint64_t count = 1;
       for (int64_t d : dims) {
         if (d < 0 || (d > 0 && count > (uint64_t{1} << 40) / static_cast<uint64_t>(d)))
           fail(path, ": tensor ", name, ": bad shape");
         count *= static_cast<uint64_t>(d);
       }
+      if (!e.at("offset").is_number_unsigned() || !e.at("bytes").is_number_unsigned())
+        fail(path, ": tensor ", name, ": offset and bytes must be non-negative integers");
       const uint64_t offset = e.at("offset").get<uint64_t>(), bytes = e.at("bytes").get<uint64_t>();
       if (bytes != count * dtype_size(dt)) fail(path, ": tensor ", name, ": byte count does not match its shape");
       if (offset > data_len || bytes > data_len - offset)

@@ -1017,11 +1017,18 @@ RunLogSummary summarize_run_log(const std::string& path) {
     } catch (const json::exception& e) {
       fail(path, ":", n, ": not a JSON line (", e.what(), ")");
     }
-    if (j.value("event", "") == "end" && j.contains("cost")) r.cost = j["cost"];
-    if (j.value("event", "") != "epoch") continue;
-    ++r.epochs;
-    r.train_seconds += j.value("train_seconds", 0.0);
-    r.best_test_accuracy = std::max(r.best_test_accuracy, j.value("test_accuracy", 0.0));
+    // A line of the wrong shape (not an object, a field of the wrong type)
+    // is as unreadable as one that is not JSON.
+    try {
+      if (!j.is_object()) fail(path, ":", n, ": not a JSON object");
+      if (j.value("event", "") == "end" && j.contains("cost")) r.cost = j["cost"];
+      if (j.value("event", "") != "epoch") continue;
+      ++r.epochs;
+      r.train_seconds += j.value("train_seconds", 0.0);
+      r.best_test_accuracy = std::max(r.best_test_accuracy, j.value("test_accuracy", 0.0));
+    } catch (const json::exception& e) {
+      fail(path, ":", n, ": not a run log line (", e.what(), ")");
+    }
   }
   return r;
 }
@@ -1047,7 +1054,17 @@ std::unique_ptr<nn::Model> load_model(const std::string& path) {
   }
   if (!meta.contains("spec") || !meta["spec"].is_string())
     fail(path, ": no model spec inside (is this a pare model or checkpoint?)");
-  auto model = nn::Model::build(nn::parse_model_spec(meta["spec"].get<std::string>(), path), 0);
+  const nn::ModelSpec spec = nn::parse_model_spec(meta["spec"].get<std::string>(), path);
+  // The spec alone may describe any network; the archive's tensors (already
+  // read, so bounded by the file) say what building it may allocate.
+  for (const nn::ParameterShape& p : nn::parameter_shapes(spec)) {
+    const Tensor* t = a.find("param/" + p.name);
+    if (!t) fail(path, ": the model's parameter ", p.name, " is missing");
+    if (t->shape().vec() != p.dims)
+      fail(path, ": tensor param/", p.name, " is ", t->shape().str(), ", not the spec's ",
+           Shape(std::span<const int64_t>(p.dims)).str());
+  }
+  auto model = nn::Model::build(spec, 0);
   take_params(a, *model, /*with_initial=*/false, path);
   return model;
 }

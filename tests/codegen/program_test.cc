@@ -318,6 +318,34 @@ TEST(EmitC, OnlyTheKernelsUsedAndTheSameBytesEachTime) {
             std::string::npos);
 }
 
+// A model file's text never becomes a path or code: the spec's name is
+// refused unless it is a plain word, the emitted files have fixed names, and
+// a name set in C++ is made inert in the comments it appears in.
+TEST(EmitC, NamesFromAModelNeverBecomePathsOrCode) {
+  for (const char* hostile : {"../../escape", "x */ int injected = 1; /*", "a\nb", "", "/etc/passwd"}) {
+    const std::string text = nlohmann::json{{"name", hostile}, {"input", {4}},
+                                            {"layers", {{{"type", "linear"}, {"out", 2}}}}}.dump();
+    const std::string msg = pare::testing::error_message([&] { nn::parse_model_spec(text, "evil.json"); });
+    EXPECT_NE(msg.find("evil.json: \"name\" must be 1 to 64 letters, digits"), std::string::npos) << msg;
+  }
+  const nn::ModelSpec spec = nn::parse_model_spec(R"({"name": "mlp", "input": [12], "layers": [
+    {"type": "linear", "out": 8}, {"type": "relu"}, {"type": "linear", "out": 3}]})",
+                                                  "mlp.json");
+  const Int8Model m = int8_model(spec, 7, 10);
+  PlanOptions off;
+  off.sparse = "off";
+  Program p = plan(m.file, "m", off);
+  p.name = "x */ int injected = 1; /* ../../escape";  // as a program built in C++ may be named
+  const std::vector<SourceFile> files = emit_c(p);
+  std::vector<std::string> names;
+  for (const SourceFile& f : files) {
+    names.push_back(f.name);
+    EXPECT_EQ(f.text.find("int injected"), std::string::npos) << f.name << ": the name left its comment";
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"model.h", "model.c", "pare_runtime.h", "pare_runtime.c"}));
+  EXPECT_NE(files[0].text.find("from the model \"x____int_injected___1_____.._.._escape\""), std::string::npos);
+}
+
 TEST(EmitC, SelectKernelsKeepsNamedBlocks) {
   const std::string text =
       "head\n/* pare-kernel: requantize */\nR\n/* pare-kernel-end */\n\n/* pare-kernel: a */\nA\n"

@@ -29,6 +29,16 @@ TEST_F(CsvTest, HeaderDetectedAndLabelLast) {
   EXPECT_EQ(d.name, "iris");
 }
 
+TEST_F(CsvTest, ParsesTextInMemoryAsFromAFile) {
+  const std::string text = "a,b,label\n1.5,2,0\n-3,4e-1,2\n";
+  Dataset d = parse_csv(text, "mem.csv");
+  Dataset f = read_csv(write("mem.csv", text));
+  EXPECT_EQ(floats(d.inputs), floats(f.inputs));
+  EXPECT_EQ(ints(d.targets), ints(f.targets));
+  EXPECT_EQ(d.name, "mem");
+  expect_error([&] { parse_csv("1,2\n3\n", "mem.csv"); }, {"mem.csv:2", "ragged"});
+}
+
 TEST_F(CsvTest, NoHeaderFirstLabelColumnAndOtherDelimiter) {
   CsvOptions opt;
   opt.label_column = 0;

@@ -12,6 +12,18 @@
 
 #include <gtest/gtest.h>
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PARE_TEST_UNDER_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define PARE_TEST_UNDER_ASAN 1
+#endif
+#if PARE_TEST_UNDER_ASAN
+#include <sanitizer/allocator_interface.h>
+#endif
+
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -23,8 +35,10 @@
 #include <vector>
 
 #include "pare/base/error.h"
+#include "pare/base/read_limit.h"
 #include "testing/errors.h"
 #include "testing/temp_dir.h"
+#include "testing/bits.h"
 
 namespace pare::format {
 namespace {
@@ -343,10 +357,7 @@ Tensor make_tensor(const std::string& name, const Kind& k, const std::vector<int
 
 bool is_present(const Tensor& t, int64_t i) { return t.present.empty() || t.present[static_cast<size_t>(i)] != 0; }
 
-template <typename T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
-}
+using testing::same_bits;
 
 // "" when `got` holds what `want` does: names, dtypes, dims, quantization, the
 // values at present positions bit for bit, presence, and 0 where absent.
@@ -460,14 +471,33 @@ struct ChildOutcome {
   int code = -1;  // 0 pare::Error, 1 decoded, 2 bad_alloc, 3 another exception, -1 killed
   std::string message;
 };
+#if PARE_TEST_UNDER_ASAN
+// AddressSanitizer reserves terabytes of address space for its shadow, so an
+// RLIMIT_AS cap would stop it first; its allocator hook sees each request.
+size_t g_allocation_cap = 0;
+extern "C" void cap_allocation(const volatile void*, size_t size) {
+  if (g_allocation_cap && size > g_allocation_cap) {
+    static const char msg[] = "an allocation over the cap";
+    [[maybe_unused]] ssize_t w = write(2, msg, sizeof msg - 1);
+    _exit(2);
+  }
+}
+extern "C" void ignore_free(const volatile void*) {}
+#endif
+
 ChildOutcome decode_capped(const std::string& bytes, uint64_t limit = uint64_t{1} << 30) {
   int fds[2];
   if (pipe(fds) != 0) return {-2, "pipe failed"};
   const pid_t pid = fork();
   if (pid == 0) {
     close(fds[0]);
+#if PARE_TEST_UNDER_ASAN
+    g_allocation_cap = limit;
+    __sanitizer_install_malloc_and_free_hooks(cap_allocation, ignore_free);
+#else
     rlimit rl{limit, limit};
     setrlimit(RLIMIT_AS, &rl);
+#endif
     alarm(10);
     int code = 3;
     std::string msg;
@@ -1085,6 +1115,18 @@ TEST_F(PareFileCorruption, DecodeLimitIsAnOption) {
   EXPECT_NE(msg.find("fc.weight"), std::string::npos) << msg;  // 96 f32 and a presence byte each: the first over 100 bytes
   small.max_tensor_bytes = 4096;
   EXPECT_NO_THROW(decode(bytes_, "limit.pare", small));
+}
+
+// Without an explicit limit, decode() keeps to the process's reader limit
+// (base/read_limit.h, PARE_READ_LIMIT) and says how to raise it.
+TEST_F(PareFileCorruption, DecodeKeepsToTheReaderLimit) {
+  set_read_limit_bytes(100);
+  const std::string msg = error_message([&] { decode(bytes_, "limit.pare"); });
+  set_read_limit_bytes(0);
+  EXPECT_TRUE(names_section(msg, "limit.pare")) << msg;
+  EXPECT_NE(msg.find("fc.weight"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("over the reader limit of 100 bytes (PARE_READ_LIMIT="), std::string::npos) << msg;
+  EXPECT_NO_THROW(decode(bytes_, "limit.pare"));
 }
 
 TEST_F(PareFileCorruption, LengthsBeyondTheEncoding) {

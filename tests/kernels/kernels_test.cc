@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "pare/base/rng.h"
+#include "testing/bits.h"
 
 namespace pare::kernels {
 namespace {
@@ -92,9 +93,8 @@ bool same_bits(float a, float b) {
          << " > " << tol << ")";
 }
 
-bool same_bits(const Vec& a, const Vec& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
+using testing::same_bits;
+using testing::same_bytes;
 
 // A kernel run from `start` left `after`; run from zeros it left `inc`. It
 // accumulates if after == start + inc up to the rounding of that sum.
@@ -611,7 +611,7 @@ TEST(Loss, BceLogitsMatchesRef) {
       Vec g2(n);
       const double lg2 = bce_logits_grad_f32(n, g2.data(), x.data(), t.data());
       EXPECT_EQ(std::memcmp(&lg, &lg2, sizeof lg), 0) << where << ": two calls differ";
-      EXPECT_EQ(std::memcmp(gf.data(), g2.data(), gf.size() * sizeof(float)), 0) << where;
+      EXPECT_TRUE(same_bits(gf, g2)) << where;
     }
 }
 

@@ -36,7 +36,8 @@ std::vector<float> random_floats(Rng& rng, int64_t n, float lo, float hi) {
 template <class T>
 std::vector<T> random_ints(Rng& rng, int64_t n, int lo, int hi) {
   std::vector<T> v(static_cast<size_t>(n));
-  for (auto& x : v) x = static_cast<T>(lo + static_cast<int>(rng.below(hi - lo + 1)));
+  // In 64 bits: hi - lo of the int32 range overflows int.
+  for (auto& x : v) x = static_cast<T>(int64_t{lo} + static_cast<int64_t>(rng.below(uint64_t(int64_t{hi} - lo + 1))));
   return v;
 }
 template <class T>

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "pare/base/rng.h"
+#include "testing/bits.h"
 
 namespace pare::kernels {
 namespace {
@@ -107,7 +108,7 @@ TEST(SparseKernels, CsrRoundTripIsExact) {
     Csr fast = build(d, csr_nnz_f32, csr_from_dense_f32);
     ASSERT_EQ(ref.row_ptr, fast.row_ptr) << name;
     ASSERT_EQ(ref.col_idx, fast.col_idx) << name;
-    ASSERT_EQ(0, std::memcmp(ref.values.data(), fast.values.data(), ref.values.size() * 4)) << name;
+    ASSERT_TRUE(testing::same_bits(ref.values, fast.values)) << name;
     for (int64_t i = 0; i < d.rows; ++i)
       for (int64_t k = ref.row_ptr[i] + 1; k < ref.row_ptr[i + 1]; ++k)
         ASSERT_LT(ref.col_idx[k - 1], ref.col_idx[k]) << name;

@@ -245,6 +245,38 @@ TEST(Spec, BuildRejectsBadValues) {
   expect_error([&] { Model::build(bad_init, 0); }, {"zeros"});
 }
 
+// parameter_shapes / parameter_count: what build() allocates, from the spec
+// alone, and specs whose sizes pass 2^32 elements refused before any
+// allocation (found by fuzzing: a flatten of 2^72 inputs overflowed int64,
+// a 2^24 x 2^20 linear layer asked for 64 TiB).
+TEST(Spec, ParameterShapesMatchTheBuiltModel) {
+  for (const std::string& name : preset_names()) {
+    const ModelSpec spec = preset(name);
+    auto m = Model::build(spec, 0);
+    const std::vector<ParameterShape> shapes = parameter_shapes(spec);
+    ASSERT_EQ(shapes.size(), m->parameters().size()) << name;
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      EXPECT_EQ(shapes[i].name, m->parameters()[i]->name) << name;
+      EXPECT_EQ(shapes[i].dims, m->parameters()[i]->value().shape().vec()) << name;
+    }
+    EXPECT_EQ(parameter_count(spec), m->num_parameters()) << name;
+  }
+}
+
+TEST(Spec, SizesPast2To32ElementsAreRefusedBeforeAllocating) {
+  const ModelSpec wide = parse_model_spec(
+      R"({"input": [16777216, 16777216, 16777216], "layers": [{"type": "flatten"}, {"type": "linear", "out": 2}]})",
+      "s");
+  expect_error([&] { parameter_count(wide); }, {"input", "2^32"});
+  expect_error([&] { Model::build(wide, 0); }, {"input", "2^32"});
+  const ModelSpec heavy = parse_model_spec(
+      R"({"input": [16777216], "layers": [{"type": "linear", "out": 1048576}]})", "s");
+  expect_error([&] { Model::build(heavy, 0); }, {"linear1", "weight", "2^32"});
+  const ModelSpec blowup = parse_model_spec(
+      R"({"input": [1, 65536, 65536], "layers": [{"type": "conv2d", "out": 2, "kernel": 1}]})", "s");
+  expect_error([&] { Model::build(blowup, 0); }, {"conv2d1", "output", "2^32"});
+}
+
 TEST(Spec, RegistriesListNames) {
   EXPECT_EQ(layer_types().size(), 9u);
   EXPECT_EQ(loss_names(), (std::vector<std::string>{"softmax_cross_entropy", "bce_with_logits", "mse"}));

@@ -32,11 +32,14 @@
 #include "pare/kernels/sparse.h"
 #include "testing/errors.h"
 #include "testing/threads.h"
+#include "testing/bits.h"
 
 namespace pare {
 namespace {
 
 using Vec = std::vector<float>;
+using testing::same_bits;
+using testing::same_bytes;
 using Idx = std::vector<int32_t>;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
@@ -223,8 +226,8 @@ TEST(CsrPattern, GatherAndViewsGiveTheMaskedWeightAndItsTranspose) {
     p.gather(w.data(), only.data(), nullptr);
     p.gather(w.data(), nullptr, only_t.data());
     p.gather(w.data(), nullptr, nullptr);
-    ASSERT_EQ(0, std::memcmp(only.data(), values.data(), nnz * 4)) << m.name;
-    ASSERT_EQ(0, std::memcmp(only_t.data(), t_values.data(), nnz * 4)) << m.name;
+    ASSERT_TRUE(same_bytes(only.data(), values.data(), nnz * 4)) << m.name;
+    ASSERT_TRUE(same_bytes(only_t.data(), t_values.data(), nnz * 4)) << m.name;
   });
 }
 
@@ -246,9 +249,7 @@ Vec abs_of(const Vec& v) {
   return a;
 }
 
-bool same_bits(const Vec& a, const Vec& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
-}
+
 
 const int64_t kBatch[] = {1, 3, 16, 17, 60};
 
