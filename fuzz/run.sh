@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the libFuzzer targets of a PARE_FUZZ build, each for SECONDS, one after
-# another, and prints per target the executions and what it found
+# Runs the libFuzzer targets of a PARE_FUZZ build, each for SECONDS (FUZZ_JOBS
+# of them at a time), and prints per target the executions and what it found
 # (docs/reliability.md, "Fuzzing"). Exits 1 when any target found something.
 #
 #   fuzz/run.sh BUILD_DIR SECONDS [TARGET...]      (make fuzz, make test-fuzz)
@@ -11,7 +11,8 @@
 # $FUZZ_FINDINGS/<target>/ (default fuzz/findings, git-ignored) as
 # crash-<sha1> (also leak-, timeout-, oom-); reproduce it with
 #   BUILD_DIR/fuzz/fuzz_<target> fuzz/findings/<target>/crash-<sha1>
-# Extra libFuzzer flags: FUZZ_FLAGS (e.g. FUZZ_FLAGS=-jobs=2).
+# Extra libFuzzer flags: FUZZ_FLAGS. FUZZ_JOBS: targets run at once (default:
+# the cores; each libFuzzer process uses one).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:?usage: fuzz/run.sh BUILD_DIR SECONDS [TARGET...]}
@@ -28,20 +29,11 @@ mkdir -p "$logs"
 # Stack traces for UndefinedBehaviorSanitizer reports too.
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 
-status=0
-total=0
-printf '%-12s %8s %12s %10s %8s  %s\n' target seconds executions exec/s findings log
-for t in "${targets[@]}"; do
-  bin=$build/fuzz/fuzz_$t
-  if [ ! -x "$bin" ]; then
-    echo "fuzz/run.sh: $bin is missing (cmake -DPARE_FUZZ=ON, then build fuzz_all)" >&2
-    exit 2
-  fi
-  mkdir -p "$work/$t" "$findings/$t"
-  before=$(ls "$findings/$t" | wc -l)
-  dict=()
+# Runs one target; its exit status goes to $logs/<target>.rc.
+fuzz_one() {
+  local t=$1 bin=$build/fuzz/fuzz_$1 log=$logs/$1.log
+  local dict=()
   [ -f "$here/dict/$t.dict" ] && dict=(-dict="$here/dict/$t.dict")
-  log=$logs/$t.log
   # -rss_limit_mb / -malloc_limit_mb: a reader that allocates far more than
   # its input warrants is a finding (the readers check sizes before they
   # allocate); -timeout: one input may take at most 10 s.
@@ -49,10 +41,37 @@ for t in "${targets[@]}"; do
   "$bin" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
     -malloc_limit_mb=1024 -artifact_prefix="$findings/$t/" "${dict[@]}" ${FUZZ_FLAGS:-} \
     "$work/$t" "$here/corpus/$t" >"$log" 2>&1
-  rc=$?
+  echo $? >"$logs/$t.rc"
+}
+
+declare -A before
+for t in "${targets[@]}"; do
+  if [ ! -x "$build/fuzz/fuzz_$t" ]; then
+    echo "fuzz/run.sh: $build/fuzz/fuzz_$t is missing (cmake -DPARE_FUZZ=ON, then build fuzz_all)" >&2
+    exit 2
+  fi
+  mkdir -p "$work/$t" "$findings/$t"
+  before[$t]=$(ls "$findings/$t" | wc -l)
+done
+
+# Each libFuzzer process uses one core: FUZZ_JOBS targets at a time (default:
+# the cores), each still for SECONDS.
+jobs_max=${FUZZ_JOBS:-$(nproc)}
+for t in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
+  fuzz_one "$t" &
+done
+wait
+
+status=0
+total=0
+printf '%-12s %8s %12s %10s %8s  %s\n' target seconds executions exec/s findings log
+for t in "${targets[@]}"; do
+  log=$logs/$t.log
+  rc=$(cat "$logs/$t.rc")
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-  found=$(( $(ls "$findings/$t" | wc -l) - before ))
+  found=$(( $(ls "$findings/$t" | wc -l) - ${before[$t]} ))
   if [ "$rc" -ne 0 ] && [ "$found" -eq 0 ]; then found=1; fi  # a finding libFuzzer could not save
   [ "$found" -ne 0 ] && status=1
   total=$(( total + ${execs:-0} ))

@@ -291,14 +291,19 @@ TEST(Program, ArenaIsTheLargestLivePairAndNoStepOverlapsItself) {
   EXPECT_EQ(p.arena_bytes, need);
 }
 
-TEST(EmitC, OnlyTheKernelsUsedAndTheSameBytesEachTime) {
+// The program of a 12-8-3 MLP with dense kernels, for the tests of emit_c.
+Program small_dense_mlp_program() {
   const nn::ModelSpec mlp = nn::parse_model_spec(R"({"name": "mlp", "input": [12], "layers": [
     {"type": "linear", "out": 8}, {"type": "relu"}, {"type": "linear", "out": 3}]})",
                                                  "mlp.json");
   const Int8Model m = int8_model(mlp, 7, 10);
   PlanOptions off;
   off.sparse = "off";
-  const Program p = plan(m.file, "m", off);
+  return plan(m.file, "m", off);
+}
+
+TEST(EmitC, OnlyTheKernelsUsedAndTheSameBytesEachTime) {
+  const Program p = small_dense_mlp_program();
   const auto a = emit_c(p), b = emit_c(p);
   ASSERT_EQ(a.size(), 4u);
   for (size_t i = 0; i < a.size(); ++i) {
@@ -328,13 +333,7 @@ TEST(EmitC, NamesFromAModelNeverBecomePathsOrCode) {
     const std::string msg = pare::testing::error_message([&] { nn::parse_model_spec(text, "evil.json"); });
     EXPECT_NE(msg.find("evil.json: \"name\" must be 1 to 64 letters, digits"), std::string::npos) << msg;
   }
-  const nn::ModelSpec spec = nn::parse_model_spec(R"({"name": "mlp", "input": [12], "layers": [
-    {"type": "linear", "out": 8}, {"type": "relu"}, {"type": "linear", "out": 3}]})",
-                                                  "mlp.json");
-  const Int8Model m = int8_model(spec, 7, 10);
-  PlanOptions off;
-  off.sparse = "off";
-  Program p = plan(m.file, "m", off);
+  Program p = small_dense_mlp_program();
   p.name = "x */ int injected = 1; /* ../../escape";  // as a program built in C++ may be named
   const std::vector<SourceFile> files = emit_c(p);
   std::vector<std::string> names;
