@@ -151,7 +151,7 @@ ThreadPool& thread_pool() {
 }
 
 void set_num_threads(int n) {
-  PARE_CHECK(n >= 1, "--threads must be at least 1, got ", n);
+  if (n < 1) fail("--threads must be at least 1, got ", n);  // a setting, not an invariant: no source location
   auto& p = global_pool();
   if (p && p->num_threads() == n) return;
   p.reset();

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "pare/base/error.h"
+#include "pare/base/json_number.h"
 #include "pare/base/strings.h"
 #include "pare/base/file.h"
 
@@ -58,13 +59,16 @@ std::vector<CostRow> from_log(const std::string& log_path, const std::string& la
   return {row};
 }
 
+// A ticket run's "round" (-1 when it has none).
+int round_of(const json& run) { return static_cast<int>(whole_number_or(run, "round", -1, 0, 1 << 20, "a run's")); }
+
 std::vector<CostRow> from_ticket(const std::string& results_path) {
   const json j = parse_json(read_file(results_path), results_path);
   if (!j.contains("runs") || !j["runs"].is_array() || j["runs"].empty())
     fail(results_path, ": no \"runs\": not the results of pare ticket");
   int last = -1;
   for (const json& r : j["runs"])
-    if (r.value("kind", "") == "ticket") last = std::max(last, r.value("round", -1));
+    if (r.value("kind", "") == "ticket") last = std::max(last, round_of(r));
   if (last < 0) fail(results_path, ": no ticket round");
   std::vector<CostRow> rows;
   CostRow found;
@@ -78,7 +82,7 @@ std::vector<CostRow> from_ticket(const std::string& results_path) {
     ledger = ledger && part.has_ledger;
     found.cost = first ? part.cost : train::add(found.cost, part.cost);
     first = false;
-    if (r.value("round", -1) == last) {
+    if (round_of(r) == last) {
       found.accuracy = r.value("test_accuracy", -1.0);
       found.density = r.value("density", -1.0);
     }
@@ -86,7 +90,7 @@ std::vector<CostRow> from_ticket(const std::string& results_path) {
   found.has_ledger = ledger;
   if (const auto* dense = [&]() -> const json* {
         for (const json& r : j["runs"])
-          if (r.value("kind", "") == "ticket" && r.value("round", -1) == 0) return &r;
+          if (r.value("kind", "") == "ticket" && round_of(r) == 0) return &r;
         return nullptr;
       }()) {
     CostRow row;
@@ -104,7 +108,7 @@ std::vector<CostRow> from_ticket(const std::string& results_path) {
       {"random", "control: a random mask, same layer sparsity"}};
   for (const char* kind : {"ticket", "reinit", "random"}) {
     for (const json& r : j["runs"]) {
-      if (r.value("kind", "") != kind || r.value("round", -1) != last) continue;
+      if (r.value("kind", "") != kind || round_of(r) != last) continue;
       CostRow row;
       row.label = names.at(kind) + " (round " + std::to_string(last) + ")";
       row.source = results_path;

@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "pare/base/error.h"
+#include "pare/base/json_number.h"
 #include "pare/base/strings.h"
 #include "pare/base/file.h"
 #include "pare/base/rng.h"
@@ -121,8 +122,13 @@ int64_t solved_epoch(const std::string& path) {
   std::istringstream in(read_file(path));
   for (std::string line; std::getline(in, line);) {
     if (line.empty()) continue;
-    const json j = json::parse(line);
-    if (j.value("event", "") == "epoch" && j.value("test_exact", 0.0) >= 1.0) return j.value("epoch", int64_t{0});
+    try {
+      const json j = json::parse(line);
+      if (j.value("event", "") == "epoch" && j.value("test_exact", 0.0) >= 1.0)
+        return whole_number_or(j, "epoch", 0, 0, int64_t{1} << 40, path + ": the epoch event's");
+    } catch (const json::exception& e) {
+      fail(path, ": not a run log line (", e.what(), ")");
+    }
   }
   return 0;
 }
@@ -171,17 +177,9 @@ json run_json(const LifeRun& r) {
 
 // A run record from its JSON (run_json's fields); raises json::exception
 // when a field is missing or of the wrong type.
-// j[key] as an integer in [lo, hi]. nlohmann's get<int>() of 1e300 or -1 is
-// undefined or wraps; a file from outside may hold either.
+// j[key] as a whole number in [lo, hi] (base/json_number.h).
 int64_t whole_number(const json& j, const char* key, int64_t lo, int64_t hi) {
-  const json& v = j.at(key);
-  bool in_range = false;
-  if (v.is_number_unsigned())
-    in_range = v.get<uint64_t>() <= static_cast<uint64_t>(hi) && static_cast<int64_t>(v.get<uint64_t>()) >= lo;
-  else if (v.is_number_integer())
-    in_range = v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
-  if (!in_range) fail("\"", key, "\" is ", v.dump().substr(0, 40), ", not a whole number in [", lo, ", ", hi, "]");
-  return v.get<int64_t>();
+  return pare::whole_number(j.at(key), lo, hi, std::string("\"") + key + "\"");
 }
 
 LifeRun run_from_json(const json& j) {
@@ -257,7 +255,7 @@ LifeRun run_life(const LifeRecipe& r, int n, int m, uint64_t seed, nn::Model& mo
     // would train on past a success, so take the saved net as it ended.
     model.store().values().copy_from(train::load_model(dir + "/model.bin")->store().values());
     final = train::evaluate(model, d.test, kEvalBatch);
-    rec.steps = end.value("steps", int64_t{0});
+    rec.steps = whole_number_or(end, "steps", 0, 0, int64_t{1} << 53, "the end event's");
     rec.seconds = end.value("seconds", 0.0);
     rec.flops = end.value("flops", 0.0);
     if (end.contains("cost")) rec.cost = end["cost"];

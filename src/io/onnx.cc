@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "pare/base/error.h"
+#include "pare/base/json_number.h"
 #include "pare/io/pare_model.h"
 
 namespace pare::io {
@@ -224,7 +225,7 @@ OnnxExport to_onnx(const format::File& file, const std::string& source) {
     if (acts.contains(layer)) {
       const json& a = acts[layer];
       const float scale = a.value("scale", 0.0f);
-      const int zp = a.value("zero_point", -1);
+      const int zp = static_cast<int>(whole_number_or(a, "zero_point", -1, 0, 255, source + ": META activations." + layer));
       if (!(scale > 0 && std::isfinite(scale)) || zp < 0 || zp > 255)
         fail(source, ": META activations.", layer, " is not a u8 grid (scale > 0, zero point 0..255)");
       const uint8_t zp8 = static_cast<uint8_t>(zp);

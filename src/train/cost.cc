@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "pare/base/error.h"
+#include "pare/base/json_number.h"
 
 namespace pare::train {
 
@@ -152,8 +153,9 @@ Cost cost_from_json(const json& j) {
   c.dense_flops = j.value("dense_flops", 0.0);
   c.seconds = j.value("seconds", 0.0);
   c.cpu_seconds = j.value("cpu_seconds", 0.0);
-  c.peak_rss_bytes = j.value("peak_rss_bytes", int64_t{0});
-  c.threads = j.value("threads", 1);
+  // Counts from a file: checked before conversion (base/json_number.h).
+  c.peak_rss_bytes = whole_number_or(j, "peak_rss_bytes", 0, 0, int64_t{1} << 53, "cost");
+  c.threads = static_cast<int>(whole_number_or(j, "threads", 1, 1, 1 << 20, "cost"));
   c.ledger_seconds = j.value("ledger_seconds", 0.0);
   c.energy.joules = j.value("joules", 0.0);
   if (j.contains("energy") && j["energy"].is_object()) {

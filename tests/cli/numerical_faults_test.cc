@@ -114,6 +114,10 @@ TEST_F(NumericalFaultsTest, BadSettingsAreRefusedBeforeWork) {
                         {"--on-nan ignore", "stop, skip or rollback"});
   expect_one_line_error(run(train(csv("ok.csv", 50, 1), "y", {"--grad-spike", "0.5"})),
                         {"--grad-spike 0.5"});
+  // A setting, so a message without the source location of an internal check.
+  const PareRun threads = run(train(csv("ok.csv", 50, 1), "z", {"--threads", "-3"}));
+  expect_one_line_error(threads, {"--threads must be at least 1, got -3"});
+  EXPECT_EQ(threads.err.find(".cc:"), std::string::npos) << threads.err;
 }
 
 }  // namespace
