@@ -54,6 +54,7 @@ test-fuzz: san-build
 	bash fuzz/run.sh $(SAN_BUILD) $(FUZZ_TEST_SECONDS) $(FUZZ_TARGETS)
 # Rewrites the seed corpora of fuzz/corpus/ with pare's own writers.
 fuzz-seeds: san-build
+	cmake --build $(SAN_BUILD) --target fuzz_make_seeds
 	$(SAN_BUILD)/fuzz/fuzz_make_seeds fuzz/corpus
 
 # ThreadSanitizer over the rooms that run threads: the thread pool (base),

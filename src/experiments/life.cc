@@ -187,7 +187,11 @@ LifeRun run_from_json(const json& j) {
   LifeRun r;
   r.n = static_cast<int>(whole_number(j, "n", 1, 1 << 20));
   r.m = static_cast<int>(whole_number(j, "m", 1, 1 << 20));
-  r.seed = j.at("seed").get<uint64_t>();
+  // Seeds use all 64 bits; nlohmann keeps any non-negative integer unsigned.
+  if (const json& seed = j.at("seed"); seed.is_number_unsigned())
+    r.seed = seed.get<uint64_t>();
+  else
+    fail("\"seed\" is ", seed.dump().substr(0, 40), ", not a whole number >= 0");
   r.success = j.at("success").get<bool>();
   r.steps = whole_number(j, "steps", 0, kMaxCount);
   r.epochs = whole_number(j, "epochs", 0, kMaxCount);
