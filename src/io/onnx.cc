@@ -16,6 +16,7 @@
 #include "pare/base/error.h"
 #include "pare/base/json_number.h"
 #include "pare/io/pare_model.h"
+#include "pare/nn/spec.h"
 
 namespace pare::io {
 
@@ -498,10 +499,8 @@ class Importer {
     if (spec_.input.size() == 2) fail(source_, ": input \"", in->name(), "\" is 3-D; pare reads 2-D or 4-D inputs");
     cur_ = in->name();
     shape_ = spec_.input;
-    // The spec's name: the graph's, in letters, digits, '_', '-' and '.'.
-    std::string name;
-    for (char ch : m_.graph().name().substr(0, 64))
-      name += std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.' ? ch : '_';
+    // The spec's name: the graph's, in the characters a model name may hold.
+    const std::string name = nn::model_name_from(m_.graph().name());
     spec_.name = name.empty() ? "imported" : name;
   }
 

@@ -85,12 +85,14 @@ ModelSpec preset(const std::string& name, const PresetOptions& opt) {
   return s;
 }
 
-bool is_model_name(const std::string& name) {
-  if (name.empty() || name.size() > 64) return false;
-  for (char ch : name)
-    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.')) return false;
-  return true;
+std::string model_name_from(const std::string& text) {
+  std::string out = text.substr(0, 64);
+  for (char& ch : out)
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.')) ch = '_';
+  return out;
 }
+
+bool is_model_name(const std::string& name) { return !name.empty() && model_name_from(name) == name; }
 
 ModelSpec parse_model_spec(const std::string& text, const std::string& source) {
   json j;

@@ -51,8 +51,12 @@ ModelSpec preset(const std::string& name, const PresetOptions& opt = {});
 std::vector<std::string> preset_names();
 
 // Whether `name` may name a model: 1 to 64 letters, digits, '_', '-' or '.'
-// (parse_model_spec refuses other names; the ONNX import maps to these).
+// (parse_model_spec refuses other names).
 bool is_model_name(const std::string& name);
+// `text` cut to 64 bytes with every other character made '_' (may be empty):
+// a name from elsewhere (an ONNX graph's) made fit, or one made inert where it
+// is printed into a file (exported C's comments).
+std::string model_name_from(const std::string& text);
 
 // Parses and validates a JSON spec; `source` names the file in errors.
 ModelSpec parse_model_spec(const std::string& json_text, const std::string& source);
