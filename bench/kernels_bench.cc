@@ -15,6 +15,7 @@
 #include "pare/kernels/kernels.h"
 #include "pare/kernels/quant.h"
 #include "pare/kernels/sparse.h"
+#include "pare/tensor/sparse.h"
 
 namespace {
 
@@ -400,8 +401,12 @@ PAIR(BM_sgd, sgd_f32, lenet300_momentum, kLenet300Params);
 struct SparseLayer {
   int64_t rows, cols, batch;
   Vec w, mask, values, x, xt, dy, out, out2;
-  std::vector<int32_t> row_ptr, col_idx;
-  CsrF32 view() const { return {rows, cols, row_ptr.data(), col_idx.data(), values.data()}; }
+  std::vector<int32_t> row_ptr, col_idx, block_ptr;
+  bool blocked = true;  // pass block_ptr (kernels/sparse.h's column blocks)
+  CsrF32 view() const {
+    return {rows, cols, row_ptr.data(), col_idx.data(), values.data(),
+            blocked ? block_ptr.data() : nullptr};
+  }
   SparseLayer(int64_t r, int64_t c, int64_t b, double density)
       : rows(r), cols(c), batch(b), w(random_vec(r * c)), mask(r * c),
         x(random_vec(b * c, -1, 1, 2)), xt(b * c), dy(random_vec(b * r, -1, 1, 3)),
@@ -412,11 +417,14 @@ struct SparseLayer {
     row_ptr.resize(r + 1), col_idx.resize(nnz), values.resize(nnz);
     csr_from_dense_f32(r, c, row_ptr.data(), col_idx.data(), values.data(), w.data(), c,
                        mask.data(), c);
+    block_ptr = pare::csr_column_blocks(r, c, row_ptr.data(), col_idx.data());
   }
 };
 enum class SparseOp { kForward, kForwardTransposed, kInput, kWeight };
-void BM_sparse(benchmark::State& st, SparseOp op, bool sparse, bool ref) {
-  SparseLayer l(300, 784, 60, 0.1);
+void BM_sparse(benchmark::State& st, SparseOp op, bool sparse, bool ref, double density = 0.1,
+               bool blocked = true) {
+  SparseLayer l(300, 784, 60, density);
+  l.blocked = blocked;
   const CsrF32 w = l.view();
   const int64_t n = l.batch;
   for (auto _ : st) {
@@ -463,6 +471,28 @@ BENCHMARK_CAPTURE(BM_sparse, spmm_t_f32/300x784_s90_b60/fast, SparseOp::kInput, 
 BENCHMARK_CAPTURE(BM_sparse, spmm_t_f32/300x784_s90_b60/dense_blas, SparseOp::kInput, false, false);
 BENCHMARK_CAPTURE(BM_sparse, sddmm_f32/300x784_s90_b60/fast, SparseOp::kWeight, true, false);
 BENCHMARK_CAPTURE(BM_sparse, sddmm_f32/300x784_s90_b60/dense_blas, SparseOp::kWeight, false, false);
+// The forward and weight-gradient products at the densities IMP's rounds pass
+// through (--sparse auto's crossover lies among them), with kernels/sparse.h's
+// column blocks and without (every nonzero's x row then comes from L2).
+#define SPARSE_AT(tag, density)                                                              \
+  BENCHMARK_CAPTURE(BM_sparse, spmm_f32/300x784_##tag##_b60/fast, SparseOp::kForward, true,  \
+                    false, density);                                                         \
+  BENCHMARK_CAPTURE(BM_sparse, spmm_f32/300x784_##tag##_b60/fast_unblocked,                  \
+                    SparseOp::kForward, true, false, density, false);                        \
+  BENCHMARK_CAPTURE(BM_sparse, sddmm_f32/300x784_##tag##_b60/fast, SparseOp::kWeight, true,  \
+                    false, density);                                                         \
+  BENCHMARK_CAPTURE(BM_sparse, sddmm_f32/300x784_##tag##_b60/fast_unblocked,                 \
+                    SparseOp::kWeight, true, false, density, false)
+SPARSE_AT(s95, 0.05);
+BENCHMARK_CAPTURE(BM_sparse, spmm_f32/300x784_s90_b60/fast_unblocked, SparseOp::kForward, true,
+                  false, 0.1, false);
+BENCHMARK_CAPTURE(BM_sparse, sddmm_f32/300x784_s90_b60/fast_unblocked, SparseOp::kWeight, true,
+                  false, 0.1, false);
+SPARSE_AT(s80, 0.2);
+SPARSE_AT(s70, 0.3);
+SPARSE_AT(s50, 0.5);
+SPARSE_AT(s30, 0.7);
+#undef SPARSE_AT
 
 // ---- int8 GEMM (quant.h) against float BLAS at inference shapes, one thread --------------
 // qgemm_u8s8_s32 (+ requantize to u8 in the _requant rows) against

@@ -38,13 +38,47 @@
 
 namespace pare::kernels {
 
+// Column blocks. Each product reads, per nonzero (r, c), row c of its dense
+// operand (x, or for sddmm x and dy's row r): n floats. With n = 60 and 784
+// columns (LeNet-300-100's first layer) those rows are 188 KB, four times the
+// L1 cache, so row by row every nonzero streams its x row from L2 and the
+// product runs at L2 bandwidth (about 4.6 cycles per nonzero here, the same
+// at 10 % and 50 % density). Taking the columns kCsrBlockCols at a time keeps
+// the x rows of one block (128 x 64 floats: 32 KB) in L1 while every row's
+// nonzeros in that block pass, at the price of loading and storing each y
+// row once per block. The optional block_ptr says where each row's block
+// begins: block_ptr[r * (col_blocks() + 1) + b] = the first entry of row r
+// with column >= b * kCsrBlockCols, and block_ptr[r * (col_blocks() + 1) +
+// col_blocks()] = row_ptr[r + 1]. A view of rows [r0, r1) points block_ptr at
+// row r0's first entry. Kernels may ignore it (the result is the same up to
+// summation order); tensor/sparse.h's CsrPattern builds it.
+inline constexpr int64_t kCsrBlockCols = 128;
+
+// Revision of these kernels' speed: part of the key under which --sparse
+// auto caches its measured crossovers (nn/sparse_dispatch.h), so a build
+// whose kernels got faster or slower measures again instead of reusing a
+// crossover measured on the old ones. Raise it with any such change.
+// 2: column blocks and two accumulator sets in spmm, blocked sddmm.
+inline constexpr int kSparseKernelsRevision = 2;
+
 // A read-only view of a CSR matrix (the arrays belong to the caller).
 struct CsrF32 {
   int64_t rows = 0, cols = 0;
-  const int32_t* row_ptr = nullptr;  // (rows + 1,)
-  const int32_t* col_idx = nullptr;  // (nnz,)
-  const float* values = nullptr;     // (nnz,)
+  const int32_t* row_ptr = nullptr;    // (rows + 1,)
+  const int32_t* col_idx = nullptr;    // (nnz,)
+  const float* values = nullptr;       // (nnz,)
+  const int32_t* block_ptr = nullptr;  // (rows * (col_blocks() + 1),) or nullptr
   int64_t nnz() const { return rows > 0 ? row_ptr[rows] - row_ptr[0] : 0; }
+  int64_t col_blocks() const { return (cols + kCsrBlockCols - 1) / kCsrBlockCols; }
+  // Entries [begin, end) of row r in column block b (of col_blocks(), or with
+  // no block_ptr the whole row as block 0 of 1).
+  int64_t blocks_used() const { return block_ptr ? col_blocks() : 1; }
+  int64_t block_begin(int64_t r, int64_t b) const {
+    return block_ptr ? block_ptr[r * (col_blocks() + 1) + b] : row_ptr[r];
+  }
+  int64_t block_end(int64_t r, int64_t b) const {
+    return block_ptr ? block_ptr[r * (col_blocks() + 1) + b + 1] : row_ptr[r + 1];
+  }
 };
 
 #define PARE_KERNEL_PAIR(ret, name, ...) \

@@ -13,6 +13,7 @@
 #include "pare/base/clock.h"
 #include "pare/base/file.h"
 #include "pare/base/thread_pool.h"
+#include "pare/kernels/sparse.h"
 
 namespace pare::nn {
 
@@ -177,7 +178,8 @@ double sparse_crossover(int64_t rows, int64_t cols, int64_t batch, bool training
     return d;
   }
   std::ostringstream key;
-  key << cpu_model() << " | " << isa() << " | threads " << num_threads() << " | " << rows << "x"
+  key << cpu_model() << " | " << isa() << " kernels r" << kernels::kSparseKernelsRevision
+      << " | threads " << num_threads() << " | " << rows << "x"
       << cols << " batch " << batch << (training ? " train" : " infer");
   std::lock_guard<std::mutex> lock(cache_mutex);
   auto& cache = memory_cache();

@@ -10,7 +10,8 @@
 // dense op and the sparse op at two densities on this machine, once, and
 // takes the density where the two cost the same (the crossover); a layer runs
 // sparse when its density is below it. Crossovers are cached in memory and in
-// a file (sparse_crossover_cache_path()), keyed by the CPU model, so later
+// a file (sparse_crossover_cache_path()), keyed by the CPU model and the
+// sparse kernels' revision (kernels::kSparseKernelsRevision), so later
 // runs on the same machine neither measure again nor choose differently.
 // PARE_SPARSE_CROSSOVER=<density> replaces every measurement (tests, or a
 // user who knows better).

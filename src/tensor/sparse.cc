@@ -49,7 +49,25 @@ CsrPattern CsrPattern::from_mask(int64_t rows, int64_t cols, const float* mask) 
       p.t_col_idx[static_cast<size_t>(at)] = static_cast<int32_t>(i);
       p.t_perm[static_cast<size_t>(at)] = e;
     }
+  p.block_ptr = csr_column_blocks(rows, cols, p.row_ptr.data(), p.col_idx.data());
+  p.t_block_ptr = csr_column_blocks(cols, rows, p.t_row_ptr.data(), p.t_col_idx.data());
   return p;
+}
+
+std::vector<int32_t> csr_column_blocks(int64_t rows, int64_t cols, const int32_t* row_ptr,
+                                       const int32_t* col_idx) {
+  const int64_t blocks = kernels::CsrF32{rows, cols}.col_blocks();
+  std::vector<int32_t> out(static_cast<size_t>(rows * (blocks + 1)));
+  for (int64_t r = 0; r < rows; ++r) {
+    int32_t* at = out.data() + r * (blocks + 1);
+    int32_t k = row_ptr[r];
+    for (int64_t b = 0; b < blocks; ++b) {
+      at[b] = k;  // the first entry at column >= b * kCsrBlockCols
+      while (k < row_ptr[r + 1] && col_idx[k] < (b + 1) * kernels::kCsrBlockCols) ++k;
+    }
+    at[blocks] = row_ptr[r + 1];
+  }
+  return out;
 }
 
 void CsrPattern::gather(const float* w, float* values, float* t_values) const {
@@ -167,7 +185,8 @@ void for_row_chunks(const kernels::CsrF32& w, int64_t n, Fn&& fn) {
       };
       const int64_t r0 = row_at(c), r1 = row_at(c + 1);
       if (r1 <= r0) continue;
-      kernels::CsrF32 sub{r1 - r0, w.cols, w.row_ptr + r0, w.col_idx, w.values};
+      kernels::CsrF32 sub{r1 - r0, w.cols, w.row_ptr + r0, w.col_idx, w.values,
+                          w.block_ptr ? w.block_ptr + r0 * (w.col_blocks() + 1) : nullptr};
       fn(sub, r0);
     }
   });

@@ -24,6 +24,8 @@ struct CsrPattern {
   std::vector<int32_t> pos;      // (nnz,): row * cols + col, increasing (row-major order)
   // CSR of the transpose (cols, rows): entry k of it is entry t_perm[k] of this.
   std::vector<int32_t> t_row_ptr, t_col_idx, t_perm;
+  // Column blocks of this and of the transpose (kernels/sparse.h's block_ptr).
+  std::vector<int32_t> block_ptr, t_block_ptr;
 
   // The entries of `mask`: (rows, cols), row-major, with mask > 0.
   // Raises Error when rows * cols does not fit the int32 indices.
@@ -35,10 +37,10 @@ struct CsrPattern {
   // Views with values in CSR order (values: (nnz,)), of w and of w^T
   // (t_values: (nnz,) in the transpose's order).
   kernels::CsrF32 view(const float* values) const {
-    return {rows, cols, row_ptr.data(), col_idx.data(), values};
+    return {rows, cols, row_ptr.data(), col_idx.data(), values, block_ptr.data()};
   }
   kernels::CsrF32 view_t(const float* t_values) const {
-    return {cols, rows, t_row_ptr.data(), t_col_idx.data(), t_values};
+    return {cols, rows, t_row_ptr.data(), t_col_idx.data(), t_values, t_block_ptr.data()};
   }
   // values[k] = w[pos[k]]; t_values[k] = w[pos[t_perm[k]]] (either may be null).
   void gather(const float* w, float* values, float* t_values) const;
@@ -49,6 +51,10 @@ struct CsrPattern {
   // w[pos[k]] += values[k].
   void scatter_add(const float* values, float* w) const;
 };
+
+// kernels::CsrF32's block_ptr for a (rows, cols) CSR: (rows * (col_blocks + 1),).
+std::vector<int32_t> csr_column_blocks(int64_t rows, int64_t cols, const int32_t* row_ptr,
+                                       const int32_t* col_idx);
 
 // A weight in the SELL-16x32 layout of kernels/sparse.h (values included),
 // for one-sample inference: built once from a pattern and its packed values.

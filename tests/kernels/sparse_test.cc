@@ -268,6 +268,111 @@ TEST(SparseKernels, SddmmMatchesDenseProductAtNonzeros) {
   });
 }
 
+// Column blocks (kernels/sparse.h's block_ptr): spmm and sddmm with block_ptr
+// against the exact product, on matrices wider than a block (127 .. 520
+// columns) whose rows have different densities, so that some rows take the
+// blocks and others are done whole (the fast kernels decide per row by its
+// nonzeros per block), including empty rows and rows empty in some blocks;
+// on the whole matrix and on views of rows [r0, r1) (block_ptr moved with
+// row_ptr, as tensor/sparse.h splits work across threads). The builder here
+// is the definition: the first entry of the row at column >= b * 128.
+Idx column_blocks(const Csr& c, int64_t rows, int64_t cols) {
+  const int64_t blocks = (cols + kCsrBlockCols - 1) / kCsrBlockCols;
+  Idx out;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      int32_t k = c.row_ptr[r];
+      while (k < c.row_ptr[r + 1] && c.col_idx[k] < b * kCsrBlockCols) ++k;
+      out.push_back(k);
+    }
+    out.push_back(c.row_ptr[r + 1]);
+  }
+  return out;
+}
+
+TEST(SparseKernels, ColumnBlockedProductsMatchDenseProduct) {
+  Rng rng(13);
+  int cases = 0, blocked_rows = 0, whole_rows = 0;
+  for (int64_t cols : {127, 128, 129, 300, 520})
+    for (double top : {0.05, 0.6, 1.0}) {
+      const int64_t rows = 37;
+      // Row r's density rises from 0 to `top`; rows 5 and 6 are empty.
+      Dense d{rows, cols, cols + 2, Vec(static_cast<size_t>(rows * (cols + 2)), kNaN),
+              Vec(static_cast<size_t>(rows * (cols + 2)), 0.0f)};
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < cols; ++j) {
+          d.w[r * d.ld + j] = rng.uniform(-1.0f, 1.0f);
+          const double density = top * static_cast<double>(r) / (rows - 1);
+          d.mask[r * d.ld + j] = rng.uniform(0.0f, 1.0f) < density && r != 5 && r != 6 ? 1.0f : 0.0f;
+        }
+      Csr c = build(d, csr_nnz_f32__ref, csr_from_dense_f32__ref);
+      const Idx blocks = column_blocks(c, rows, cols);
+      const int64_t per_row = (cols + kCsrBlockCols - 1) / kCsrBlockCols + 1;
+      for (int64_t r = 0; r < rows; ++r)
+        (c.row_ptr[r + 1] - c.row_ptr[r] >= 20 * (per_row - 1) && per_row > 2 ? blocked_rows
+                                                                               : whole_rows)++;
+      for (auto [r0, r1] : {std::pair<int64_t, int64_t>{0, rows}, {4, 30}})
+        for (int64_t n : {1, 15, 16, 60, 64, 70})
+          for (float beta : {0.0f, 0.5f}) {
+            ++cases;
+            CsrF32 w{r1 - r0, cols, c.row_ptr.data() + r0, c.col_idx.data(), c.values.data(),
+                     blocks.data() + r0 * per_row};
+            const int64_t ld = n + 3;
+            Vec x = random_vec(rng, cols * ld), dy = random_vec(rng, rows * ld);
+            Vec y0 = random_vec(rng, rows * ld), g0 = random_vec(rng, c.values.size());
+            Vec y = y0, g = beta == 0.0f ? Vec(g0.size(), kNaN) : g0;
+            if (beta == 0.0f)
+              for (int64_t r = r0; r < r1; ++r)
+                for (int64_t j = 0; j < n; ++j) y[r * ld + j] = kNaN;
+            spmm_f32(n, y.data() + r0 * ld, ld, w, x.data(), ld, beta);
+            sddmm_f32(n, g.data(), w, dy.data() + r0 * ld, ld, x.data(), ld, beta);
+            std::ostringstream name;
+            name << rows << "x" << cols << " top density " << top << " rows [" << r0 << ", " << r1
+                 << ") n " << n << " beta " << beta;
+            Expect ey{"spmm_f32 blocked " + name.str()}, eg{"sddmm_f32 blocked " + name.str()};
+            for (int64_t r = 0; r < rows; ++r) {
+              const bool inside = r >= r0 && r < r1;
+              for (int64_t j = 0; j < ld; ++j) {
+                if (!inside || j >= n) {  // outside the view, and padding: untouched
+                  ASSERT_TRUE(std::isnan(y0[r * ld + j]) ? std::isnan(y[r * ld + j])
+                                                         : y[r * ld + j] == y0[r * ld + j])
+                      << ey.what << " wrote outside the view at " << r << "," << j;
+                  continue;
+                }
+                double exact = beta * static_cast<double>(y0[r * ld + j]);
+                double abs_sum = std::fabs(exact);
+                for (int64_t l = 0; l < cols; ++l)
+                  if (d.mask[r * d.ld + l] > 0) {
+                    const double t = static_cast<double>(d.w[r * d.ld + l]) * x[l * ld + j];
+                    exact += t;
+                    abs_sum += std::fabs(t);
+                  }
+                ey.check(r * ld + j, y[r * ld + j], exact, abs_sum, cols);
+              }
+              for (int64_t k = c.row_ptr[r]; k < c.row_ptr[r + 1]; ++k) {
+                if (!inside) {
+                  ASSERT_TRUE(beta == 0.0f ? std::isnan(g[k]) : g[k] == g0[k])
+                      << eg.what << " wrote entry " << k << " outside the view";
+                  continue;
+                }
+                double exact = beta * static_cast<double>(g0[k]);
+                double abs_sum = std::fabs(exact);
+                for (int64_t j = 0; j < n; ++j) {
+                  const double t = static_cast<double>(dy[r * ld + j]) * x[c.col_idx[k] * ld + j];
+                  exact += t;
+                  abs_sum += std::fabs(t);
+                }
+                eg.check(k, g[k], exact, abs_sum, n);
+              }
+            }
+          }
+    }
+  EXPECT_EQ(5 * 3 * 2 * 6 * 2, cases);
+  // Both kinds of rows were met (20 nonzeros per block: spmm's threshold).
+  EXPECT_GT(blocked_rows, 50);
+  EXPECT_GT(whole_rows, 50);
+}
+
 // A larger case at LeNet-300-100's first layer (300x784, 90% sparse, batch 60),
 // fast against reference.
 TEST(SparseKernels, LenetShapeFastMatchesRef) {

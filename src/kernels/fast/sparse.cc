@@ -49,6 +49,33 @@ inline float hsum(vf v) {
 }
 #endif
 
+// The entries of row r in column block b of `blocks` (1: the whole row):
+// rows take w's column blocks only when their nonzeros per block reach
+// `min_run` on average, since each (row, block) costs a y row's load and
+// store (spmm) or a partial group of 16 dot products (sddmm), which short runs
+// do not repay (LeNet-300-100's first layer, batch 60, kernels_bench: spmm
+// blocked is 1.2x slower at 5 % density, 6.4 per run, and 1.3x faster at 50 %,
+// 64 per run; runs of about 20 (spmm) and 32 (sddmm) are where it starts to
+// pay). The choice is the row's own, so it does not depend on how the rows
+// are split across threads (nor, then, do the bits).
+struct RowBlocks {
+  const CsrF32& w;
+  int64_t blocks, min_nnz;
+  RowBlocks(const CsrF32& m, int64_t min_run)
+      : w(m), blocks(m.blocks_used()), min_nnz(min_run * m.col_blocks()) {}
+  bool blocked(int64_t r) const { return blocks > 1 && w.row_ptr[r + 1] - w.row_ptr[r] >= min_nnz; }
+  // false when the row has nothing in block b (a row not blocked is all in block 0).
+  bool range(int64_t r, int64_t b, int64_t& begin, int64_t& end) const {
+    if (blocked(r)) {
+      begin = w.block_begin(r, b), end = w.block_end(r, b);
+    } else {
+      if (b > 0) return false;
+      begin = w.row_ptr[r], end = w.row_ptr[r + 1];
+    }
+    return true;
+  }
+};
+
 inline float apply_beta(float acc, float beta, float prev) {
   return beta == 0.0f ? acc : acc + beta * prev;
 }
@@ -122,54 +149,69 @@ void csr_to_dense_f32(float* w, int64_t ldw, const CsrF32& a) {
 
 namespace {
 
-// y(r, j0 .. j0 + NV * kLanes) for every row r (NV vectors of accumulators).
+// y(r, j0 .. j0 + NV * kLanes) for every row r (NV vectors of accumulators;
+// with kTail the last one only t lanes wide, 1..kLanes: AVX-512's masked
+// loads, so that n = 60, LeNet's batch, is one pass over the CSR instead of
+// four, each value broadcast once). Column block by column block when the
+// view has block_ptr (kernels/sparse.h): block 0 starts each y row from 0 (or
+// beta y), later blocks add to what is stored.
 #if defined(PARE_SIMD)
-template <int NV>
-void spmm_cols(int64_t j0, float* y, int64_t ldy, const CsrF32& w, const float* x, int64_t ldx,
-               float beta) {
-  for (int64_t r = 0; r < w.rows; ++r) {
-    vf acc[NV];
-    for (int i = 0; i < NV; ++i) acc[i] = vzero();
-    for (int64_t k = w.row_ptr[r]; k < w.row_ptr[r + 1]; ++k) {
-      const vf v = vset1(w.values[k]);
-      const float* xr = x + w.col_idx[k] * ldx + j0;
-      for (int i = 0; i < NV; ++i) acc[i] = vfmadd(v, vload(xr + i * kLanes), acc[i]);
-    }
-    float* yr = y + r * ldy + j0;
-    for (int i = 0; i < NV; ++i) {
-      if (beta != 0.0f) acc[i] = vfmadd(vset1(beta), vload(yr + i * kLanes), acc[i]);
-      vstore(yr + i * kLanes, acc[i]);
-    }
-  }
-}
-#endif
-
+template <int NV, bool kTail>
+void spmm_cols(int64_t j0, int64_t t, float* y, int64_t ldy, const CsrF32& w, const float* x,
+               int64_t ldx, float beta) {
+  const RowBlocks rb(w, 20);
 #if defined(__AVX512F__)
-// The last n - j0 < 4 * kLanes columns in one pass over the rows: NV vectors
-// of accumulators, the last one `t` lanes wide (1..16). One pass instead of
-// one per vector reads the CSR once and broadcasts each value once (n = 60,
-// LeNet's batch: 1 pass instead of 4).
-template <int NV>
-void spmm_cols_tail(int64_t j0, int64_t t, float* y, int64_t ldy, const CsrF32& w,
-                    const float* x, int64_t ldx, float beta) {
-  const __mmask16 mt = tail_mask(t);
-  for (int64_t r = 0; r < w.rows; ++r) {
-    vf acc[NV];
-    for (int i = 0; i < NV; ++i) acc[i] = vzero();
-    for (int64_t k = w.row_ptr[r]; k < w.row_ptr[r + 1]; ++k) {
+  const __mmask16 mt = tail_mask(kTail ? t : kLanes);
+  auto load = [&](const float* p, int i) {
+    return kTail && i == NV - 1 ? _mm512_maskz_loadu_ps(mt, p + i * kLanes) : vload(p + i * kLanes);
+  };
+  auto store = [&](float* p, int i, vf v) {
+    if (kTail && i == NV - 1)
+      _mm512_mask_storeu_ps(p + i * kLanes, mt, v);
+    else
+      vstore(p + i * kLanes, v);
+  };
+#else
+  static_assert(!kTail, "masked tails need AVX-512");
+  (void)t;
+  auto load = [](const float* p, int i) { return vload(p + i * kLanes); };
+  auto store = [](float* p, int i, vf v) { vstore(p + i * kLanes, v); };
+#endif
+  // acc += the nonzeros [k, end) of one row against x's rows, in two sets of
+  // accumulators (even and odd nonzeros): one set is a chain of dependent
+  // FMAs, one per nonzero, FMA latency apart; two halve that.
+  auto accumulate = [&](vf* acc, int64_t k, int64_t end) {
+    vf odd[NV];
+    for (int i = 0; i < NV; ++i) odd[i] = vzero();
+    for (; k + 2 <= end; k += 2) {
+      const vf v0 = vset1(w.values[k]), v1 = vset1(w.values[k + 1]);
+      const float* x0 = x + w.col_idx[k] * ldx + j0;
+      const float* x1 = x + w.col_idx[k + 1] * ldx + j0;
+      for (int i = 0; i < NV; ++i) {
+        acc[i] = vfmadd(v0, load(x0, i), acc[i]);
+        odd[i] = vfmadd(v1, load(x1, i), odd[i]);
+      }
+    }
+    if (k < end) {
       const vf v = vset1(w.values[k]);
       const float* xr = x + w.col_idx[k] * ldx + j0;
-      for (int i = 0; i < NV - 1; ++i) acc[i] = vfmadd(v, vload(xr + i * kLanes), acc[i]);
-      acc[NV - 1] = vfmadd(v, _mm512_maskz_loadu_ps(mt, xr + (NV - 1) * kLanes), acc[NV - 1]);
+      for (int i = 0; i < NV; ++i) acc[i] = vfmadd(v, load(xr, i), acc[i]);
     }
-    float* yr = y + r * ldy + j0;
-    for (int i = 0; i < NV - 1; ++i) {
-      if (beta != 0.0f) acc[i] = vfmadd(vset1(beta), vload(yr + i * kLanes), acc[i]);
-      vstore(yr + i * kLanes, acc[i]);
+    for (int i = 0; i < NV; ++i) acc[i] = vadd(acc[i], odd[i]);
+  };
+  for (int64_t b = 0; b < rb.blocks; ++b) {
+    for (int64_t r = 0; r < w.rows; ++r) {
+      int64_t k, end;
+      if (!rb.range(r, b, k, end) || (b > 0 && k == end)) continue;
+      float* yr = y + r * ldy + j0;
+      vf acc[NV];
+      for (int i = 0; i < NV; ++i) acc[i] = b > 0 ? load(yr, i) : vzero();
+      accumulate(acc, k, end);
+      for (int i = 0; i < NV; ++i) {
+        if (b == 0 && beta != 0.0f) acc[i] = vfmadd(vset1(beta), load(yr, i), acc[i]);
+        store(yr, i, acc[i]);
+      }
     }
-    float* last = yr + (NV - 1) * kLanes;
-    if (beta != 0.0f) acc[NV - 1] = vfmadd(vset1(beta), _mm512_maskz_loadu_ps(mt, last), acc[NV - 1]);
-    _mm512_mask_storeu_ps(last, mt, acc[NV - 1]);
   }
 }
 #endif
@@ -258,21 +300,22 @@ void spmm_f32(int64_t n, float* y, int64_t ldy, const CsrF32& w, const float* x,
   if (n == 1 && ldx == 1) return spmv(y, ldy, w, x, beta);
   int64_t j = 0;
 #if defined(PARE_SIMD)
-  for (; j + 4 * kLanes <= n; j += 4 * kLanes) spmm_cols<4>(j, y, ldy, w, x, ldx, beta);
+  for (; j + 4 * kLanes <= n; j += 4 * kLanes)
+    spmm_cols<4, false>(j, kLanes, y, ldy, w, x, ldx, beta);
 #if defined(__AVX512F__)
   if (j < n) {
     const int64_t rest = n - j;
     const int64_t t = rest - (rest - 1) / kLanes * kLanes;  // lanes of the last vector, 1..16
     switch ((rest + kLanes - 1) / kLanes) {
-      case 1: spmm_cols_tail<1>(j, t, y, ldy, w, x, ldx, beta); break;
-      case 2: spmm_cols_tail<2>(j, t, y, ldy, w, x, ldx, beta); break;
-      case 3: spmm_cols_tail<3>(j, t, y, ldy, w, x, ldx, beta); break;
-      default: spmm_cols_tail<4>(j, t, y, ldy, w, x, ldx, beta); break;
+      case 1: spmm_cols<1, true>(j, t, y, ldy, w, x, ldx, beta); break;
+      case 2: spmm_cols<2, true>(j, t, y, ldy, w, x, ldx, beta); break;
+      case 3: spmm_cols<3, true>(j, t, y, ldy, w, x, ldx, beta); break;
+      default: spmm_cols<4, true>(j, t, y, ldy, w, x, ldx, beta); break;
     }
     j = n;
   }
 #else
-  for (; j + kLanes <= n; j += kLanes) spmm_cols<1>(j, y, ldy, w, x, ldx, beta);
+  for (; j + kLanes <= n; j += kLanes) spmm_cols<1, false>(j, kLanes, y, ldy, w, x, ldx, beta);
 #endif
 #endif
   spmm_cols_scalar(j, n, y, ldy, w, x, ldx, beta);
@@ -318,32 +361,44 @@ inline vf reduce16(const vf* v) {
 
 // sddmm for n <= NV * 16: dy's row stays in NV registers (the last one t
 // lanes wide) while the row's nonzeros stream x's rows past it; the dot
-// products are reduced 16 at a time (reduce16).
+// products are reduced 16 at a time (reduce16; a row's last, partial group
+// with zeros in the unused lanes). Column block by column block when the view
+// has block_ptr (kernels/sparse.h), so that x's rows come from L1.
 template <int NV>
 void sddmm_small(int64_t t, float* g, const CsrF32& w, const float* dy, int64_t lddy,
                  const float* x, int64_t ldx, float beta) {
   const __mmask16 mt = tail_mask(t);
-  for (int64_t r = 0; r < w.rows; ++r) {
-    const float* dyr = dy + r * lddy;
-    vf d[NV];
-    for (int i = 0; i < NV - 1; ++i) d[i] = vload(dyr + i * kLanes);
-    d[NV - 1] = _mm512_maskz_loadu_ps(mt, dyr + (NV - 1) * kLanes);
-    auto dot = [&](int64_t k) {
-      const float* xr = x + w.col_idx[k] * ldx;
-      vf acc = _mm512_mul_ps(d[NV - 1], _mm512_maskz_loadu_ps(mt, xr + (NV - 1) * kLanes));
-      for (int i = 0; i < NV - 1; ++i) acc = vfmadd(d[i], vload(xr + i * kLanes), acc);
-      return acc;
-    };
-    int64_t k = w.row_ptr[r];
-    const int64_t end = w.row_ptr[r + 1];
-    for (; k + kLanes <= end; k += kLanes) {
-      vf s[kLanes];
-      for (int q = 0; q < kLanes; ++q) s[q] = dot(k + q);
-      vf sums = reduce16(s);
-      if (beta != 0.0f) sums = vfmadd(vset1(beta), vload(g + k), sums);
-      vstore(g + k, sums);
+  const RowBlocks rb(w, 32);
+  for (int64_t b = 0; b < rb.blocks; ++b) {
+    for (int64_t r = 0; r < w.rows; ++r) {
+      int64_t k, end;
+      if (!rb.range(r, b, k, end) || k == end) continue;
+      const float* dyr = dy + r * lddy;
+      vf d[NV];
+      for (int i = 0; i < NV - 1; ++i) d[i] = vload(dyr + i * kLanes);
+      d[NV - 1] = _mm512_maskz_loadu_ps(mt, dyr + (NV - 1) * kLanes);
+      auto dot = [&](int64_t e) {
+        const float* xr = x + w.col_idx[e] * ldx;
+        vf acc = _mm512_mul_ps(d[NV - 1], _mm512_maskz_loadu_ps(mt, xr + (NV - 1) * kLanes));
+        for (int i = 0; i < NV - 1; ++i) acc = vfmadd(d[i], vload(xr + i * kLanes), acc);
+        return acc;
+      };
+      for (; k + kLanes <= end; k += kLanes) {
+        vf s[kLanes];
+        for (int q = 0; q < kLanes; ++q) s[q] = dot(k + q);
+        vf sums = reduce16(s);
+        if (beta != 0.0f) sums = vfmadd(vset1(beta), vload(g + k), sums);
+        vstore(g + k, sums);
+      }
+      if (k < end) {
+        const int64_t m = end - k;
+        vf s[kLanes];
+        for (int q = 0; q < kLanes; ++q) s[q] = q < m ? dot(k + q) : vzero();
+        vf sums = reduce16(s);
+        if (beta != 0.0f) sums = vfmadd(vset1(beta), vload_tail(g + k, m), sums);
+        vstore_tail(g + k, sums, m);
+      }
     }
-    for (; k < end; ++k) g[k] = apply_beta(hsum(dot(k)), beta, g[k]);
   }
 }
 
