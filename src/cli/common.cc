@@ -45,6 +45,7 @@ data::TrainTest load_raw_data(const DataOptions& o, uint64_t seed) {
 // statistics in the spec so the saved model carries them.
 data::TrainTest load_data(const DataOptions& o, uint64_t seed, nn::ModelSpec* spec) {
   data::TrainTest tt = load_raw_data(o, seed);
+  if (o.holdout != 0) tt = data::split_last(tt.train, o.holdout);  // before the statistics
   if (!o.train_classes.empty()) tt.train = data::select_classes(tt.train, o.train_classes);
   if (o.normalize) {
     if (!spec) fail("--normalize applies to training; a saved model applies its own statistics");
@@ -75,6 +76,9 @@ void add_data_options(CLI::App* cmd, DataOptions& o) {
   cmd->add_option("--train-classes", o.train_classes,
                   "train only on these classes, e.g. 3,4 (the test split keeps every class)")
       ->delimiter(',');
+  cmd->add_option("--holdout", o.holdout,
+                  "hold out the last N training samples and evaluate on them instead of the "
+                  "test split (choose settings without looking at the test set)");
 }
 
 std::string fmt(const char* f, double v) { return strf(f, v); }
@@ -184,14 +188,18 @@ void print_sparsity(const prune::SparsityReport& r) {
             << " kept, sparsity " << fmt("%.2f%%", 100 * r.sparsity()) << ")" << std::endl;
 }
 
-train::Observer epoch_printer(Progress& progress, int64_t epochs, bool as_json, bool quiet, bool binary) {
+const char* eval_split_name(const DataOptions& o) { return o.holdout != 0 ? "holdout" : "test"; }
+
+train::Observer epoch_printer(Progress& progress, int64_t epochs, bool as_json, bool quiet, bool binary,
+                              const char* split) {
+  const std::string name = split;
   train::Observer obs;
   if (progress.on_terminal() && !quiet && !as_json)  // per step: only when a bar is drawn
     obs.on_step = [&progress, epochs](int64_t epoch, int64_t batch, int64_t batches, double loss) {
       progress.update(batch, batches, "epoch " + std::to_string(epoch) + "/" + std::to_string(epochs),
                       fmt("loss %.4f", loss));
     };
-  obs.on_epoch = [&progress, epochs, as_json, quiet, binary](const train::EpochResult& e) {
+  obs.on_epoch = [&progress, epochs, as_json, quiet, binary, name](const train::EpochResult& e) {
     progress.finish();
     if (as_json) {
       std::cout << nlohmann::json{{"event", "epoch"}, {"epoch", e.epoch}, {"train_loss", e.train_loss},
@@ -203,7 +211,7 @@ train::Observer epoch_printer(Progress& progress, int64_t epochs, bool as_json, 
                 << std::endl;
     } else if (!quiet) {
       std::cout << "epoch " << e.epoch << "/" << epochs << "  train loss " << fmt("%.4f", e.train_loss)
-                << "  test loss " << fmt("%.4f", e.test.loss) << "  test accuracy "
+                << "  " << name << " loss " << fmt("%.4f", e.test.loss) << "  " << name << " accuracy "
                 << fmt("%.2f%%", 100 * e.test.accuracy);
       if (binary) std::cout << "  boards all-correct " << fmt("%.1f%%", 100 * e.test.exact);
       if (e.sparsity > 0) std::cout << "  sparsity " << fmt("%.1f%%", 100 * e.sparsity);

@@ -28,6 +28,7 @@ struct DataOptions {
   float density = -1;                  // life: fixed density; <0 = uniform per board
   bool normalize = false;              // standardise inputs with the training split's mean/std
   std::vector<int> train_classes;      // keep only these classes in the training split (empty: all)
+  int64_t holdout = 0;                 // evaluate on the last N training samples instead of the test split
 };
 
 // Loads the data; with --normalize, standardises it and records the
@@ -47,8 +48,12 @@ std::string fmt(const char* f, double v);
 nlohmann::json sparsity_json(const prune::SparsityReport& r);
 void print_sparsity(const prune::SparsityReport& r);
 // The Observer that draws a bar per epoch on a terminal and prints a line
-// (or a JSON line) per epoch.
-train::Observer epoch_printer(Progress& progress, int64_t epochs, bool as_json, bool quiet, bool binary);
+// (or a JSON line) per epoch. `split` names the evaluation set in the lines
+// ("test", or "holdout" with --holdout; JSON keys stay test_*).
+train::Observer epoch_printer(Progress& progress, int64_t epochs, bool as_json, bool quiet, bool binary,
+                              const char* split = "test");
+// "holdout" when --holdout replaced the test split, else "test".
+const char* eval_split_name(const DataOptions& o);
 
 // The candidate closest to `word` by edit distance (insertions, deletions,
 // substitutions and swaps of neighbours each count 1), when it is close

@@ -77,27 +77,30 @@ int run_train(const train::TrainConfig& cfg_in, const std::string& model_name, c
   if (!quiet && !as_json) {
     std::cerr << model->summary() << "\n";
     std::cerr << "data " << dopt.data << ": " << data.train.size() << " train, " << data.test.size()
-              << " test samples; " << threads << " threads";
+              << " " << cli::eval_split_name(dopt) << " samples; " << threads << " threads";
     if (comm->size() > 1) std::cerr << " per rank, " << comm->size() << " ranks (data-parallel)";
     std::cerr << "\n";
   }
   cli::Progress progress(!quiet && !as_json);
   const train::Observer obs = cli::epoch_printer(progress, cfg.epochs, as_json, quiet,
-                                                  spec.loss == "bce_with_logits");
+                                                  spec.loss == "bce_with_logits",
+                                                  cli::eval_split_name(dopt));
   train::TrainResult r = train::fit(*model, data.train, data.test, cfg, obs);
   progress.finish();  // a run stopped mid-epoch leaves its bar open
   if (!lead) return 0;
   if (as_json) {
     std::cout << json{{"event", "end"}, {"model", spec.name}, {"steps", r.steps},
                       {"stopped_because", r.stopped_because}, {"test_accuracy", r.final_test.accuracy},
-                      {"test_loss", r.final_test.loss}, {"seconds", r.seconds}, {"cpu_seconds", r.cpu_seconds},
+                      {"test_loss", r.final_test.loss}, {"eval_split", cli::eval_split_name(dopt)},
+                      {"seconds", r.seconds}, {"cpu_seconds", r.cpu_seconds},
                       {"peak_rss_bytes", r.cost.peak_rss_bytes}, {"resumed", r.resumed},
                       {"ranks", r.ranks}, {"allreduce_seconds", r.allreduce_seconds},
                       {"flops", r.flops}, {"dense_flops", r.dense_flops}, {"sparsity", r.sparsity}}
                      .dump()
               << std::endl;
   } else {
-    std::cout << "test accuracy " << fmt("%.2f%%", 100 * r.final_test.accuracy) << " (" << spec.name << ", "
+    std::cout << cli::eval_split_name(dopt) << " accuracy " << fmt("%.2f%%", 100 * r.final_test.accuracy)
+              << " (" << spec.name << ", "
               << r.epochs.size() << " epochs this run, " << r.steps << " steps, " << fmt("%.1f s", r.seconds);
     if (cfg.sparse.enabled() || r.sparsity > 0)
       std::cout << "; " << fmt("%.1f%%", 100 * r.sparsity) << " of weights pruned, "

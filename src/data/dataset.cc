@@ -72,4 +72,18 @@ Dataset select_classes(const Dataset& d, const std::vector<int>& classes) {
   return out;
 }
 
+TrainTest split_last(const Dataset& d, int64_t n) {
+  const int64_t size = d.size();
+  if (n <= 0 || n >= size)
+    fail(d.name, ": cannot hold out ", n, " of its ", size,
+         " samples (need at least 1 and fewer than all)");
+  TrainTest out{d, d};
+  out.train.inputs = d.inputs.slice_rows(0, size - n);
+  out.train.targets = d.targets.slice_rows(0, size - n);
+  out.test.inputs = d.inputs.slice_rows(size - n, size);
+  out.test.targets = d.targets.slice_rows(size - n, size);
+  out.test.name = d.name + "/holdout";
+  return out;
+}
+
 }  // namespace pare::data

@@ -55,5 +55,9 @@ void validate(const Dataset& d);
 // fine-tuning on a subset of classes. Raises Error when d is not a
 // classification set or a class is out of range.
 Dataset select_classes(const Dataset& d, const std::vector<int>& classes);
+// The first d.size() - n samples and the last n, sharing d's storage: a
+// validation split held out of training, so that settings can be chosen
+// without looking at the test set. Raises Error unless 0 < n < d.size().
+TrainTest split_last(const Dataset& d, int64_t n);
 
 }  // namespace pare::data

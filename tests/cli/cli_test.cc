@@ -272,8 +272,6 @@ TEST_F(CliTest, MaxStepsStopsEarly) {
   EXPECT_NE(r.out.find("\"steps\":3"), std::string::npos) << r.out;
 }
 
-// ---- pruning: pare prune, pare ticket, pare train --sparse-training ----
-
 json last_json_line(const std::string& out) {
   std::istringstream is(out);
   json j;
@@ -281,6 +279,28 @@ json last_json_line(const std::string& out) {
     if (!l.empty()) j = json::parse(l);
   return j;
 }
+
+// --holdout N trains on all but the last N samples and evaluates on those:
+// 64 samples at batch 8 with 16 held out make 6 steps per epoch, not 8.
+TEST_F(CliTest, HoldoutEvaluatesOnTheLastTrainingSamples) {
+  const std::string csv = make_csv("t.csv", 64, 1);
+  Result r = run({"train", "--model", make_spec(), "--data", csv, "--epochs", "1", "--batch", "8",
+                  "--holdout", "16", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json end = last_json_line(r.out);
+  EXPECT_EQ(end["eval_split"], "holdout");
+  EXPECT_EQ(end["steps"], 6);
+  Result text = run({"train", "--model", make_spec(), "--data", csv, "--epochs", "1", "--batch", "8",
+                     "--holdout", "16"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.err.find("48 train, 16 holdout samples"), std::string::npos) << text.err;
+  EXPECT_NE(text.out.find("holdout accuracy"), std::string::npos) << text.out;
+  Result all = run({"train", "--model", make_spec(), "--data", csv, "--holdout", "64"});
+  EXPECT_NE(all.code, 0);
+  EXPECT_NE(all.err.find("cannot hold out 64 of its 64 samples"), std::string::npos) << all.err;
+}
+
+// ---- pruning: pare prune, pare ticket, pare train --sparse-training ----
 
 TEST_F(CliTest, PruneASavedModelThenEvalReportsItsSparsity) {
   const std::string train = make_csv("train.csv", 256, 1), test = make_csv("test.csv", 128, 2);

@@ -306,5 +306,27 @@ TEST(Batcher, InvalidArguments) {
   EXPECT_THROW(b.next(x, y), pare::Error) << "next() before start_epoch()";
 }
 
+// split_last (dataset.h): the held-out tail is the last n samples, the rest
+// trains; both share the data; n must leave at least one sample on each side.
+TEST(SplitLast, HoldsOutTheLastSamples) {
+  const Dataset d = indexed(10);
+  const TrainTest s = split_last(d, 3);
+  ASSERT_EQ(7, s.train.size());
+  ASSERT_EQ(3, s.test.size());
+  for (int64_t i = 0; i < 7; ++i) {
+    EXPECT_EQ(i, s.train.targets.data<int32_t>()[i]);
+    EXPECT_EQ(static_cast<float>(i) + 0.5f, s.train.inputs.f32()[3 * i + 1]);
+  }
+  for (int64_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(7 + i, s.test.targets.data<int32_t>()[i]);
+    EXPECT_EQ(static_cast<float>(7 + i) + 0.25f, s.test.inputs.f32()[3 * i + 2]);
+  }
+  EXPECT_EQ(d.inputs.f32(), s.train.inputs.f32());  // shared, not copied
+  EXPECT_EQ(10, s.test.num_classes);
+  EXPECT_EQ("indexed/holdout", s.test.name);
+  for (int64_t bad : {0, -1, 10, 11})
+    expect_error([&] { split_last(d, bad); }, {"indexed", "cannot hold out", "of its 10"});
+}
+
 }  // namespace
 }  // namespace pare::data
