@@ -23,10 +23,13 @@
 #   TORCH_THREADS="2 1"   thread settings tried for each torch (the faster is compared)
 #   OUT=runs/sparse-imp   output directory (the pare runs are redone: --overwrite)
 #   STEP_REPS=1000        steps timed per setting by sparse_step_bench (after 100 warm-up)
-#   PARE_REPEATS=3        pare runs per mode, alternating off, auto, off, ... (other
-#                         processes on the two cores make single runs noisy); the
-#                         per-round table shows each round's fastest repeat, the
-#                         ratios use the fastest and the median total of each mode
+#   REPEATS=3             repeats of the whole set of runs (pare off, pare auto, then
+#                         each torch at each thread setting), one set after the
+#                         other, so that every side sees the same stretches of
+#                         machine load (this VM has slow spells of minutes, in
+#                         which a pare run takes 1.4x as long); the per-round
+#                         table shows each round's fastest repeat, the ratios
+#                         compare medians (and fastest) of whole-run totals
 #   RUN_TIMEOUT=150       seconds per torch run (a run past it is killed; its rounds so far are kept)
 #   SKIP_BUILD=1 SKIP_STEP=1 SKIP_PARE=1 SKIP_TORCH_PYPI=1 SKIP_TORCH_DEBIAN=1
 #   TORCH_PYPI_PY=bench/.venv/bin/python   TORCH_DEBIAN_PY=/usr/bin/python3
@@ -42,7 +45,7 @@ SEED="${SEED:-0}"
 TORCH_THREADS="${TORCH_THREADS:-2 1}"
 OUT="${OUT:-runs/sparse-imp}"
 STEP_REPS="${STEP_REPS:-1000}"
-PARE_REPEATS="${PARE_REPEATS:-3}"
+REPEATS="${REPEATS:-${PARE_REPEATS:-3}}"
 RUN_TIMEOUT="${RUN_TIMEOUT:-150}"
 TORCH_PYPI_PY="${TORCH_PYPI_PY:-bench/.venv/bin/python}"
 TORCH_DEBIAN_PY="${TORCH_DEBIAN_PY:-/usr/bin/python3}"
@@ -98,31 +101,10 @@ if [ "${SKIP_STEP:-0}" != 1 ]; then
   fi
 fi
 
-# ---- 2. pare ticket, --sparse off and auto
+# ---- 2 and 3. pare ticket (--sparse off and auto) and torch.nn.utils.prune, interleaved
 recipe=(--model lenet300 --data fashion-mnist --batch 60 --optimizer adam --lr 1.2e-3
         --schedule cosine --normalize --epochs "$EPOCHS" --threads "$THREADS" --seed "$SEED")
-if [ "${SKIP_PARE:-0}" != 1 ]; then
-  rm -rf "$OUT"/pare-off-* "$OUT"/pare-auto-*
-  for k in $(seq 1 "$PARE_REPEATS"); do
-    for mode in off auto; do
-      name="pare-$mode-$k"
-      cmd=(build/pare ticket "${recipe[@]}" --rounds "$ROUNDS" --rate 0.2 --output-rate 0.1
-           --sparse "$mode" --out "$OUT/$name" --overwrite --quiet)
-      echo "== pare --sparse $mode, repeat $k/$PARE_REPEATS   (load $(loadavg))"
-      [ "$k" = 1 ] && echo "   ${cmd[*]}"
-      load="$(loadavg)"
-      t0=$(now)
-      "${cmd[@]}" > "$OUT/$name.out" 2> "$OUT/$name.err"
-      st=$?
-      wall=$(elapsed "$t0")
-      record "$name" "$st" "$wall" "$load" "${cmd[@]}"
-      printf '   exit %s, %.1f s wall\n' "$st" "$wall"
-      [ "$st" = 0 ] || tail -n 3 "$OUT/$name.err" | sed 's/^/   /'
-    done
-  done
-fi
-
-# ---- 3. torch.nn.utils.prune
+torch_sides=()
 for side in pypi debian; do
   if [ "$side" = pypi ]; then
     [ "${SKIP_TORCH_PYPI:-0}" = 1 ] && continue; py="$TORCH_PYPI_PY"
@@ -133,24 +115,50 @@ for side in pypi debian; do
     echo "== torch-$side: $py has no torch; skipped"
     continue
   fi
-  for t in $TORCH_THREADS; do
-    cmd=("$py" bench/torch_imp.py --rounds "$ROUNDS" --epochs "$EPOCHS" --threads "$t" --seed "$SEED")
-    echo "== torch-$side, $t thread(s)   (load $(loadavg))"
-    echo "   OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t OPENBLAS_NUM_THREADS=1 ${cmd[*]}"
-    load="$(loadavg)"
-    t0=$(now)
-    OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t OPENBLAS_NUM_THREADS=1 timeout "$RUN_TIMEOUT" "${cmd[@]}" \
-      > "$OUT/torch-$side-t$t.jsonl" 2> "$OUT/torch-$side-t$t.err"
-    st=$?
-    wall=$(elapsed "$t0")
-    record "torch-$side-t$t" "$st" "$wall" "$load" "${cmd[@]}"
-    printf '   exit %s%s, %.1f s wall\n' "$st" "$([ "$st" = 124 ] && echo " (timed out after ${RUN_TIMEOUT} s)")" "$wall"
+  torch_sides+=("$side:$py")
+done
+[ "${SKIP_PARE:-0}" != 1 ] && rm -rf "$OUT"/pare-off-* "$OUT"/pare-auto-*
+rm -f "$OUT"/torch-*.jsonl "$OUT"/torch-*.err
+for k in $(seq 1 "$REPEATS"); do
+  if [ "${SKIP_PARE:-0}" != 1 ]; then
+    for mode in off auto; do
+      name="pare-$mode-$k"
+      cmd=(build/pare ticket "${recipe[@]}" --rounds "$ROUNDS" --rate 0.2 --output-rate 0.1
+           --sparse "$mode" --out "$OUT/$name" --overwrite --quiet)
+      echo "== repeat $k/$REPEATS: pare --sparse $mode   (load $(loadavg))"
+      [ "$k" = 1 ] && echo "   ${cmd[*]}"
+      load="$(loadavg)"
+      t0=$(now)
+      "${cmd[@]}" > "$OUT/$name.out" 2> "$OUT/$name.err"
+      st=$?
+      wall=$(elapsed "$t0")
+      record "$name" "$st" "$wall" "$load" "${cmd[@]}"
+      printf '   exit %s, %.1f s wall\n' "$st" "$wall"
+      [ "$st" = 0 ] || tail -n 3 "$OUT/$name.err" | sed 's/^/   /'
+    done
+  fi
+  for sp in ${torch_sides[@]+"${torch_sides[@]}"}; do
+    side="${sp%%:*}" py="${sp#*:}"
+    for t in $TORCH_THREADS; do
+      name="torch-$side-t$t-$k"
+      cmd=("$py" bench/torch_imp.py --rounds "$ROUNDS" --epochs "$EPOCHS" --threads "$t" --seed "$SEED")
+      echo "== repeat $k/$REPEATS: torch-$side, $t thread(s)   (load $(loadavg))"
+      [ "$k" = 1 ] && echo "   OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t OPENBLAS_NUM_THREADS=1 ${cmd[*]}"
+      load="$(loadavg)"
+      t0=$(now)
+      OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t OPENBLAS_NUM_THREADS=1 timeout "$RUN_TIMEOUT" "${cmd[@]}" \
+        > "$OUT/$name.jsonl" 2> "$OUT/$name.err"
+      st=$?
+      wall=$(elapsed "$t0")
+      record "$name" "$st" "$wall" "$load" "${cmd[@]}"
+      printf '   exit %s%s, %.1f s wall\n' "$st" "$([ "$st" = 124 ] && echo " (timed out after ${RUN_TIMEOUT} s)")" "$wall"
+    done
   done
 done
 
 # ---- tables
 echo "== results   (load now $(loadavg))"
-"$PY" - "$OUT" "$ROUNDS" "$EPOCHS" "$THREADS" "${PARE_REPEATS:-0}" <<'EOF'
+"$PY" - "$OUT" "$ROUNDS" "$EPOCHS" "$THREADS" "$REPEATS" <<'EOF'
 import glob, json, os, sys
 
 import statistics
@@ -207,10 +215,21 @@ def fastest_per_round(runs_):
     return best
 
 off, auto = fastest_per_round(pare["off"]), fastest_per_round(pare["auto"])
+# torch[setting] = [(k, rows, summary, name)], setting = "torch-<side>-t<threads>"
 torch = {}
-for p in sorted(glob.glob(os.path.join(out, "torch-*-t*.jsonl"))):
+for p in sorted(glob.glob(os.path.join(out, "torch-*-t*-*.jsonl"))):
     name = os.path.basename(p)[:-len(".jsonl")]
-    torch[name] = torch_side(name)
+    setting, k = name.rsplit("-", 1)
+    rows, summ = torch_side(name)
+    torch.setdefault(setting, []).append((int(k), rows, summ, name))
+
+def torch_fastest_per_round(runs_):
+    best = {}
+    for _, rows, _, _ in runs_:
+        for r, v in rows.items():
+            if r not in best or v["train_seconds"] < best[r]["train_seconds"]:
+                best[r] = v
+    return best
 
 def fmt(v, f="%.2f"):
     return "-" if v is None else f % v
@@ -218,7 +237,7 @@ def fmt(v, f="%.2f"):
 # Per round.
 tnames = list(torch)
 print("\nIMP per round: LeNet-300-100, Fashion-MNIST, %d epoch(s) per round, pare %d thread(s);"
-      " seconds = the round's training loop (evaluation excluded); pare: the fastest of %d repeats of each round"
+      " seconds = the round's training loop (evaluation excluded); every column: the fastest of %d repeats of each round"
       % (epochs, threads, repeats))
 print("layer kinds (pare auto): fc1/fc2/fc3, D dense (no mask), M masked-dense, S sparse\n")
 hdr = ["round", "density", "kinds", "off s", "auto s", "off/auto", "off GFLOP exec", "auto GFLOP exec",
@@ -234,10 +253,10 @@ for r in range(rounds + 1):
            fmt(o and o["exec_gflop"], "%.1f"), fmt(a and a["exec_gflop"], "%.1f"),
            fmt(o and 100 * o["acc"], "%.2f %%"), fmt(a and 100 * a["acc"], "%.2f %%")]
     for n in tnames:
-        t = torch[n][0].get(r)
+        t = torch_fastest_per_round(torch[n]).get(r)
         row.append(fmt(t and t["train_seconds"]))
     for n in tnames:
-        t = torch[n][0].get(r)
+        t = torch_fastest_per_round(torch[n]).get(r)
         row.append(fmt(t and 100 * t["test_accuracy"], "%.2f %%"))
     print("| " + " | ".join(row) + " |")
 
@@ -267,16 +286,19 @@ for mode in ("off", "auto"):
     rows = fastest_per_round(pare[mode])
     if len(rows) == rounds + 1:
         print("| pare --sparse %s, fastest repeat of each round | %d | %s | | | |" % (mode, len(rows), fmt(total(rows))))
-for n in tnames:
-    rows, summ = torch[n]
-    tot[n] = summ["total_train_seconds"] if summ else None
-    last = rows.get(max(rows)) if rows else None
-    st = runs.get(n, {}).get("status")
-    label = "%s (torch %s)" % (n, summ["torch"]) if summ else n
-    print("| %s | %d%s | %s | %s | %s | %s |" % (label, len(rows), " (timed out)" if st == 124 else
-          (" (failed)" if st not in (0, None) else ""), fmt(tot[n]),
-          fmt(runs.get(n, {}).get("wall_seconds"), "%.1f"),
-          fmt(last and last["density"], "%.4f"), fmt(last and 100 * last["test_accuracy"], "%.2f %%")))
+ttot = {}  # setting -> [total of each finished repeat]
+for setting in tnames:
+    for k, rows, summ, n in sorted(torch[setting]):
+        t = summ["total_train_seconds"] if summ else None
+        if t:
+            ttot.setdefault(setting, []).append(t)
+        last = rows.get(max(rows)) if rows else None
+        st = runs.get(n, {}).get("status")
+        label = "%s (torch %s), repeat %d" % (setting, summ["torch"], k) if summ else "%s, repeat %d" % (setting, k)
+        print("| %s | %d%s | %s | %s | %s | %s |" % (label, len(rows), " (timed out)" if st == 124 else
+              (" (failed)" if st not in (0, None) else ""), fmt(t),
+              fmt(runs.get(n, {}).get("wall_seconds"), "%.1f"),
+              fmt(last and last["density"], "%.4f"), fmt(last and 100 * last["test_accuracy"], "%.2f %%")))
 
 a, o = tot.get("pare --sparse auto"), tot.get("pare --sparse off")
 print()
@@ -294,20 +316,24 @@ if a and o:
     print("(bound: a step costing exactly its density would make this run %.2fx cheaper: sum of densities %.2f of %d rounds)"
           % (len(dens) / sum(dens), sum(dens), len(dens)))
 for side in ("pypi", "debian"):
-    cands = [(tot[n], n) for n in tnames if n.startswith("torch-%s-" % side) and tot[n]]
-    partial = [n for n in tnames if n.startswith("torch-%s-" % side) and not tot[n]]
+    settings = [n for n in tnames if n.startswith("torch-%s-" % side)]
+    # The faster thread setting by its median total (all repeats finished).
+    cands = [(statistics.median(ttot[n]), n) for n in settings
+             if n in ttot and len(ttot[n]) == len(torch[n])]
     if a and cands:
-        best, n = min(cands)
+        med, n = min(cands)
         ma = statistics.median(t for t, _ in ptot["auto"])
-        print("torch %s (faster: %s, %.1f s) / pare auto (training s): %.2fx against pare's fastest total,"
-              " %.2fx against its median  (target 4x: %s)"
-              % (side, n, best, best / a, best / ma, "met" if best / ma >= 4 else "NOT met"))
-    for n in partial:
-        rows = torch[n][0]
-        if rows and a:
-            s = sum(v["train_seconds"] for v in rows.values())
+        print("torch %s (faster: %s, median %.1f s of %d, fastest %.1f s) / pare auto (training s):"
+              " %.2fx median against median, %.2fx fastest against fastest  (target 4x: %s)"
+              % (side, n, med, len(ttot[n]), min(ttot[n]), med / ma, min(ttot[n]) / a,
+                 "met" if med / ma >= 4 else "NOT met"))
+    for n in settings:
+        for k, rows, summ, name in sorted(torch[n]):
+            if summ or not rows or not a:
+                continue
+            s_ = sum(v["train_seconds"] for v in rows.values())
             pa = sum(auto[r]["seconds"] for r in rows if r in auto)  # fastest repeat of each round
             print("%s did not finish: rounds 0..%d took %.1f s, pare auto %.1f s for the same rounds (%.2fx)"
-                  % (n, max(rows), s, pa, s / pa if pa else float("nan")))
+                  % (name, max(rows), s_, pa, s_ / pa if pa else float("nan")))
 EOF
-echo "raw: $OUT/ (report.txt, step.txt, pare-off-K/, pare-auto-K/, torch-*.jsonl, runs.jsonl)"
+echo "raw: $OUT/ (report.txt, step.txt, pare-off-K/, pare-auto-K/, torch-SIDE-tT-K.jsonl, runs.jsonl)"
