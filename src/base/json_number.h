@@ -14,17 +14,23 @@
 
 namespace pare {
 
+// Whether v is an integer in [lo, hi] (lo <= hi), for readers that word
+// their own message; the range is checked before any narrowing.
+template <class Json>
+bool is_whole_number(const Json& v, int64_t lo, int64_t hi) {
+  if (v.is_number_unsigned())
+    return v.template get<uint64_t>() <= static_cast<uint64_t>(hi) &&
+           (lo <= 0 || v.template get<uint64_t>() >= static_cast<uint64_t>(lo));
+  if (v.is_number_integer()) return v.template get<int64_t>() >= lo && v.template get<int64_t>() <= hi;
+  return false;
+}
+
 // v as an integer in [lo, hi]; raises Error "<what> is <v>, not a whole
 // number in [lo, hi]" for anything else (a float, a string, out of range).
 template <class Json>
 int64_t whole_number(const Json& v, int64_t lo, int64_t hi, const std::string& what) {
-  bool in_range = false;
-  if (v.is_number_unsigned())
-    in_range = v.template get<uint64_t>() <= static_cast<uint64_t>(hi) &&
-               (lo <= 0 || v.template get<uint64_t>() >= static_cast<uint64_t>(lo));
-  else if (v.is_number_integer())
-    in_range = v.template get<int64_t>() >= lo && v.template get<int64_t>() <= hi;
-  if (!in_range) fail(what, " is ", v.dump().substr(0, 40), ", not a whole number in [", lo, ", ", hi, "]");
+  if (!is_whole_number(v, lo, hi))
+    fail(what, " is ", v.dump().substr(0, 40), ", not a whole number in [", lo, ", ", hi, "]");
   return v.template get<int64_t>();
 }
 

@@ -59,7 +59,8 @@ int run_train(const train::TrainConfig& cfg_in, const std::string& model_name, c
   if (lead && !cfg.out_dir.empty() && !cfg.resume && file_exists(cfg.out_dir + "/log.jsonl")) {
     if (!overwrite)
       fail("--out ", cfg.out_dir, " already holds a run: add --resume to continue it, --overwrite to replace it, or choose another directory");
-    for (const char* f : {"/log.jsonl", "/checkpoint.bin", "/model.bin"}) std::filesystem::remove(cfg.out_dir + f);
+    for (const char* f : {"/log.jsonl", "/checkpoint.bin", "/checkpoint.prev.bin", "/model.bin"})
+      std::filesystem::remove(cfg.out_dir + f);
   }
   std::unique_ptr<nn::Model> model;
   data::TrainTest data;

@@ -9,6 +9,7 @@
 
 #include "pare/autograd/ops.h"
 #include "pare/base/error.h"
+#include "pare/base/json_number.h"
 #include "pare/kernels/kernels.h"
 #include "pare/kernels/quant.h"
 #include "pare/tensor/ops.h"
@@ -179,7 +180,7 @@ ActivationGrids grids_from_json(const json& activations, const std::string& sour
       fail(source, ": META: the activation grid of ", name, " has a min or max that is not a number");
     // The zero point checked as read, before it narrows (4294967296 is not 0).
     const json& zp = g["zero_point"];
-    const bool zp_fits = zp.is_number_unsigned() ? zp.get<uint64_t>() <= 255 : zp.get<int64_t>() >= 0;
+    const bool zp_fits = is_whole_number(zp, 0, 255);
     ActivationGrid grid;
     grid.scale = g["scale"].get<float>();
     grid.zero_point = zp_fits ? zp.get<int32_t>() : -1;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pare/base/file.h"
+#include "pare/base/json_number.h"
 
 namespace pare::train {
 
@@ -110,8 +111,8 @@ Archive parse_archive(const std::string& in, const std::string& path) {
       if (shape.size() > Shape::kMaxDims) fail(path, ": tensor ", name, " has too many dimensions");
       std::vector<int64_t> dims;
       for (const json& d : shape) {
-        if (!d.is_number_integer()) fail(path, ": tensor ", name, ": bad shape");
-        dims.push_back(d.is_number_unsigned() && d.get<uint64_t>() > uint64_t{INT64_MAX} ? -1 : d.get<int64_t>());
+        if (!is_whole_number(d, 0, INT64_MAX)) fail(path, ": tensor ", name, ": bad shape");
+        dims.push_back(d.get<int64_t>());
       }
       uint64_t count = 1;
       for (int64_t d : dims) {

@@ -12,6 +12,7 @@
 
 #include "pare/base/clock.h"
 #include "pare/base/file.h"
+#include "pare/base/json_number.h"
 #include "pare/base/strings.h"
 #include "pare/base/thread_pool.h"
 #include "pare/data/batcher.h"
@@ -215,10 +216,7 @@ void check_checkpoint_meta(const json& meta, const std::string& path) {
     const json& v = meta[f.key];
     bool ok = false;
     switch (f.want) {
-      case Want::count:
-        ok = v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(kMaxCount)
-                                    : v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= kMaxCount;
-        break;
+      case Want::count: ok = is_whole_number(v, 0, kMaxCount); break;
       case Want::number: ok = v.is_number(); break;
       case Want::number_or_null: ok = v.is_number() || v.is_null(); break;
       case Want::text: ok = v.is_string(); break;

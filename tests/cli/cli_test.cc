@@ -179,15 +179,19 @@ TEST_F(CliTest, BadOptimizerFlagsGiveOneLine) {
 TEST_F(CliTest, OutDirHoldingARunNeedsResumeOrOverwrite) {
   const std::string csv = make_csv("t.csv", 64, 1);
   const std::string out = path("run");
-  Result first = run({"train", "--model", make_spec(), "--data", csv, "--test", csv, "--epochs", "1", "--out", out,
+  Result first = run({"train", "--model", make_spec(), "--data", csv, "--test", csv, "--epochs", "2", "--out", out,
                       "--quiet"});
   ASSERT_EQ(first.code, 0) << first.err;
+  ASSERT_TRUE(fs::exists(out + "/checkpoint.prev.bin")) << "two epochs, two checkpoints";
   expect_one_line_error(run({"train", "--model", make_spec(), "--data", csv, "--epochs", "1", "--out", out}),
                         {out, "--resume", "--overwrite"});
   Result over = run({"train", "--model", make_spec(), "--data", csv, "--test", csv, "--epochs", "1", "--out", out,
                      "--overwrite", "--quiet"});
   EXPECT_EQ(over.code, 0) << over.err;
   EXPECT_TRUE(fs::exists(out + "/model.bin"));
+  // Nothing of the replaced run is left to be mistaken for this one's: its
+  // older checkpoint (a fallback --resume would read) is gone too.
+  EXPECT_FALSE(fs::exists(out + "/checkpoint.prev.bin"));
   // Resuming a finished run with more epochs continues it.
   Result more = run({"train", "--model", make_spec(), "--data", csv, "--test", csv, "--epochs", "2", "--out", out,
                      "--resume", "--json"});
