@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 DEMO_DIR ?= runs/demo
 space := $(subst ,, )
 
-.PHONY: all deps build test test-asan test-tsan test-faults test-fuzz fuzz san-build fuzz-seeds demo bench clean
+.PHONY: all deps build test test-asan test-tsan test-portable test-faults test-fuzz fuzz san-build fuzz-seeds demo bench clean
 
 all: build
 
@@ -22,6 +22,7 @@ test: build
 	$(MAKE) --no-print-directory test-asan
 	$(MAKE) --no-print-directory test-fuzz
 	$(MAKE) --no-print-directory test-tsan
+	$(MAKE) --no-print-directory test-portable
 
 # The sanitizer build (docs/reliability.md, "Sanitizers"): clang, every room
 # and test under AddressSanitizer and UndefinedBehaviorSanitizer (any finding
@@ -69,6 +70,21 @@ test-tsan: deps
 	cmake --build $(TSAN_BUILD) -j $(JOBS) $(addprefix --target test_,$(TSAN_ROOMS))
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --output-on-failure -j $(JOBS) -L '^($(subst $(space),|,$(TSAN_ROOMS)))$$'
+
+# The kernels' other vector paths (kernels/fast/simd.h): build/ compiles for
+# this machine (-march=native: AVX-512 here), so the AVX2 paths and their
+# tails, what most machines without AVX-512 run, are built and tested here
+# with their fast-against-reference tests (kernels, tensor). The scalar
+# fallback: make test-portable PORTABLE_FLAGS= PORTABLE_BUILD=build-scalar.
+PORTABLE_BUILD ?= build-avx2
+PORTABLE_FLAGS ?= -mavx2 -mfma
+PORTABLE_ROOMS = kernels tensor
+test-portable: deps
+	cmake -S . -B $(PORTABLE_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARE_NATIVE=OFF \
+	  -DCMAKE_CXX_FLAGS="$(PORTABLE_FLAGS)" -DPARE_BUILD_BENCH=OFF -DPARE_WITH_MPI=OFF >/dev/null
+	cmake --build $(PORTABLE_BUILD) -j $(JOBS) $(addprefix --target test_,$(PORTABLE_ROOMS))
+	cd $(PORTABLE_BUILD) && ctest --output-on-failure -j $(JOBS) \
+	  -L '^($(subst $(space),|,$(PORTABLE_ROOMS)))$$'
 
 # Fault injection (docs/reliability.md): pare killed with SIGKILL at 120
 # random points over four phases (training, inside checkpoint writes, a
