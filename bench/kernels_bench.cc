@@ -483,6 +483,7 @@ BENCHMARK_CAPTURE(BM_sparse, sddmm_f32/300x784_s90_b60/dense_blas, SparseOp::kWe
                     false, density);                                                         \
   BENCHMARK_CAPTURE(BM_sparse, sddmm_f32/300x784_##tag##_b60/fast_unblocked,                 \
                     SparseOp::kWeight, true, false, density, false)
+SPARSE_AT(s98, 0.02);
 SPARSE_AT(s95, 0.05);
 BENCHMARK_CAPTURE(BM_sparse, spmm_f32/300x784_s90_b60/fast_unblocked, SparseOp::kForward, true,
                   false, 0.1, false);

@@ -52,17 +52,22 @@ inline float hsum(vf v) {
 // The entries of row r in column block b of `blocks` (1: the whole row):
 // rows take w's column blocks only when their nonzeros per block reach
 // `min_run` on average, since each (row, block) costs a y row's load and
-// store (spmm) or a partial group of 16 dot products (sddmm), which short runs
-// do not repay (LeNet-300-100's first layer, batch 60, kernels_bench: spmm
-// blocked is 1.2x slower at 5 % density, 6.4 per run, and 1.3x faster at 50 %,
-// 64 per run; runs of about 20 (spmm) and 32 (sddmm) are where it starts to
-// pay). The choice is the row's own, so it does not depend on how the rows
+// store (spmm) or dy's row and a tail of single reductions (sddmm), which
+// short runs do not repay (LeNet-300-100's first layer, batch 60,
+// kernels_bench: spmm blocked is 1.2x slower at 5 % density, 6.4 per run, and
+// 1.3x faster at 50 %, 64 per run; runs of about 20 (spmm) and 16 (sddmm) are
+// where it starts to pay). The choice is the row's own, so it does not depend on how the rows
 // are split across threads (nor, then, do the bits).
 struct RowBlocks {
   const CsrF32& w;
   int64_t blocks, min_nnz;
   RowBlocks(const CsrF32& m, int64_t min_run)
-      : w(m), blocks(m.blocks_used()), min_nnz(min_run * m.col_blocks()) {}
+      : w(m), blocks(m.blocks_used()), min_nnz(min_run * m.col_blocks()) {
+    // With no row long enough, one pass over the rows, not one per block.
+    bool any = false;
+    for (int64_t r = 0; r < w.rows && !any && blocks > 1; ++r) any = blocked(r);
+    if (!any) blocks = 1;
+  }
   bool blocked(int64_t r) const { return blocks > 1 && w.row_ptr[r + 1] - w.row_ptr[r] >= min_nnz; }
   // false when the row has nothing in block b (a row not blocked is all in block 0).
   bool range(int64_t r, int64_t b, int64_t& begin, int64_t& end) const {
@@ -361,14 +366,15 @@ inline vf reduce16(const vf* v) {
 
 // sddmm for n <= NV * 16: dy's row stays in NV registers (the last one t
 // lanes wide) while the row's nonzeros stream x's rows past it; the dot
-// products are reduced 16 at a time (reduce16; a row's last, partial group
-// with zeros in the unused lanes). Column block by column block when the view
-// has block_ptr (kernels/sparse.h), so that x's rows come from L1.
+// products are reduced 16 at a time (reduce16), the rest of a row's run one
+// by one (a partial reduce16 costs more: 1.1x at 50 % density, 1.2x at 2 %).
+// Column block by column block when the view has block_ptr
+// (kernels/sparse.h), so that x's rows come from L1.
 template <int NV>
 void sddmm_small(int64_t t, float* g, const CsrF32& w, const float* dy, int64_t lddy,
                  const float* x, int64_t ldx, float beta) {
   const __mmask16 mt = tail_mask(t);
-  const RowBlocks rb(w, 32);
+  const RowBlocks rb(w, 16);
   for (int64_t b = 0; b < rb.blocks; ++b) {
     for (int64_t r = 0; r < w.rows; ++r) {
       int64_t k, end;
@@ -390,14 +396,7 @@ void sddmm_small(int64_t t, float* g, const CsrF32& w, const float* dy, int64_t 
         if (beta != 0.0f) sums = vfmadd(vset1(beta), vload(g + k), sums);
         vstore(g + k, sums);
       }
-      if (k < end) {
-        const int64_t m = end - k;
-        vf s[kLanes];
-        for (int q = 0; q < kLanes; ++q) s[q] = q < m ? dot(k + q) : vzero();
-        vf sums = reduce16(s);
-        if (beta != 0.0f) sums = vfmadd(vset1(beta), vload_tail(g + k, m), sums);
-        vstore_tail(g + k, sums, m);
-      }
+      for (; k < end; ++k) g[k] = apply_beta(hsum(dot(k)), beta, g[k]);
     }
   }
 }
