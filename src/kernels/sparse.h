@@ -59,7 +59,8 @@ inline constexpr int64_t kCsrBlockCols = 128;
 // whose kernels got faster or slower measures again instead of reusing a
 // crossover measured on the old ones. Raise it with any such change.
 // 2: column blocks and two accumulator sets in spmm, blocked sddmm.
-inline constexpr int kSparseKernelsRevision = 2;
+// 3: sddmm blocks rows with 16 nonzeros per block, single reductions in tails.
+inline constexpr int kSparseKernelsRevision = 3;
 
 // A read-only view of a CSR matrix (the arrays belong to the caller).
 struct CsrF32 {
