@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -65,24 +66,34 @@ const char* isa() {
 #endif
 }
 
-// Median wall time of fn() over repetitions worth about `budget` seconds
-// (at least 3, at most 25), after one warm-up call.
-template <typename Fn>
-double median_seconds(Fn&& fn, double budget) {
-  fn();
-  Stopwatch first;
-  fn();
-  const double once = std::max(first.seconds(), 1e-7);
-  const int reps = static_cast<int>(std::clamp(budget / once, 3.0, 25.0));
-  std::vector<double> t;
-  t.reserve(static_cast<size_t>(reps));
-  for (int r = 0; r < reps; ++r) {
-    Stopwatch s;
+// Median wall time of each of `fns`, timed in turn (fns[0], fns[1], ...,
+// fns[0], ...) so that a slow spell of the machine (this VM has spells of
+// minutes in which everything runs 1.4x slower) falls on all of them alike
+// instead of on whichever was being timed: repetitions worth about `budget`
+// seconds per function (at least 3, at most 25), after one warm-up call each.
+std::vector<double> median_seconds_in_turn(const std::vector<std::function<void()>>& fns,
+                                           double budget) {
+  double once = 1e-7;
+  for (const auto& fn : fns) {
     fn();
-    t.push_back(s.seconds());
+    Stopwatch first;
+    fn();
+    once = std::max(once, first.seconds());
   }
-  std::nth_element(t.begin(), t.begin() + reps / 2, t.end());
-  return t[static_cast<size_t>(reps / 2)];
+  const int reps = static_cast<int>(std::clamp(budget / once, 3.0, 25.0));
+  std::vector<std::vector<double>> t(fns.size());
+  for (int r = 0; r < reps; ++r)
+    for (size_t i = 0; i < fns.size(); ++i) {
+      Stopwatch s;
+      fns[i]();
+      t[i].push_back(s.seconds());
+    }
+  std::vector<double> medians;
+  for (auto& v : t) {
+    std::nth_element(v.begin(), v.begin() + reps / 2, v.end());
+    medians.push_back(v[static_cast<size_t>(reps / 2)]);
+  }
+  return medians;
 }
 
 double measure_crossover(int64_t rows, int64_t cols, int64_t batch, bool training) {
@@ -124,31 +135,13 @@ double measure_crossover(int64_t rows, int64_t cols, int64_t batch, bool trainin
     for (float& m : mask.span_f32()) m = rng.uniform() < density ? 1.0f : 0.0f;
     return std::make_shared<const CsrPattern>(CsrPattern::from_mask(rows, cols, mask.f32()));
   };
-  const double budget = 0.05;
-  const double dense = median_seconds([&] { run(nullptr); }, budget);
-  const double d1 = 0.05, d2 = 0.3;
-  const auto p1 = pattern_at(d1), p2 = pattern_at(d2);
-  const double s1 = median_seconds([&] { run(p1); }, budget);
-  const double s2 = median_seconds([&] { run(p2); }, budget);
-  // Sparse time is close to linear in the density: s(d) = s1 + slope (d - d1).
-  auto solve = [&](double da, double sa, double db, double sb) {
-    const double slope = (sb - sa) / (db - da);
-    if (slope > 0) return da + (dense - sa) / slope;
-    return sa < dense ? db : da * dense / sa;  // noise swamped the difference
-  };
-  double crossover = solve(p1->density(), s1, p2->density(), s2);
-  if (crossover > d2) {
-    // Beyond the measured range a straight line is a guess (index loads and
-    // gathers cost more per nonzero as the rows fill up): measure there too
-    // and interpolate between the two upper points.
-    const double d3 = std::min(crossover, 1.0);
-    const auto p3 = pattern_at(d3);
-    const double s3 = median_seconds([&] { run(p3); }, budget);
-    if (p3->density() > p2->density())
-      crossover = s3 < dense ? std::max(p3->density(), solve(p2->density(), s2, p3->density(), s3))
-                             : solve(p2->density(), s2, p3->density(), s3);
-  }
-  return std::clamp(crossover, 0.0, 1.0);
+  // Three densities around where crossovers fall (sparse time is close to
+  // linear in the density, a little cheaper per nonzero as rows fill up and
+  // the kernels' column blocks pay), timed in turn with the dense op.
+  const auto p1 = pattern_at(0.05), p2 = pattern_at(0.3), p3 = pattern_at(0.7);
+  const std::vector<double> t = median_seconds_in_turn(
+      {[&] { run(nullptr); }, [&] { run(p1); }, [&] { run(p2); }, [&] { run(p3); }}, 0.05);
+  return crossover_density(t[0], {{p1->density(), t[1]}, {p2->density(), t[2]}, {p3->density(), t[3]}});
 }
 
 std::mutex cache_mutex;
@@ -167,6 +160,30 @@ std::string sparse_crossover_cache_path() {
   if (const char* d = std::getenv("HOME"); d && *d)
     return std::string(d) + "/.cache/pare/sparse_crossover.json";
   return "";
+}
+
+double crossover_density(double dense, const std::vector<std::pair<double, double>>& points_in) {
+  PARE_CHECK(!points_in.empty(), "crossover_density: no measurements");
+  // By density; a tiny weight's patterns may share one (0.05 and 0.3 of 4
+  // entries are both 0 or 1 of them): keep the first of each.
+  std::vector<std::pair<double, double>> points;
+  for (const auto& p : points_in)
+    if (std::none_of(points.begin(), points.end(), [&](const auto& q) { return q.first == p.first; }))
+      points.push_back(p);
+  std::sort(points.begin(), points.end());
+  const auto [d0, s0] = points.front();
+  if (s0 >= dense) return std::clamp(s0 > 0 ? d0 * dense / s0 : 0.0, 0.0, 1.0);
+  for (size_t i = 0; i + 1 < points.size(); ++i) {
+    const auto [da, sa] = points[i];
+    const auto [db, sb] = points[i + 1];
+    if (sa < dense && dense <= sb)
+      return std::clamp(da + (dense - sa) * (db - da) / (sb - sa), 0.0, 1.0);
+  }
+  if (points.size() < 2) return 1.0;  // sparse faster at the one density measured
+  const auto [da, sa] = points[points.size() - 2];
+  const auto [db, sb] = points.back();
+  const double slope = (sb - sa) / (db - da);
+  return slope > 0 ? std::clamp(db + (dense - sb) / slope, 0.0, 1.0) : 1.0;
 }
 
 double sparse_crossover(int64_t rows, int64_t cols, int64_t batch, bool training) {

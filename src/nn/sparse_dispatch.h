@@ -7,7 +7,8 @@
 // matrix sizes (its filter matrix against the batch's B*OH*OW patches). Which is faster depends
 // on the density, the shape, the batch and the machine, so `auto` measures it:
 // for each (rows, cols, batch, threads, training or inference) it times the
-// dense op and the sparse op at two densities on this machine, once, and
+// dense op and the sparse op at three densities on this machine, once, in
+// turn (so that a slow spell of the machine falls on all four alike), and
 // takes the density where the two cost the same (the crossover); a layer runs
 // sparse when its density is below it. Crossovers are cached in memory and in
 // a file (sparse_crossover_cache_path()), keyed by the CPU model and the
@@ -21,6 +22,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pare/nn/module.h"
@@ -70,6 +72,12 @@ bool any_sparse(const Model& model);
 // The measured crossover density for a (rows, cols) weight at `batch` on the
 // current thread count (cached; see above).
 double sparse_crossover(int64_t rows, int64_t cols, int64_t batch, bool training);
+// The density where a sparse op's time, linear between measured points
+// (density, seconds; densities increasing), meets the dense op's time. Below
+// the first point the sparse time is taken as proportional to the density;
+// beyond the last, the last segment's slope continues (sparse still faster
+// at density 1, or a slope that never reaches dense: 1). In [0, 1].
+double crossover_density(double dense_seconds, const std::vector<std::pair<double, double>>& points);
 // Where crossovers are cached: $PARE_CACHE_DIR, else $XDG_CACHE_HOME/pare,
 // else $HOME/.cache/pare; "" when none is set (memory only).
 std::string sparse_crossover_cache_path();

@@ -271,6 +271,32 @@ TEST_F(SparseDispatchTest, OverrideMustBeADensity) {
   }
 }
 
+// crossover_density on hand-made timings: dense 10 s against sparse points.
+TEST(CrossoverDensity, InterpolatesBetweenTheMeasuredPoints) {
+  // Linear in the density: sparse(d) = 20 d; dense 10 meets it at 0.5.
+  EXPECT_DOUBLE_EQ(crossover_density(10, {{0.05, 1}, {0.3, 6}, {0.7, 14}}), 0.5);
+  // Between the first two points: 0.05 + (10 - 2) * 0.25 / (12 - 2) = 0.25.
+  EXPECT_DOUBLE_EQ(crossover_density(10, {{0.05, 2}, {0.3, 12}, {0.7, 20}}), 0.25);
+  // The first crossing when the times are not monotone.
+  EXPECT_DOUBLE_EQ(crossover_density(10, {{0.05, 2}, {0.3, 12}, {0.7, 9}}), 0.25);
+  // Slower already at the first point: proportional below it, 0.05 * 10 / 40.
+  EXPECT_DOUBLE_EQ(crossover_density(10, {{0.05, 40}, {0.3, 60}, {0.7, 90}}), 0.0125);
+  // Faster at every point: the last segment's slope continues,
+  // 0.7 + (10 - 7) / ((7 - 3) / 0.4) = 1.0 (and beyond that, clamped to 1).
+  EXPECT_DOUBLE_EQ(crossover_density(10, {{0.05, 1}, {0.3, 3}, {0.7, 7}}), 1.0);
+  EXPECT_DOUBLE_EQ(crossover_density(10, {{0.05, 1}, {0.3, 2}, {0.7, 6}}), 1.0);
+  EXPECT_DOUBLE_EQ(crossover_density(10, {{0.05, 1}, {0.3, 8}, {0.7, 9}}), 1.0);
+  // A flat or falling last segment never reaches dense: 1.
+  EXPECT_DOUBLE_EQ(crossover_density(10, {{0.05, 1}, {0.3, 5}, {0.7, 5}}), 1.0);
+  // Order of the points does not matter; a repeated density (a tiny weight's
+  // patterns) is measured once.
+  EXPECT_DOUBLE_EQ(crossover_density(10, {{0.7, 14}, {0.05, 1}, {0.3, 6}}), 0.5);
+  EXPECT_DOUBLE_EQ(crossover_density(10, {{0.25, 5}, {0.25, 50}, {0.75, 15}}), 0.5);
+  // One point, faster: 1; slower: proportional.
+  EXPECT_DOUBLE_EQ(crossover_density(10, {{0.5, 4}}), 1.0);
+  EXPECT_DOUBLE_EQ(crossover_density(10, {{0.5, 20}}), 0.25);
+}
+
 TEST_F(SparseDispatchTest, CachePathFollowsTheEnvironment) {
   {
     ScopedEnv a("PARE_CACHE_DIR", "/tmp/pc"), b("XDG_CACHE_HOME", "/tmp/xdg"), c("HOME", "/tmp/h");
