@@ -96,7 +96,7 @@ std::vector<double> median_seconds_in_turn(const std::vector<std::function<void(
   return medians;
 }
 
-double measure_crossover(int64_t rows, int64_t cols, int64_t batch, bool training) {
+double measure_crossover(int64_t rows, int64_t cols, int64_t batch, bool training, bool input_grad) {
   Rng rng(0x5BA45E);
   Tensor x = Tensor::empty({batch, cols});
   Tensor w = Tensor::empty({rows, cols});
@@ -109,7 +109,7 @@ double measure_crossover(int64_t rows, int64_t cols, int64_t batch, bool trainin
   std::map<const CsrPattern*, Tensor> packed_values;
   std::map<const CsrPattern*, std::shared_ptr<const SellMatrix>> sell_of;
   auto run = [&](const std::shared_ptr<const CsrPattern>& pattern) {
-    Var xv(x, training), bv(b, training);
+    Var xv(x, training && input_grad), bv(b, training);
     Var y;
     if (pattern) {
       Tensor& values = packed_values[pattern.get()];
@@ -186,7 +186,7 @@ double crossover_density(double dense, const std::vector<std::pair<double, doubl
   return slope > 0 ? std::clamp(db + (dense - sb) / slope, 0.0, 1.0) : 1.0;
 }
 
-double sparse_crossover(int64_t rows, int64_t cols, int64_t batch, bool training) {
+double sparse_crossover(int64_t rows, int64_t cols, int64_t batch, bool training, bool input_grad) {
   if (const char* v = std::getenv("PARE_SPARSE_CROSSOVER"); v && *v) {
     char* end = nullptr;
     const double d = std::strtod(v, &end);
@@ -197,7 +197,8 @@ double sparse_crossover(int64_t rows, int64_t cols, int64_t batch, bool training
   std::ostringstream key;
   key << cpu_model() << " | " << isa() << " kernels r" << kernels::kSparseKernelsRevision
       << " | threads " << num_threads() << " | " << rows << "x"
-      << cols << " batch " << batch << (training ? " train" : " infer");
+      << cols << " batch " << batch
+      << (training ? (input_grad ? " train" : " train, no input gradient") : " infer");
   std::lock_guard<std::mutex> lock(cache_mutex);
   auto& cache = memory_cache();
   if (auto it = cache.find(key.str()); it != cache.end()) return it->second;
@@ -215,7 +216,7 @@ double sparse_crossover(int64_t rows, int64_t cols, int64_t batch, bool training
       if (d >= 0 && d <= 1) return cache[key.str()] = d;
     }
   }
-  const double d = measure_crossover(rows, cols, batch, training);
+  const double d = measure_crossover(rows, cols, batch, training, input_grad);
   cache[key.str()] = d;
   if (!path.empty()) {
     try {
@@ -246,6 +247,9 @@ std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_
   std::map<const Parameter*, int64_t> macs_of;
   for (const auto& [p, macs] : model.weight_macs()) macs_of[p] = macs;
   std::vector<LayerDispatch> out;
+  // Layers run in parameter order; the first weight layer is fed the data,
+  // whose gradient training never needs.
+  bool first_layer = true;
   for (Parameter* p : model.parameters()) {
     const auto found = macs_of.find(p);
     if (found == macs_of.end()) continue;  // not a layer's weight (biases)
@@ -263,6 +267,8 @@ std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_
     p->packed = Var();
     p->sell.reset();
     const std::string* kind = take_decided(p->mask.defined());
+    const bool input_grad = !first_layer;
+    first_layer = false;
     if (!p->mask.defined()) {
       d.kind = "dense";
       out.push_back(d);
@@ -275,7 +281,7 @@ std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_
     if (kind) {
       sparse = *kind == "sparse";
     } else if (mode == SparseMode::automatic) {
-      d.crossover = sparse_crossover(d.rows, d.cols, columns, training);
+      d.crossover = sparse_crossover(d.rows, d.cols, columns, training, input_grad);
       sparse = d.density < d.crossover;
     }
     if (sparse && packed) {

@@ -70,8 +70,13 @@ void clear_sparse(Model& model);
 bool any_sparse(const Model& model);
 
 // The measured crossover density for a (rows, cols) weight at `batch` on the
-// current thread count (cached; see above).
-double sparse_crossover(int64_t rows, int64_t cols, int64_t batch, bool training);
+// current thread count (cached; see above). `input_grad`: whether training
+// also computes the gradient of the layer's input, which a network's first
+// layer (fed the data) does not; that product costs the sparse side more
+// than the dense one (an extra transposed product), so the first layer's
+// crossover is measured, and cached, on its own.
+double sparse_crossover(int64_t rows, int64_t cols, int64_t batch, bool training,
+                        bool input_grad = true);
 // The density where a sparse op's time, linear between measured points
 // (density, seconds; densities increasing), meets the dense op's time. Below
 // the first point the sparse time is taken as proportional to the density;

@@ -371,6 +371,39 @@ TEST_F(SparseDispatchTest, MeasuresOnceWritesTheCacheFileAndReusesIt) {
   EXPECT_FALSE(key_ending(file, "| 26x42 batch 4 infer").empty()) << file.dump();
 }
 
+// The first weight layer is fed the data, whose gradient training never
+// needs: auto reads its crossover under a key of its own ("train, no input
+// gradient"), later layers under "train". Planted values decide here.
+TEST_F(SparseDispatchTest, FirstLayerHasItsOwnTrainingCrossover) {
+  ScopedEnv crossover("PARE_SPARSE_CROSSOVER", std::nullopt);
+  ScopedEnv cache_dir("PARE_CACHE_DIR", path("cache"));
+  const std::string file_path = path("cache") + "/sparse_crossover.json";
+  sparse_crossover(27, 43, 2, false);  // learn the key's form
+  json file = json::parse(read_file(file_path));
+  const std::string key = key_ending(file, "| 27x43 batch 2 infer");
+  ASSERT_FALSE(key.empty()) << file.dump();
+  auto at = [&](const std::string& suffix) { return replace_suffix(key, "27x43 batch 2 infer", suffix); };
+  file[at("300x784 batch 8 train, no input gradient")] = 0.9;
+  file[at("300x784 batch 8 train")] = 0.1;
+  file[at("100x300 batch 8 train, no input gradient")] = 0.9;
+  file[at("100x300 batch 8 train")] = 0.1;
+  write_file_atomic(file_path, file.dump());
+  auto model = Model::build(preset("lenet300"), 1);
+  auto w = weights(*model);
+  random_mask(*w[0], 0.5, 1);
+  random_mask(*w[1], 0.5, 2);
+  auto au = dispatch_sparse(*model, SparseMode::automatic, 8, /*training=*/true);
+  EXPECT_DOUBLE_EQ(au[0].crossover, 0.9);
+  EXPECT_EQ(au[0].kind, "sparse");
+  EXPECT_DOUBLE_EQ(au[1].crossover, 0.1);
+  EXPECT_EQ(au[1].kind, "masked-dense");
+  clear_sparse(*model);
+  // Measured, a first layer's key is written as such.
+  const double d = sparse_crossover(30, 46, 2, true, /*input_grad=*/false);
+  file = json::parse(read_file(file_path));
+  EXPECT_DOUBLE_EQ(file[key_ending(file, "| 30x46 batch 2 train, no input gradient")].get<double>(), d);
+}
+
 TEST_F(SparseDispatchTest, OutOfRangeCachedValueIsMeasuredAgain) {
   ScopedEnv crossover("PARE_SPARSE_CROSSOVER", std::nullopt);
   ScopedEnv cache_dir("PARE_CACHE_DIR", path("cache"));
