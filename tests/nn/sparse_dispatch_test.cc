@@ -334,6 +334,14 @@ std::string replace_suffix(const std::string& key, const std::string& from, cons
   return key.substr(0, key.size() - from.size()) + to;
 }
 
+// Measures a (27, 43) inference crossover into the cache file and returns
+// its key ("<cpu> | <isa> kernels rN | threads T | 27x43 batch 2 infer"; ""
+// if missing), whose prefix tests reuse to plant values for other shapes.
+std::string learn_key_form(const std::string& file_path) {
+  sparse_crossover(27, 43, 2, false);
+  return key_ending(json::parse(read_file(file_path)), "| 27x43 batch 2 infer");
+}
+
 TEST_F(SparseDispatchTest, MeasuresOnceWritesTheCacheFileAndReusesIt) {
   ScopedEnv crossover("PARE_SPARSE_CROSSOVER", std::nullopt);
   ScopedEnv cache_dir("PARE_CACHE_DIR", path("cache"));
@@ -378,11 +386,10 @@ TEST_F(SparseDispatchTest, FirstLayerHasItsOwnTrainingCrossover) {
   ScopedEnv crossover("PARE_SPARSE_CROSSOVER", std::nullopt);
   ScopedEnv cache_dir("PARE_CACHE_DIR", path("cache"));
   const std::string file_path = path("cache") + "/sparse_crossover.json";
-  sparse_crossover(27, 43, 2, false);  // learn the key's form
-  json file = json::parse(read_file(file_path));
-  const std::string key = key_ending(file, "| 27x43 batch 2 infer");
-  ASSERT_FALSE(key.empty()) << file.dump();
+  const std::string key = learn_key_form(file_path);
+  ASSERT_FALSE(key.empty());
   auto at = [&](const std::string& suffix) { return replace_suffix(key, "27x43 batch 2 infer", suffix); };
+  json file = json::parse(read_file(file_path));
   file[at("300x784 batch 8 train, no input gradient")] = 0.9;
   file[at("300x784 batch 8 train")] = 0.1;
   file[at("100x300 batch 8 train, no input gradient")] = 0.9;
@@ -408,10 +415,9 @@ TEST_F(SparseDispatchTest, OutOfRangeCachedValueIsMeasuredAgain) {
   ScopedEnv crossover("PARE_SPARSE_CROSSOVER", std::nullopt);
   ScopedEnv cache_dir("PARE_CACHE_DIR", path("cache"));
   const std::string file_path = path("cache") + "/sparse_crossover.json";
-  sparse_crossover(27, 43, 2, false);  // learn the key's form
+  const std::string key = learn_key_form(file_path);
+  ASSERT_FALSE(key.empty());
   json file = json::parse(read_file(file_path));
-  const std::string key = key_ending(file, "| 27x43 batch 2 infer");
-  ASSERT_FALSE(key.empty()) << file.dump();
   file[replace_suffix(key, "27x43 batch 2 infer", "28x44 batch 2 infer")] = 7.0;
   file[replace_suffix(key, "27x43 batch 2 infer", "29x45 batch 2 infer")] = "0.5";
   write_file_atomic(file_path, file.dump());
