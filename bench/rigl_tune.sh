@@ -44,14 +44,14 @@ for seed in $SEEDS; do
   done
 done
 echo "== $(wc -l < "$jobs") runs to do, $JOBS at a time -> $OUT   (git $(git rev-parse --short HEAD))"
-export recipe OUT
+export recipe OUT PY
 run_one() {
   IFS=$'\t' read -r name seed flags <<< "$1"
   local line
   # shellcheck disable=SC2086
   line=$(build/pare train $recipe --seed "$seed" $flags --json | tail -n 1)
   local acc
-  acc=$(printf '%s' "$line" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["eval_split"]=="holdout"; print(r["test_accuracy"])')
+  acc=$(printf '%s' "$line" | "$PY" -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["eval_split"]=="holdout"; print(r["test_accuracy"])')
   printf '{"name": "%s", "seed": %s, "holdout_accuracy": %s, "flags": "%s"}\n' "$name" "$seed" "$acc" "$flags" >> "$OUT/runs.jsonl"
   echo "   $name seed $seed: holdout accuracy $acc"
 }

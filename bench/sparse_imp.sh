@@ -45,7 +45,7 @@ SEED="${SEED:-0}"
 TORCH_THREADS="${TORCH_THREADS:-2 1}"
 OUT="${OUT:-runs/sparse-imp}"
 STEP_REPS="${STEP_REPS:-1000}"
-REPEATS="${REPEATS:-${PARE_REPEATS:-3}}"
+REPEATS="${REPEATS:-3}"
 RUN_TIMEOUT="${RUN_TIMEOUT:-150}"
 TORCH_PYPI_PY="${TORCH_PYPI_PY:-bench/.venv/bin/python}"
 TORCH_DEBIAN_PY="${TORCH_DEBIAN_PY:-/usr/bin/python3}"
@@ -116,9 +116,9 @@ for side in pypi debian; do
     continue
   fi
   torch_sides+=("$side:$py")
+  rm -f "$OUT"/torch-"$side"-*.jsonl "$OUT"/torch-"$side"-*.err  # this run's replace them
 done
 [ "${SKIP_PARE:-0}" != 1 ] && rm -rf "$OUT"/pare-off-* "$OUT"/pare-auto-*
-rm -f "$OUT"/torch-*.jsonl "$OUT"/torch-*.err
 for k in $(seq 1 "$REPEATS"); do
   if [ "${SKIP_PARE:-0}" != 1 ]; then
     for mode in off auto; do
@@ -269,8 +269,7 @@ if cross:
 print("\nTotals (%d rounds after the dense round 0, %d epoch(s) each)\n" % (rounds, epochs))
 print("| run | rounds done | training s (sum of rounds) | process wall s | final density | final acc |")
 print("|---|---|---|---|---|---|")
-tot = {}
-ptot = {}
+ptot = {}  # mode -> [(training s, wall s) of each finished repeat]
 for mode in ("off", "auto"):
     for k, rows in pare[mode]:
         key = "pare-%s-%d" % (mode, k)
@@ -281,8 +280,6 @@ for mode in ("off", "auto"):
         print("| pare --sparse %s, repeat %d | %d | %s | %s | %s | %s |" % (mode, k, len(rows), fmt(t),
               fmt(runs.get(key, {}).get("wall_seconds"), "%.1f"),
               fmt(last and last["density"], "%.4f"), fmt(last and 100 * last["acc"], "%.2f %%")))
-    if mode in ptot:
-        tot["pare --sparse " + mode] = min(t for t, _ in ptot[mode])
     rows = fastest_per_round(pare[mode])
     if len(rows) == rounds + 1:
         print("| pare --sparse %s, fastest repeat of each round | %d | %s | | | |" % (mode, len(rows), fmt(total(rows))))
@@ -300,7 +297,8 @@ for setting in tnames:
               fmt(runs.get(n, {}).get("wall_seconds"), "%.1f"),
               fmt(last and last["density"], "%.4f"), fmt(last and 100 * last["test_accuracy"], "%.2f %%")))
 
-a, o = tot.get("pare --sparse auto"), tot.get("pare --sparse off")
+fastest = {m: min(t for t, _ in v) for m, v in ptot.items()}
+a, o = fastest.get("auto"), fastest.get("off")
 print()
 if a and o:
     print("pare --sparse off / auto, fastest total of each (training s): %.2fx  (target 2.5x: %s)"

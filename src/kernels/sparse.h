@@ -71,15 +71,6 @@ struct CsrF32 {
   const int32_t* block_ptr = nullptr;  // (rows * (col_blocks() + 1),) or nullptr
   int64_t nnz() const { return rows > 0 ? row_ptr[rows] - row_ptr[0] : 0; }
   int64_t col_blocks() const { return (cols + kCsrBlockCols - 1) / kCsrBlockCols; }
-  // Entries [begin, end) of row r in column block b (of col_blocks(), or with
-  // no block_ptr the whole row as block 0 of 1).
-  int64_t blocks_used() const { return block_ptr ? col_blocks() : 1; }
-  int64_t block_begin(int64_t r, int64_t b) const {
-    return block_ptr ? block_ptr[r * (col_blocks() + 1) + b] : row_ptr[r];
-  }
-  int64_t block_end(int64_t r, int64_t b) const {
-    return block_ptr ? block_ptr[r * (col_blocks() + 1) + b + 1] : row_ptr[r + 1];
-  }
 };
 
 #define PARE_KERNEL_PAIR(ret, name, ...) \

@@ -292,7 +292,7 @@ Idx column_blocks(const Csr& c, int64_t rows, int64_t cols) {
 
 TEST(SparseKernels, ColumnBlockedProductsMatchDenseProduct) {
   Rng rng(13);
-  int cases = 0, blocked_rows = 0, whole_rows = 0;
+  int blocked_rows = 0, whole_rows = 0;
   for (int64_t cols : {127, 128, 129, 300, 520})
     for (double top : {0.05, 0.6, 1.0}) {
       const int64_t rows = 37;
@@ -314,7 +314,6 @@ TEST(SparseKernels, ColumnBlockedProductsMatchDenseProduct) {
       for (auto [r0, r1] : {std::pair<int64_t, int64_t>{0, rows}, {4, 30}})
         for (int64_t n : {1, 15, 16, 60, 64, 70})
           for (float beta : {0.0f, 0.5f}) {
-            ++cases;
             CsrF32 w{r1 - r0, cols, c.row_ptr.data() + r0, c.col_idx.data(), c.values.data(),
                      blocks.data() + r0 * per_row};
             const int64_t ld = n + 3;
@@ -367,7 +366,6 @@ TEST(SparseKernels, ColumnBlockedProductsMatchDenseProduct) {
             }
           }
     }
-  EXPECT_EQ(5 * 3 * 2 * 6 * 2, cases);
   // Both kinds of rows were met (20 nonzeros per block: spmm's threshold).
   EXPECT_GT(blocked_rows, 50);
   EXPECT_GT(whole_rows, 50);

@@ -56,23 +56,25 @@ inline float hsum(vf v) {
 // short runs do not repay (LeNet-300-100's first layer, batch 60,
 // kernels_bench: spmm blocked is 1.2x slower at 5 % density, 6.4 per run, and
 // 1.3x faster at 50 %, 64 per run; runs of about 20 (spmm) and 16 (sddmm) are
-// where it starts to pay). The choice is the row's own, so it does not depend on how the rows
-// are split across threads (nor, then, do the bits).
+// where it starts to pay). The choice is the row's own, so it does not depend
+// on how the rows are split across threads (nor, then, do the bits).
 struct RowBlocks {
   const CsrF32& w;
   int64_t blocks, min_nnz;
   RowBlocks(const CsrF32& m, int64_t min_run)
-      : w(m), blocks(m.blocks_used()), min_nnz(min_run * m.col_blocks()) {
+      : w(m), blocks(m.block_ptr ? m.col_blocks() : 1), min_nnz(min_run * m.col_blocks()) {
     // With no row long enough, one pass over the rows, not one per block.
     bool any = false;
     for (int64_t r = 0; r < w.rows && !any && blocks > 1; ++r) any = blocked(r);
     if (!any) blocks = 1;
   }
   bool blocked(int64_t r) const { return blocks > 1 && w.row_ptr[r + 1] - w.row_ptr[r] >= min_nnz; }
-  // false when the row has nothing in block b (a row not blocked is all in block 0).
+  // Entries [begin, end) of row r in block b (may be empty); false for b > 0
+  // of a row not blocked, which block 0 did whole.
   bool range(int64_t r, int64_t b, int64_t& begin, int64_t& end) const {
     if (blocked(r)) {
-      begin = w.block_begin(r, b), end = w.block_end(r, b);
+      const int32_t* at = w.block_ptr + r * (w.col_blocks() + 1) + b;  // kernels/sparse.h
+      begin = at[0], end = at[1];
     } else {
       if (b > 0) return false;
       begin = w.row_ptr[r], end = w.row_ptr[r + 1];
