@@ -44,6 +44,9 @@ void u8_div_f32(const uint8_t* __restrict src, float* __restrict dst, int64_t n,
 void u8_scale_f64(const uint8_t* __restrict src, float* __restrict dst, int64_t n, double k) {
   for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(static_cast<double>(src[i]) * k);
 }
+void u8_affine_f64(const uint8_t* __restrict src, float* __restrict dst, int64_t n, double k, double offset) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(static_cast<double>(src[i]) * k + offset);
+}
 
 // A shape with its first dimension replaced.
 Shape with_rows(const Shape& s, int64_t rows) {
@@ -58,7 +61,17 @@ U8ToF32::U8ToF32(double scale, double offset) : scale_(scale) {
   if (offset != 0.0) {
     for (int v = 0; v < 256; ++v)
       table_[v] = static_cast<float>(static_cast<double>(v) * scale + offset);
-    how_ = How::table;
+    // The vectorised loop (3x the lookup's speed) when it gives the table's
+    // bits for every byte, in its vector body and alone (its scalar tail):
+    // contraction into an FMA could differ between the two.
+    uint8_t bytes[256];
+    float bulk[256], alone[256];
+    for (int v = 0; v < 256; ++v) bytes[v] = static_cast<uint8_t>(v);
+    u8_affine_f64(bytes, bulk, 256, scale, offset);
+    for (int v = 0; v < 256; ++v) u8_affine_f64(&bytes[v], &alone[v], 1, scale, offset);
+    const bool exact = std::memcmp(bulk, table_, sizeof bulk) == 0 && std::memcmp(alone, table_, sizeof alone) == 0;
+    how_ = exact ? How::affine : How::table;
+    offset_ = offset;
     return;
   }
   auto every_byte = [&](auto f) {
@@ -88,6 +101,8 @@ void U8ToF32::operator()(const uint8_t* src, float* dst, int64_t n) const {
       return u8_div_f32(src, dst, n, k_);
     case How::f64:
       return u8_scale_f64(src, dst, n, scale_);
+    case How::affine:
+      return u8_affine_f64(src, dst, n, scale_, offset_);
     case How::table:
       for (int64_t i = 0; i < n; ++i) dst[i] = table_[src[i]];
       return;

@@ -29,15 +29,17 @@ namespace pare::data {
 // Converts u8 values to float(double(v) * scale), bit for bit, by the
 // fastest of three vectorised loops that gives exactly those bits for every
 // byte (float multiply, float divide, or the double product itself).
-// With a non-zero offset, float(double(v) * scale + offset), by table lookup.
+// With a non-zero offset, float(double(v) * scale + offset), by a vectorised
+// loop checked against a table of the 256 values, else by table lookup.
 class U8ToF32 {
  public:
   explicit U8ToF32(double scale = 1.0, double offset = 0.0);
   void operator()(const uint8_t* src, float* dst, int64_t n) const;
 
  private:
-  enum class How { mul, div, f64, table };
+  enum class How { mul, div, f64, affine, table };
   double scale_;
+  double offset_ = 0;
   How how_ = How::f64;
   float k_ = 0;
   float table_[256] = {};

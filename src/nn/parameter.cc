@@ -36,9 +36,10 @@ void ParameterStore::pack(std::vector<Parameter*> params) {
 }
 
 void ParameterStore::zero_grad() {
-  grads_.zero();
+  // A packed weight's dense gradient is 0 already (sparse_dispatch.cc keeps
+  // it so): skipping it saves writing the dense layer's size every step.
   for (Parameter* p : params_)
-    if (p->packed.defined()) p->packed.grad().zero();
+    (p->packed.defined() ? p->packed.grad() : p->grad()).zero();
 }
 
 void ParameterStore::rewind() {

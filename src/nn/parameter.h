@@ -64,7 +64,8 @@ class ParameterStore {
   Tensor& values() { return values_; }
   Tensor& grads() { return grads_; }
   int64_t numel() const { return values_.numel(); }
-  // Zeroes every gradient, packed ones (Parameter::packed) included.
+  // Zeroes every gradient: a packed weight's (Parameter::packed) instead of
+  // its dense one, which stays 0 while packed.
   void zero_grad();
   // Restores every parameter to its saved initial value (masks re-applied).
   void rewind();

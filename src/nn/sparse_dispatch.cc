@@ -230,6 +230,16 @@ double sparse_crossover(int64_t rows, int64_t cols, int64_t batch, bool training
   return d;
 }
 
+namespace {
+
+// A packed weight's gradient back into the dense one (0 while packed), before
+// the packed storage goes.
+void unpack_gradient(Parameter& p) {
+  if (p.packed.defined()) p.sparse->scatter_add(p.packed.grad().f32(), p.grad().f32());
+}
+
+}  // namespace
+
 std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_t batch,
                                            bool training, bool packed,
                                            const std::vector<std::string>* decided) {
@@ -263,6 +273,7 @@ std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_
     // The products' column count: the batch for a linear layer, the batch's
     // patches (B * OH * OW) for a convolution, whose weight meets each patch.
     const int64_t columns = batch * (p->numel() > 0 ? macs / p->numel() : 1);
+    unpack_gradient(*p);
     p->sparse.reset();
     p->packed = Var();
     p->sell.reset();
@@ -288,7 +299,13 @@ std::vector<LayerDispatch> dispatch_sparse(Model& model, SparseMode mode, int64_
       Tensor values = Tensor::empty({pattern->nnz()});
       pattern->gather(p->value().f32(), values.f32(), nullptr);
       p->packed = Var(values, /*requires_grad=*/true);
-      p->packed.bind_grad(Tensor::zeros({pattern->nnz()}));
+      // The gradient moves with the values (dispatch may run between a
+      // backward pass and its update); the dense one stays 0 while packed,
+      // so zeroing gradients can skip it.
+      Tensor grad = Tensor::empty({pattern->nnz()});
+      pattern->gather(p->grad().f32(), grad.f32(), nullptr);
+      p->packed.bind_grad(grad);
+      p->grad().zero();
       // Inference on single samples: the layout without gathers, built once
       // (its kernel needs AVX-512's two-register permute; elsewhere the
       // gathered CSR product is the faster one).
@@ -313,6 +330,7 @@ void sync_sparse_to_dense(Model& model) {
 void clear_sparse(Model& model) {
   sync_sparse_to_dense(model);
   for (Parameter* p : model.parameters()) {
+    unpack_gradient(*p);
     p->sparse.reset();
     p->packed = Var();
     p->sell.reset();

@@ -254,6 +254,38 @@ TEST(U8ToF32, EveryByteMatchesTheDoubleProduct) {
   }
 }
 
+// With an offset (standardised inputs), a byte converts to the same bits
+// alone (the loop's scalar tail or the table) as inside a long run (its vector
+// body), at any alignment, and within an ulp of the exact value.
+TEST(U8ToF32, WithAnOffsetEveryByteConvertsAloneAsInBulk) {
+  std::vector<uint8_t> src(1000 + 64);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint8_t>(i * 151 + 7);
+  const std::pair<double, double> cases[] = {
+      {1.0 / (255.0 * 0.353), -0.286 / 0.353}, {1.0 / 255.0, -0.5}, {2.0, 1.0}, {0.1, 1e-9}, {-3.0, 7.0}};
+  for (const auto& [scale, shift] : cases) {
+    SCOPED_TRACE(::testing::Message() << "scale " << scale << " offset " << shift);
+    const U8ToF32 convert(scale, shift);
+    float alone[256];
+    for (int v = 0; v < 256; ++v) {
+      const auto byte = static_cast<uint8_t>(v);
+      convert(&byte, &alone[v], 1);
+      const long double exact = static_cast<long double>(v) * scale + shift;
+      const float below = std::nextafter(static_cast<float>(exact), -INFINITY);
+      const float above = std::nextafter(static_cast<float>(exact), INFINITY);
+      ASSERT_TRUE(alone[v] >= below && alone[v] <= above) << "byte " << v << ": " << alone[v];
+    }
+    for (size_t offset : {0, 1, 3}) {
+      for (int64_t n : {2, 7, 16, 17, 63, 784, 1000}) {
+        std::vector<float> dst(static_cast<size_t>(n) + 1, -42.0f);
+        convert(src.data() + offset, dst.data(), n);
+        for (int64_t i = 0; i < n; ++i)
+          ASSERT_EQ(std::memcmp(&dst[i], &alone[src[offset + i]], 4), 0) << "n " << n << " i " << i;
+        EXPECT_EQ(dst[n], -42.0f) << "wrote past n";
+      }
+    }
+  }
+}
+
 TEST(Batcher, U8InputsWithI32LabelsAndF32Passthrough) {
   Dataset d = bytes_dataset(5, 2.0);
   d.targets = Tensor::empty({5}, DType::i32);

@@ -616,6 +616,67 @@ TEST_F(SparseDispatchTest, SyncWritesPackedValuesBackAndRedispatchDropsThem) {
   EXPECT_TRUE(same_bits(model->store().values(), all));
 }
 
+// Dispatch may run between a backward pass and its update (the trainer
+// re-dispatches when masks change), so the gradient moves with the storage:
+// packing gathers the dense gradient at the pattern and leaves the dense one
+// 0; unpacking (a second dispatch, clear_sparse) adds the packed one back.
+// zero_grad zeroes the packed gradient and relies on that 0.
+TEST_F(SparseDispatchTest, GradientsMoveWithTheStorageAndZeroGradClearsBoth) {
+  ScopedEnv crossover("PARE_SPARSE_CROSSOVER", "0.3");
+  auto model = Model::build(preset("lenet300"), 5);
+  auto w = weights(*model);
+  random_mask(*w[0], 0.1, 51);
+  random_mask(*w[1], 0.2, 52);
+  Tensor& grads = model->store().grads();
+  grads.copy_from(random_tensor(grads.shape(), 53));
+  const Tensor dense_grads = grads.clone();
+  dispatch_sparse(*model, SparseMode::on, 8, true, /*packed=*/true);
+  for (int i : {0, 1}) {
+    Parameter& p = *w[i];
+    ASSERT_TRUE(p.packed.defined()) << p.name;
+    Tensor want = Tensor::empty({p.sparse->nnz()});
+    p.sparse->gather(dense_grads.f32() + (p.grad().f32() - grads.f32()), want.f32(), nullptr);
+    EXPECT_TRUE(same_bits(p.packed.grad(), want)) << p.name << ": the gradient did not move into the packed one";
+    for (float g : p.grad().span_f32()) ASSERT_EQ(g, 0.0f) << p.name << ": dense gradient left while packed";
+  }
+  for (Parameter* p : model->parameters()) {
+    if (p->packed.defined()) continue;
+    const int64_t offset = p->grad().f32() - grads.f32();
+    const Tensor before = dense_grads.slice_rows(offset, offset + p->numel());
+    EXPECT_TRUE(same_bits(p->grad().reshape({p->numel()}), before)) << p->name << ": unpacked gradient changed";
+  }
+
+  // Packed gradients back into dense ones, through a second dispatch (off).
+  std::vector<Tensor> packed_grads;
+  for (int i : {0, 1}) packed_grads.push_back(w[i]->packed.grad().clone());
+  std::vector<std::shared_ptr<const CsrPattern>> patterns{w[0]->sparse, w[1]->sparse};
+  dispatch_sparse(*model, SparseMode::off, 8, true, /*packed=*/true);
+  for (int i : {0, 1}) {
+    Parameter& p = *w[i];
+    ASSERT_FALSE(p.packed.defined()) << p.name;
+    Tensor at = Tensor::empty({patterns[static_cast<size_t>(i)]->nnz()});
+    patterns[static_cast<size_t>(i)]->gather(p.grad().f32(), at.f32(), nullptr);
+    EXPECT_TRUE(same_bits(at, packed_grads[static_cast<size_t>(i)])) << p.name << ": the packed gradient was lost";
+    int64_t outside = 0;
+    for (int64_t j = 0; j < p.numel(); ++j) outside += p.mask.f32()[j] == 0.0f && p.grad().f32()[j] != 0.0f;
+    EXPECT_EQ(outside, 0) << p.name << ": gradient outside the pattern";
+  }
+
+  // And through clear_sparse; then zero_grad on packed storage clears all.
+  dispatch_sparse(*model, SparseMode::on, 8, true, /*packed=*/true);
+  for (float& g : w[0]->packed.grad().span_f32()) g += 1.0f;
+  const Tensor bumped = w[0]->packed.grad().clone();
+  clear_sparse(*model);
+  Tensor at = Tensor::empty({patterns[0]->nnz()});
+  patterns[0]->gather(w[0]->grad().f32(), at.f32(), nullptr);
+  EXPECT_TRUE(same_bits(at, bumped)) << "clear_sparse lost the packed gradient";
+  dispatch_sparse(*model, SparseMode::on, 8, true, /*packed=*/true);  // unpacked weights keep values
+  model->store().zero_grad();
+  for (float g : grads.span_f32()) ASSERT_EQ(g, 0.0f) << "zero_grad left a dense gradient";
+  for (int i : {0, 1})
+    for (float g : w[i]->packed.grad().span_f32()) ASSERT_EQ(g, 0.0f) << w[i]->name << ": packed gradient left";
+}
+
 }  // namespace
 }  // namespace pare::nn
 
