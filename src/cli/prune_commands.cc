@@ -182,7 +182,7 @@ int PruneCommands::run_prune() {
   if (!json_ && !quiet_) {
     std::cout << "pruned " << model->spec().name << " (" << result["method"].get<std::string>() << "):\n";
     print_sparsity(after);
-    std::cout << "test accuracy right after pruning " << fmt("%.2f%%", 100 * pruned.accuracy) << std::endl;
+    std::cout << eval_split_name(data_) << " accuracy right after pruning " << fmt("%.2f%%", 100 * pruned.accuracy) << std::endl;
   }
   if (train_after_) {
     Progress progress(!quiet_ && !json_);
@@ -200,13 +200,14 @@ int PruneCommands::run_prune() {
     train::save_model(*model, out + "/model.bin", json{{"pruned", result["method"]}}.dump());
     result["test_accuracy"] = pruned.accuracy;
   }
+  result["eval_split"] = eval_split_name(data_);  // what "test_accuracy" was measured on
   result["model_file"] = out + "/model.bin";
   result["model_bytes"] = file_bytes(out + "/model.bin");
   write_file_atomic(result_path, result.dump(2) + "\n");
   if (json_) {
     std::cout << result.dump() << std::endl;
   } else {
-    std::cout << "test accuracy " << fmt("%.2f%%", 100 * result["test_accuracy"].get<double>())
+    std::cout << eval_split_name(data_) << " accuracy " << fmt("%.2f%%", 100 * result["test_accuracy"].get<double>())
               << ", sparsity " << fmt("%.2f%%", 100 * after.sparsity()) << ", " << model->num_parameters()
               << " parameters; model saved to " << out << "/model.bin (" << result["model_bytes"].get<int64_t>()
               << " bytes)" << std::endl;
@@ -256,12 +257,13 @@ int PruneCommands::run_ticket() {
     if (json_)
       std::cout << json{{"event", "run"}, {"round", r.round}, {"kind", r.kind}, {"density", r.density},
                         {"test_accuracy", r.test_accuracy}, {"best_accuracy", r.best_accuracy},
-                        {"flops", r.flops}, {"seconds", r.seconds}, {"skipped", r.skipped}}
+                        {"eval_split", eval_split_name(data_)}, {"flops", r.flops}, {"seconds", r.seconds},
+                        {"skipped", r.skipped}}
                        .dump()
                 << std::endl;
     else if (!quiet_)
       std::cout << "round " << r.round << " " << r.kind << ": " << fmt("%.2f%%", 100 * r.density)
-                << " of weights, test accuracy " << fmt("%.2f%%", 100 * r.test_accuracy) << " (best "
+                << " of weights, " << eval_split_name(data_) << " accuracy " << fmt("%.2f%%", 100 * r.test_accuracy) << " (best "
                 << fmt("%.2f%%", 100 * r.best_accuracy) << "), " << fmt("%.3g", r.flops) << " FLOPs, "
                 << fmt("%.1f s", r.seconds) << (r.skipped ? " [done before]" : "") << std::endl;
   };
@@ -329,14 +331,15 @@ int PruneCommands::run_ticket_seeds(experiments::TicketConfig ticket) {
       if (last)
         j.update({{"last_round", last->round},
                   {"density", last->density},
-                  {"test_accuracy", last->test_accuracy}});
+                  {"test_accuracy", last->test_accuracy},
+                  {"eval_split", eval_split_name(data_)}});
       std::cout << j.dump() << std::endl;
     } else if (!quiet_) {
       std::cout << "seed " << s.seed << " (" << done << "/" << total
                 << (s.rank >= 0 ? ", rank " + std::to_string(s.rank) : "") << "): ";
       if (last)
         std::cout << "round " << last->round << " ticket " << fmt("%.2f%%", 100 * last->density)
-                  << " of weights, test accuracy " << fmt("%.2f%%", 100 * last->test_accuracy);
+                  << " of weights, " << eval_split_name(data_) << " accuracy " << fmt("%.2f%%", 100 * last->test_accuracy);
       std::cout << (s.skipped ? " [done before]" : "") << std::endl;
     }
   };

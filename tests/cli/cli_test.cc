@@ -508,6 +508,36 @@ TEST_F(CliTest, TicketRunsRoundsWithControlsAndResumes) {
   EXPECT_EQ(again.out.find("\"skipped\":false"), std::string::npos) << again.out;
 }
 
+// With --holdout, pare prune and pare ticket say which split they scored.
+TEST_F(CliTest, PruneAndTicketNameTheHoldoutSplit) {
+  const std::string csv = make_csv("t.csv", 128, 1);
+  Result p = run({"prune", "--model", make_spec(), "--data", csv, "--holdout", "32", "--criterion", "magnitude",
+                  "--sparsity", "0.5", "--out", path("p")});
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_NE(p.out.find("holdout accuracy right after pruning"), std::string::npos) << p.out;
+  EXPECT_EQ(p.out.find("test accuracy"), std::string::npos) << p.out;
+  Result pj = run({"prune", "--model", make_spec(), "--data", csv, "--holdout", "32", "--criterion", "magnitude",
+                   "--sparsity", "0.5", "--out", path("pj"), "--json"});
+  ASSERT_EQ(pj.code, 0) << pj.err;
+  EXPECT_EQ(last_json_line(pj.out)["eval_split"], "holdout");
+  Result t = run({"ticket", "--model", make_spec(), "--data", csv, "--holdout", "32", "--epochs", "1", "--batch",
+                  "16", "--rounds", "1", "--out", path("t")});
+  ASSERT_EQ(t.code, 0) << t.err;
+  EXPECT_NE(t.out.find("of weights, holdout accuracy"), std::string::npos) << t.out;
+  Result tj = run({"ticket", "--model", make_spec(), "--data", csv, "--test", csv, "--epochs", "1", "--batch", "16",
+                   "--rounds", "1", "--out", path("tj"), "--json"});
+  ASSERT_EQ(tj.code, 0) << tj.err;
+  std::istringstream is(tj.out);
+  int runs = 0;
+  for (std::string l; std::getline(is, l);) {
+    const json j = json::parse(l);
+    if (j["event"] != "run") continue;
+    EXPECT_EQ(j["eval_split"], "test") << l;
+    ++runs;
+  }
+  EXPECT_EQ(runs, 2);
+}
+
 TEST_F(CliTest, SparseTrainingReachesItsSparsity) {
   const std::string csv = make_csv("t.csv", 256, 1);
   for (const char* m : {"gmp", "set", "rigl"}) {
