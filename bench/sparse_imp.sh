@@ -23,7 +23,7 @@
 #   TORCH_THREADS="2 1"   thread settings tried for each torch (the faster is compared)
 #   OUT=runs/sparse-imp   output directory (the pare runs are redone: --overwrite)
 #   STEP_REPS=1000        steps timed per setting by sparse_step_bench (after 100 warm-up)
-#   REPEATS=3             repeats of the whole set of runs (pare off, pare auto, then
+#   REPEATS=5             repeats of the whole set of runs (pare off, pare auto, then
 #                         each torch at each thread setting), one set after the
 #                         other, so that every side sees the same stretches of
 #                         machine load (this VM has slow spells of minutes, in
@@ -45,7 +45,7 @@ SEED="${SEED:-0}"
 TORCH_THREADS="${TORCH_THREADS:-2 1}"
 OUT="${OUT:-runs/sparse-imp}"
 STEP_REPS="${STEP_REPS:-1000}"
-REPEATS="${REPEATS:-3}"
+REPEATS="${REPEATS:-5}"
 RUN_TIMEOUT="${RUN_TIMEOUT:-150}"
 TORCH_PYPI_PY="${TORCH_PYPI_PY:-bench/.venv/bin/python}"
 TORCH_DEBIAN_PY="${TORCH_DEBIAN_PY:-/usr/bin/python3}"

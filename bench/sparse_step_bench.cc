@@ -15,6 +15,9 @@
 // Not part of the tests; run by bench/sparse_imp.sh or by hand:
 //
 //   ./build/bench/sparse_step_bench [reps=1000] [warmup=100] [threads="1,2"] [sparsities="0.9,0.95,0.98"]
+//
+// PARE_BENCH_PARALLEL=ops|data|auto (default auto, as train::fit chooses)
+// forces how a step splits over the threads.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -71,13 +74,19 @@ struct Setting {
   std::string kinds;  // per-layer dispatch
 };
 
+// PARE_BENCH_PARALLEL=data|ops|auto (default auto): how the step splits over threads.
+std::string parallel_setting() {
+  const char* v = std::getenv("PARE_BENCH_PARALLEL");
+  return v ? v : "auto";
+}
+
 void prepare(Setting& s, nn::SparseMode mode, bool masked) {
   optim::OptimizerConfig cfg;
   cfg.name = "adam";
   cfg.lr = kLr;
   s.opt = optim::make_optimizer(cfg, s.model->parameters());
   s.runner = std::make_unique<train::StepRunner>(
-      *s.model, train::choose_parallel_mode("auto", *s.model, kBatch, num_threads()));
+      *s.model, train::choose_parallel_mode(parallel_setting(), *s.model, kBatch, num_threads()));
   if (masked) {
     // As train::fit does: sparse layers train packed when the step splits ops.
     const auto layers =
