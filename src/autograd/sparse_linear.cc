@@ -3,8 +3,10 @@
 // The CSR products want feature-major activations (kernels/sparse.h), while
 // ops pass batch-major (B, features) tensors, so the op transposes at its
 // boundaries: O(B * features) each, small beside the products it replaces
-// (a dense layer's product is O(B * in * out)). With B == 1 the two layouts
-// are the same memory and nothing is transposed.
+// (a dense layer's product is O(B * in * out)). The products' outputs are
+// transposed chunk by chunk by the threads that computed them
+// (ops::spmm_transposed); the inputs by ops::transpose, split too. With
+// B == 1 the two layouts are the same memory and nothing is transposed.
 //
 //   forward          yt (out, B) = W xt (in, B);   y = yt^T + b
 //   input gradient   dxt (in, B) = W^T dyt          (the pattern's transpose)
@@ -28,7 +30,7 @@ Tensor feature_major(const Tensor& x) {
   const int64_t batch = x.dim(0), features = x.dim(1);
   if (batch == 1) return x.reshape({features, 1});
   Tensor t = Tensor::empty({features, batch});
-  kernels::swap_outer_f32(batch, features, 1, t.f32(), x.f32());
+  ops::transpose(batch, features, t.f32(), batch, x.f32(), features, 0.0f);
   return t;
 }
 
@@ -61,8 +63,7 @@ Var sparse_linear_on(const char* op, const Var& x, const Var& w, const Var& b,
     ops::spmm(1, y.f32(), 1, p.view(values.f32()), xt.f32(), 1, 0.0f);
   } else {
     Tensor yt = Tensor::empty({out, batch});
-    ops::spmm(batch, yt.f32(), batch, p.view(values.f32()), xt.f32(), batch, 0.0f);
-    kernels::swap_outer_f32(out, batch, 1, y.f32(), yt.f32());
+    ops::spmm_transposed(batch, y.f32(), out, 0.0f, yt.f32(), p.view(values.f32()), xt.f32(), batch);
   }
   if (b.defined()) kernels::add_rows_f32(batch, out, y.f32(), b.value().f32());
   return Var::make(y, op, {x, w, b}, [batch, in, out, pattern, xt, packed](Node& self) {
@@ -84,10 +85,7 @@ Var sparse_linear_on(const char* op, const Var& x, const Var& w, const Var& b,
         ops::spmm(1, dx, 1, p.view_t(t_values.f32()), dyt.f32(), 1, 1.0f);
       } else {
         Tensor dxt = Tensor::empty({in, batch});
-        ops::spmm(batch, dxt.f32(), batch, p.view_t(t_values.f32()), dyt.f32(), batch, 0.0f);
-        Tensor dxb = Tensor::empty({batch, in});
-        kernels::swap_outer_f32(in, batch, 1, dxb.f32(), dxt.f32());
-        kernels::axpy_f32(batch * in, dx, dxb.f32(), 1.0f);
+        ops::spmm_transposed(batch, dx, in, 1.0f, dxt.f32(), p.view_t(t_values.f32()), dyt.f32(), batch);
       }
     } else if (x.requires_grad) {
       x.ensure_grad();  // a fully pruned weight passes no gradient back

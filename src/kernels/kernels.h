@@ -89,6 +89,11 @@ PARE_KERNEL_PAIR(void, sum_channels_f32, int64_t b, int64_t c, int64_t p, float*
 PARE_KERNEL_PAIR(double, sum_f32, int64_t n, const float* x)
 // y: (b, a, p) = x: (a, b, p) with the two outer axes swapped.
 PARE_KERNEL_PAIR(void, swap_outer_f32, int64_t a, int64_t b, int64_t p, float* y, const float* x)
+// y: (cols, rows), row stride ldy, = x^T + beta y for x: (rows, cols), row
+// stride ldx. beta 0 never reads y (NaN there stays out). Strides let a
+// caller transpose a block of rows into the matching columns of y.
+PARE_KERNEL_PAIR(void, transpose_f32, int64_t rows, int64_t cols, float* y, int64_t ldy,
+                 const float* x, int64_t ldx, float beta)
 
 // ---- Convolution lowering ----------------------------------------------------------
 struct Conv2dGeometry {

@@ -1,6 +1,8 @@
 // Threaded GEMM split; see ops.h.
 #include "pare/tensor/ops.h"
 
+#include <algorithm>
+
 namespace pare::ops {
 
 void gemm(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const float* a, int64_t lda,
@@ -33,6 +35,17 @@ void gemm(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const float* a
         kernels::gemm_f32__blas(m, hi - lo, k, c + lo, ldc, a, lda, b_part, ldb, p);
       }
     }
+  });
+}
+
+void transpose(int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx,
+               float beta) {
+  // A moved float costs about as much as a few FLOPs of a product (a load, a
+  // store, and the shuffles); chunks of whole 8-row blocks.
+  const int64_t blocks = (rows + 7) / 8;
+  parallel_range(blocks, 8.0 * 4.0 * static_cast<double>(cols), [&](int64_t b0, int64_t b1) {
+    const int64_t r0 = b0 * 8, r1 = std::min(rows, b1 * 8);
+    kernels::transpose_f32(r1 - r0, cols, y + r0, ldy, x + r0 * ldx, ldx, beta);
   });
 }
 

@@ -16,6 +16,12 @@ namespace pare::ops {
 void gemm(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, const float* a, int64_t lda,
           const float* b, int64_t ldb, kernels::GemmParams p);
 
+// y: (cols, rows), row stride ldy, = x^T + beta y for x: (rows, cols)
+// (kernels::transpose_f32), split by blocks of x's rows when large enough.
+// Each element is written once by one thread: bits independent of threads.
+void transpose(int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx,
+               float beta);
+
 // Runs fn(begin, end) over [0, n) in parallel when n * cost_per_item is large
 // enough to pay for the hand-off (cost in rough FLOPs).
 template <typename Fn>

@@ -208,6 +208,14 @@ void sddmm(int64_t n, float* g, const kernels::CsrF32& w, const float* dy, int64
   });
 }
 
+void spmm_transposed(int64_t n, float* y, int64_t ldy, float beta, float* scratch,
+                     const kernels::CsrF32& w, const float* x, int64_t ldx) {
+  for_row_chunks(w, n, [&](const kernels::CsrF32& sub, int64_t r0) {
+    kernels::spmm_f32(n, scratch + r0 * n, n, sub, x, ldx, 0.0f);
+    kernels::transpose_f32(sub.rows, n, y + r0, ldy, scratch + r0 * n, n, beta);
+  });
+}
+
 void sell_spmv(float* y, const SellMatrix& a, const float* x, float beta) {
   const kernels::SellF32 v = a.view();
   const int64_t blocks = v.blocks();

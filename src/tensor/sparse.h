@@ -84,6 +84,12 @@ void spmm(int64_t n, float* y, int64_t ldy, const kernels::CsrF32& w, const floa
           int64_t ldx, float beta);
 void sddmm(int64_t n, float* g, const kernels::CsrF32& w, const float* dy, int64_t lddy,
            const float* x, int64_t ldx, float beta);
+// y: (n, w.rows), row stride ldy, = (w x)^T + beta y: spmm into `scratch`
+// (w.rows, n), and each chunk of rows transposed into y's matching columns
+// by the thread that computed it, while they are in its cache (a sparse
+// linear layer's batch-major output, or its input gradient with beta 1).
+void spmm_transposed(int64_t n, float* y, int64_t ldy, float beta, float* scratch,
+                     const kernels::CsrF32& w, const float* x, int64_t ldx);
 // y: (a.rows,) = a x (+ beta y): kernels::sell_spmv_f32 split by row blocks
 // with about equal slots per chunk (bits independent of the thread count).
 void sell_spmv(float* y, const SellMatrix& a, const float* x, float beta);

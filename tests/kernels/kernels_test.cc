@@ -355,6 +355,39 @@ TEST(Reduce, SwapOuter) {
       }
 }
 
+// A block of rows into the matching columns of a wider y (strides), plain or
+// accumulating; beta 0 must not read y (NaN there), and nothing outside the
+// block's columns may change.
+TEST(Reduce, TransposeWithStridesAndAccumulation) {
+  Rng rng(9);
+  for (int64_t rows : {0, 1, 7, 8, 9, 16, 60, 61})
+    for (int64_t cols : {1, 3, 8, 10, 17, 100})
+      for (float beta : {0.0f, 1.0f, -0.5f}) {
+        const int64_t ldx = cols + 3, ldy = rows + 5, at_col = 2;  // y's block: columns [2, 2 + rows)
+        Vec x = random_vec(rng, rows * ldx);
+        Vec start = random_vec(rng, cols * ldy);
+        if (beta == 0.0f)
+          for (int64_t j = 0; j < cols; ++j)
+            for (int64_t i = 0; i < rows; ++i) start[j * ldy + at_col + i] = kNaN;
+        Vec yf = start, yr = start;
+        transpose_f32(rows, cols, yf.data() + at_col, ldy, x.data(), ldx, beta);
+        transpose_f32__ref(rows, cols, yr.data() + at_col, ldy, x.data(), ldx, beta);
+        const std::string where = "transpose_f32 rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) +
+                                  " beta=" + std::to_string(beta);
+        EXPECT_TRUE(all_close(yf, yr, beta == 0.0f ? kExact : kFused, where));
+        for (int64_t j = 0; j < cols; ++j)
+          for (int64_t i = 0; i < rows; ++i) {
+            const float want = beta == 0.0f ? x[i * ldx + j] : x[i * ldx + j] + beta * start[j * ldy + at_col + i];
+            ASSERT_NEAR(yf[j * ldy + at_col + i], want, 1e-6f) << where << " at " << i << "," << j;
+          }
+        for (int64_t k = 0; k < cols * ldy; ++k) {
+          const int64_t col = k % ldy;
+          if (col >= at_col && col < at_col + rows) continue;
+          ASSERT_TRUE(same_bits(yf[k], start[k])) << where << " wrote " << k;
+        }
+      }
+}
+
 // ---- Convolution lowering ---------------------------------------------------------------
 
 std::string describe(const Conv2dGeometry& g) {

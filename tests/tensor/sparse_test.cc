@@ -29,6 +29,7 @@
 
 #include "pare/base/rng.h"
 #include "pare/base/thread_pool.h"
+#include "pare/kernels/kernels.h"
 #include "pare/kernels/sparse.h"
 #include "testing/errors.h"
 #include "testing/threads.h"
@@ -419,6 +420,45 @@ TEST(SparseOps, SddmmMatchesReference) {
 // LeNet-300-100's first layer at batch 60 and 1: enough rows and nonzeros for
 // both threads to take a share; also a 1x784 and a 784x1 matrix (fewer rows
 // than threads on one side).
+// spmm_transposed is ops::spmm (checked against the reference above) then
+// the transpose into y's columns (plain, or added with beta 1): the same bits
+// on one and two threads, y's padding columns untouched, y never read with
+// beta 0.
+TEST(SparseOps, SpmmTransposedIsSpmmThenTransposeOnEveryThreadCount) {
+  ThreadsFor two(2);
+  Rng rng(6);
+  struct Shape2 {
+    int64_t rows, cols;
+  };
+  for (Shape2 s : {Shape2{300, 784}, Shape2{100, 300}, Shape2{7, 5}, Shape2{1, 784}, Shape2{784, 1}})
+    for (double density : {0.0, 0.05, 0.3, 1.0})
+      for (int64_t n : {1, 7, 60})
+        for (float beta : {0.0f, 1.0f}) {
+          std::ostringstream what;
+          what << s.rows << "x" << s.cols << " density " << density << " n " << n << " beta " << beta;
+          Vec mask = random_mask(rng, s.rows, s.cols, density, true, false);
+          CsrPattern p = CsrPattern::from_mask(s.rows, s.cols, mask.data());
+          Gathered g = gathered(p, random_vec(rng, s.rows * s.cols), mask);
+          const kernels::CsrF32 w = p.view(g.values.data());
+          const int64_t ldx = n + 1, ldy = s.rows + 3;
+          Vec x = random_vec(rng, s.cols * ldx), y0 = random_vec(rng, n * ldy);
+          Vec yt(static_cast<size_t>(s.rows * n)), want = y0;
+          ops::spmm(n, yt.data(), n, w, x.data(), ldx, 0.0f);
+          kernels::transpose_f32(s.rows, n, want.data(), ldy, yt.data(), n, beta);
+          Vec start = y0;
+          if (beta == 0.0f)
+            for (int64_t b = 0; b < n; ++b)
+              for (int64_t r = 0; r < s.rows; ++r) start[b * ldy + r] = kNaN;
+          for (int t = 1; t <= 2; ++t) {
+            std::optional<SerialScope> serial;
+            if (t == 1) serial.emplace();
+            Vec got = start, scratch(static_cast<size_t>(s.rows * n), kNaN);
+            ops::spmm_transposed(n, got.data(), ldy, beta, scratch.data(), w, x.data(), ldx);
+            ASSERT_TRUE(same_bits(got, want)) << what.str() << " on " << t << " thread(s)";
+          }
+        }
+}
+
 TEST(SparseOps, LargeShapesMatchReferenceOnEveryThreadCount) {
   ThreadsFor two(2);
   Rng rng(5);

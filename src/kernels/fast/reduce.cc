@@ -77,12 +77,14 @@ double sum_f32(int64_t n, const float* x) {
 }
 
 // y: (b, a, p) = x: (a, b, p). Runs of p floats move as blocks; p == 1 is a
-// plain matrix transpose, done in 16x16 tiles so both sides stay in cache.
+// plain matrix transpose (transpose_f32).
 #if defined(__AVX2__)
 namespace {
-// y (8, 8) with row stride ldy = the transpose of x (8, 8) with row stride ldx,
-// in registers: unpack pairs of rows, shuffle pairs of pairs, swap 128-bit halves.
-inline void transpose8x8(const float* x, int64_t ldx, float* y, int64_t ldy) {
+// y (8, 8) with row stride ldy = the transpose of x (8, 8) with row stride ldx
+// (+ beta y when kAccumulate), in registers: unpack pairs of rows, shuffle
+// pairs of pairs, swap 128-bit halves.
+template <bool kAccumulate>
+inline void transpose8x8(const float* x, int64_t ldx, float* y, int64_t ldy, float beta) {
   __m256 r[8], t[8], s[8];
   for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(x + i * ldx);
   for (int i = 0; i < 8; i += 2) {
@@ -95,35 +97,52 @@ inline void transpose8x8(const float* x, int64_t ldx, float* y, int64_t ldy) {
     s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
     s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
   }
+  auto store = [&](float* to, __m256 v) {
+    if constexpr (kAccumulate) v = _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(to), v);
+    _mm256_storeu_ps(to, v);
+  };
   for (int i = 0; i < 4; ++i) {
-    _mm256_storeu_ps(y + i * ldy, _mm256_permute2f128_ps(s[i], s[i + 4], 0x20));
-    _mm256_storeu_ps(y + (i + 4) * ldy, _mm256_permute2f128_ps(s[i], s[i + 4], 0x31));
+    store(y + i * ldy, _mm256_permute2f128_ps(s[i], s[i + 4], 0x20));
+    store(y + (i + 4) * ldy, _mm256_permute2f128_ps(s[i], s[i + 4], 0x31));
   }
 }
 }  // namespace
 #endif
 
-void swap_outer_f32(int64_t a, int64_t b, int64_t p, float* y, const float* x) {
-  if (p == 1) {
+void transpose_f32(int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x, int64_t ldx,
+                   float beta) {
+  // v + beta y with one rounding, as the 8x8 blocks compute it.
+  auto one = [&](int64_t i, int64_t j) {
+    const float v = x[i * ldx + j];
+    y[j * ldy + i] = beta == 0.0f ? v : fmadd(beta, y[j * ldy + i], v);
+  };
 #if defined(__AVX2__)
-    // Whole 8x8 blocks in registers; the ragged right and bottom edges below.
-    const int64_t a8 = a / 8 * 8, b8 = b / 8 * 8;
-    for (int64_t i0 = 0; i0 < a8; i0 += 8)
-      for (int64_t j0 = 0; j0 < b8; j0 += 8) transpose8x8(x + i0 * b + j0, b, y + j0 * a + i0, a);
-    for (int64_t i = 0; i < a; ++i)
-      for (int64_t j = i < a8 ? b8 : 0; j < b; ++j) y[j * a + i] = x[i * b + j];
-    return;
+  // Whole 8x8 blocks in registers; the ragged right and bottom edges below.
+  const int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
+  for (int64_t i0 = 0; i0 < r8; i0 += 8)
+    for (int64_t j0 = 0; j0 < c8; j0 += 8) {
+      if (beta == 0.0f)
+        transpose8x8<false>(x + i0 * ldx + j0, ldx, y + j0 * ldy + i0, ldy, beta);
+      else
+        transpose8x8<true>(x + i0 * ldx + j0, ldx, y + j0 * ldy + i0, ldy, beta);
+    }
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = i < r8 ? c8 : 0; j < cols; ++j) one(i, j);
+#else
+  // 16x16 tiles, so that both sides stay in cache.
+  constexpr int64_t kTile = 16;
+  for (int64_t i0 = 0; i0 < rows; i0 += kTile)
+    for (int64_t j0 = 0; j0 < cols; j0 += kTile) {
+      const int64_t i1 = i0 + kTile < rows ? i0 + kTile : rows;
+      const int64_t j1 = j0 + kTile < cols ? j0 + kTile : cols;
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t i = i0; i < i1; ++i) one(i, j);
+    }
 #endif
-    constexpr int64_t kTile = 16;
-    for (int64_t i0 = 0; i0 < a; i0 += kTile)
-      for (int64_t j0 = 0; j0 < b; j0 += kTile) {
-        const int64_t i1 = i0 + kTile < a ? i0 + kTile : a;
-        const int64_t j1 = j0 + kTile < b ? j0 + kTile : b;
-        for (int64_t j = j0; j < j1; ++j)
-          for (int64_t i = i0; i < i1; ++i) y[j * a + i] = x[i * b + j];
-      }
-    return;
-  }
+}
+
+void swap_outer_f32(int64_t a, int64_t b, int64_t p, float* y, const float* x) {
+  if (p == 1) return transpose_f32(a, b, y, a, x, b, 0.0f);
   for (int64_t i = 0; i < a; ++i)
     for (int64_t j = 0; j < b; ++j) copy_floats(y + (j * a + i) * p, x + (i * b + j) * p, p);
 }

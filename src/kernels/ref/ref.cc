@@ -103,6 +103,15 @@ void swap_outer_f32__ref(int64_t a, int64_t b, int64_t p, float* y, const float*
       for (int64_t q = 0; q < p; ++q) y[(j * a + i) * p + q] = x[(i * b + j) * p + q];
 }
 
+void transpose_f32__ref(int64_t rows, int64_t cols, float* y, int64_t ldy, const float* x,
+                        int64_t ldx, float beta) {
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      const float v = x[i * ldx + j];
+      y[j * ldy + i] = beta == 0.0f ? v : v + beta * y[j * ldy + i];
+    }
+}
+
 // Source pixel for output position (oy, ox) and kernel offset (ky, kx), or -1
 // when it falls into zero padding.
 static int64_t conv_source(const Conv2dGeometry& g, int64_t oy, int64_t ox, int64_t ky,
