@@ -190,6 +190,22 @@ void print_sparsity(const prune::SparsityReport& r) {
 
 const char* eval_split_name(const DataOptions& o) { return o.holdout != 0 ? "holdout" : "test"; }
 
+nlohmann::json data_options_json(const DataOptions& o) {
+  return {{"data", o.data},
+          {"labels", o.labels},
+          {"test", o.test},
+          {"test_labels", o.test_labels},
+          {"examples", o.examples},
+          {"test_examples", o.test_examples},
+          {"life_steps", o.life_steps},
+          {"width", o.width},
+          {"board", o.board},
+          {"density", o.density},
+          {"normalize", o.normalize},
+          {"train_classes", o.train_classes},
+          {"holdout", o.holdout}};
+}
+
 train::Observer epoch_printer(Progress& progress, int64_t epochs, bool as_json, bool quiet, bool binary,
                               const char* split) {
   const std::string name = split;

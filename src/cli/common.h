@@ -54,6 +54,8 @@ train::Observer epoch_printer(Progress& progress, int64_t epochs, bool as_json, 
                               const char* split = "test");
 // "holdout" when --holdout replaced the test split, else "test".
 const char* eval_split_name(const DataOptions& o);
+// Every data flag's value, for a run's settings.json.
+nlohmann::json data_options_json(const DataOptions& o);
 
 // The candidate closest to `word` by edit distance (insertions, deletions,
 // substitutions and swaps of neighbours each count 1), when it is close

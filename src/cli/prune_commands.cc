@@ -229,6 +229,8 @@ int PruneCommands::run_ticket() {
     }
   }
   cfg.out_dir = resolve_out(out_, ticket_, "ticket");
+  cfg.data = data_options_json(data_);
+  cfg.eval_split = eval_split_name(data_);
   if (seeds_ != 0) return run_ticket_seeds(cfg);
   if (overwrite_ && file_exists(cfg.out_dir + "/settings.json")) std::filesystem::remove_all(cfg.out_dir);
   cfg.spec = load_spec(model_name_, data_);
@@ -268,7 +270,7 @@ int PruneCommands::run_ticket() {
                 << fmt("%.1f s", r.seconds) << (r.skipped ? " [done before]" : "") << std::endl;
   };
   const auto records = experiments::run_ticket(cfg, data.train, data.test, obs);
-  if (!json_) std::cout << "\n" << experiments::ticket_table(records);
+  if (!json_) std::cout << "\n" << experiments::ticket_table(records, cfg.eval_split);
   std::cout << (json_ ? json{{"event", "end"}, {"out", cfg.out_dir}}.dump() : "results in " + cfg.out_dir + "/results.md")
             << std::endl;
   return 0;
@@ -351,7 +353,7 @@ int PruneCommands::run_ticket_seeds(experiments::TicketConfig ticket) {
                       {"test_accuracy_mean", r.mean_accuracy}, {"test_accuracy_std", r.std_accuracy}});
     std::cout << json{{"event", "end"}, {"out", cfg.out_dir}, {"rows", rows}}.dump() << std::endl;
   } else {
-    std::cout << "\n" << experiments::ticket_seeds_table(seeds) << "results in " << cfg.out_dir << "/results.md"
+    std::cout << "\n" << experiments::ticket_seeds_table(seeds, ticket.eval_split) << "results in " << cfg.out_dir << "/results.md"
               << std::endl;
   }
   return 0;

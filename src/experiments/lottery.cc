@@ -49,7 +49,7 @@ std::string settings_dir_name(const std::string& prefix, const std::string& sett
 
 namespace {
 
-json settings_json(const TicketConfig& c) {
+json recipe_json(const TicketConfig& c) {
   const auto& t = c.train;
   json rates = json::object();
   for (const auto& [k, v] : c.layer_rates) rates[k] = v;
@@ -83,6 +83,19 @@ json settings_json(const TicketConfig& c) {
               {"gamma", t.schedule.gamma},
               {"lr_min", t.schedule.lr_min}}},
             {"max_steps", t.max_steps}}}};
+}
+
+json settings_json(const TicketConfig& c) {
+  json j = recipe_json(c);
+  if (!c.data.is_null()) j["data"] = c.data;
+  return j;
+}
+
+// Whether settings found on disk are the run's: the same, where settings
+// written before the data were recorded are compared without them.
+bool same_settings(const json& found, json wanted) {
+  if (!found.contains("data")) wanted.erase("data");
+  return found == wanted;
 }
 
 json record_json(const RunRecord& r) {
@@ -231,7 +244,7 @@ std::unique_ptr<nn::Model> ticket_start(const TicketConfig& cfg, int round) {
   return model;
 }
 
-std::string ticket_table(const std::vector<RunRecord>& records) {
+std::string ticket_table(const std::vector<RunRecord>& records, const std::string& eval_split) {
   std::map<int, std::map<std::string, const RunRecord*>> by_round;
   for (const auto& r : records) by_round[r.round][r.kind] = &r;
   std::ostringstream os;
@@ -245,7 +258,7 @@ std::string ticket_table(const std::vector<RunRecord>& records) {
     std::snprintf(b, sizeof b, f, v);
     return std::string(b);
   };
-  os << "| round | weights left | ticket: test acc (best) | reinit control | random-mask control |"
+  os << "| round | weights left | ticket: " << eval_split << " acc (best) | reinit control | random-mask control |"
         " ticket train GFLOP (dense) | cumulative GFLOP | cumulative s |\n"
         "|---|---|---|---|---|---|---|---|\n";
   for (const auto& [round, kinds] : by_round) {
@@ -270,10 +283,18 @@ std::vector<RunRecord> run_ticket(const TicketConfig& cfg, const data::Dataset& 
   cfg.validate();
   make_dirs(cfg.out_dir);
   const std::string settings_path = cfg.out_dir + "/settings.json";
-  const std::string settings = settings_json(cfg).dump(2) + "\n";
+  std::string settings = settings_json(cfg).dump(2) + "\n";
   if (file_exists(settings_path)) {
-    if (read_file(settings_path) != settings)
+    const std::string found = read_file(settings_path);
+    json found_json;
+    try {
+      found_json = json::parse(found);
+    } catch (const json::exception&) {
+      fail(settings_path, ": not JSON; delete the directory or choose another --out");
+    }
+    if (!same_settings(found_json, json::parse(settings)))
       fail(cfg.out_dir, " holds a ticket run with other settings (see its settings.json); choose another --out");
+    settings = found;  // an older file without the data stays as it was
   } else {
     write_file_atomic(settings_path, settings);
   }
@@ -293,7 +314,7 @@ std::vector<RunRecord> run_ticket(const TicketConfig& cfg, const data::Dataset& 
     }
     write_file_atomic(cfg.out_dir + "/log.jsonl", lines);
     write_file_atomic(cfg.out_dir + "/results.json", json{{"settings", json::parse(settings)}, {"runs", all}}.dump(2) + "\n");
-    write_file_atomic(cfg.out_dir + "/results.md", ticket_table(records));
+    write_file_atomic(cfg.out_dir + "/results.md", ticket_table(records, cfg.eval_split));
   };
 
   // Trains `model` as run (round, kind) unless that run finished before.
@@ -434,7 +455,7 @@ std::optional<std::vector<RunRecord>> finished_seed(const TicketSeedsConfig& c, 
   std::vector<RunRecord> records;
   try {
     const json j = json::parse(read_file(path));
-    if (comparable_settings(j.at("settings")) != comparable_settings(settings_json(t)))
+    if (!same_settings(comparable_settings(j.at("settings")), comparable_settings(settings_json(t))))
       fail(t.out_dir, " holds a ticket run with other settings (see its settings.json); choose another --out");
     for (const json& r : j.at("runs")) {
       records.push_back(record_from_json(r));
@@ -519,14 +540,14 @@ std::vector<TicketSeedsRow> ticket_seeds_rows(const std::vector<TicketSeed>& see
   return rows;
 }
 
-std::string ticket_seeds_table(const std::vector<TicketSeed>& seeds) {
+std::string ticket_seeds_table(const std::vector<TicketSeed>& seeds, const std::string& eval_split) {
   auto pct = [](double v) {
     char b[32];
     std::snprintf(b, sizeof b, "%.2f %%", 100 * v);
     return std::string(b);
   };
   std::ostringstream os;
-  os << "| round | kind | seeds | weights left | test acc mean | std | min - max | best acc mean |\n"
+  os << "| round | kind | seeds | weights left | " << eval_split << " acc mean | std | min - max | best acc mean |\n"
         "|---|---|---|---|---|---|---|---|\n";
   for (const TicketSeedsRow& r : ticket_seeds_rows(seeds))
     os << "| " << r.round << " | " << r.kind << " | " << r.seeds << " | " << pct(r.density) << " | "
@@ -575,8 +596,9 @@ std::vector<TicketSeed> run_ticket_seeds(const TicketSeedsConfig& cfg, dist::Com
         "Lottery tickets over seeds " + std::to_string(cfg.first_seed) + " .. " +
         std::to_string(cfg.first_seed + static_cast<uint64_t>(cfg.seeds - 1)) + ": " +
         std::to_string(have.size()) + " of " + std::to_string(total) +
-        " finished (each in seed<S>/). Test accuracy at the end of each run, over the seeds.\n\n";
-    write_file_atomic(cfg.out_dir + "/results.md", head + ticket_seeds_table(have));
+        " finished (each in seed<S>/). Accuracy on the " + cfg.ticket.eval_split +
+        " split at the end of each run, over the seeds.\n\n";
+    write_file_atomic(cfg.out_dir + "/results.md", head + ticket_seeds_table(have, cfg.ticket.eval_split));
   };
 
   std::vector<size_t> pending;

@@ -52,6 +52,11 @@ struct TicketConfig {
   bool controls = false;     // also train the reinit and random-mask controls every round
   uint64_t control_seed = 1000003;  // offset of the reinit control's init seed
   std::string out_dir;       // required
+  // Where the data came from (the CLI's data flags: dataset, split, ...), kept
+  // in settings.json so that a directory never mixes runs on other data;
+  // null: not recorded (directories written before it resume as they were).
+  nlohmann::json data;
+  std::string eval_split = "test";  // what the accuracies are measured on, for the tables
   void validate() const;
 };
 
@@ -94,7 +99,8 @@ std::unique_ptr<nn::Model> rewind_weights(const TicketConfig& cfg);
 std::unique_ptr<nn::Model> ticket_start(const TicketConfig& cfg, int round);
 
 // The Markdown table of a ticket run's records.
-std::string ticket_table(const std::vector<RunRecord>& records);
+// `eval_split` names the accuracy columns ("test", "holdout").
+std::string ticket_table(const std::vector<RunRecord>& records, const std::string& eval_split = "test");
 
 // What one seed's ticket trains on: the model spec (with the input
 // statistics --normalize took from that seed's data) and the data.
@@ -160,7 +166,7 @@ struct TicketSeedsRow {
 };
 std::vector<TicketSeedsRow> ticket_seeds_rows(const std::vector<TicketSeed>& seeds);
 // The Markdown table of ticket_seeds_rows.
-std::string ticket_seeds_table(const std::vector<TicketSeed>& seeds);
+std::string ticket_seeds_table(const std::vector<TicketSeed>& seeds, const std::string& eval_split = "test");
 
 // "<prefix>-<16 hex digits>": a run directory named by a hash (FNV-1a 64) of
 // the settings that differ from their defaults, so the same command finds

@@ -508,6 +508,25 @@ TEST_F(CliTest, TicketRunsRoundsWithControlsAndResumes) {
   EXPECT_EQ(again.out.find("\"skipped\":false"), std::string::npos) << again.out;
 }
 
+// pare ticket records its data flags: the same --out with other data is
+// refused instead of mixing rounds trained on two datasets.
+TEST_F(CliTest, TicketRefusesToResumeOnOtherData) {
+  const std::string a = make_csv("a.csv", 64, 1), b = make_csv("b.csv", 64, 2);
+  const std::vector<std::string> base = {"ticket", "--model", make_spec(), "--test", a, "--epochs", "1",
+                                         "--batch", "16", "--rounds", "1", "--out", path("t"), "--quiet"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(args);
+  };
+  Result first = with({"--data", a});
+  ASSERT_EQ(first.code, 0) << first.err;
+  expect_one_line_error(with({"--data", b}), {"other settings"});
+  expect_one_line_error(with({"--data", a, "--holdout", "16"}), {"other settings"});
+  Result again = with({"--data", a});
+  EXPECT_EQ(again.code, 0) << again.err;
+}
+
 // With --holdout, pare prune and pare ticket say which split they scored.
 TEST_F(CliTest, PruneAndTicketNameTheHoldoutSplit) {
   const std::string csv = make_csv("t.csv", 128, 1);

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "pare/base/file.h"
 #include "pare/prune/prune.h"
 #include "train/train_helpers.h"
 
@@ -110,6 +111,40 @@ TEST_F(LotteryTest, RestartSkipsFinishedRunsAndRedoesMissingOnesIdentically) {
   // Other settings in the same directory are refused.
   c.rate = 0.5;
   pare::testing::expect_error([&] { run_ticket(c, train_, test_); }, {"other settings"});
+}
+
+// The data flags are part of the settings: a directory never mixes runs on
+// other data. One written before they were recorded (no "data") resumes,
+// and its settings.json stays as it was.
+TEST_F(LotteryTest, OtherDataIsRefusedAndOlderDirectoriesWithoutDataResume) {
+  TicketConfig c = config(1);
+  c.data = {{"data", "a.csv"}, {"holdout", 0}};
+  run_ticket(c, train_, test_);
+  TicketConfig other = c;
+  other.data["data"] = "b.csv";
+  pare::testing::expect_error([&] { run_ticket(other, train_, test_); }, {"other settings"});
+  other.data = c.data;
+  other.data["holdout"] = 16;
+  pare::testing::expect_error([&] { run_ticket(other, train_, test_); }, {"other settings"});
+  for (const auto& r : run_ticket(c, train_, test_)) EXPECT_TRUE(r.skipped) << r.round << " " << r.kind;
+
+  TicketConfig old = config(1);
+  old.out_dir = c.out_dir + "-old";
+  run_ticket(old, train_, test_);  // data null: settings.json without "data"
+  const std::string before = pare::read_file(old.out_dir + "/settings.json");
+  ASSERT_EQ(before.find("\"data\""), std::string::npos) << before;
+  old.data = c.data;
+  for (const auto& r : run_ticket(old, train_, test_)) EXPECT_TRUE(r.skipped) << r.round << " " << r.kind;
+  EXPECT_EQ(pare::read_file(old.out_dir + "/settings.json"), before);
+}
+
+TEST_F(LotteryTest, TablesNameTheSplitTheyScored) {
+  TicketConfig c = config(1);
+  c.eval_split = "holdout";
+  const auto records = run_ticket(c, train_, test_);
+  EXPECT_NE(ticket_table(records, "holdout").find("ticket: holdout acc"), std::string::npos);
+  EXPECT_NE(pare::read_file(c.out_dir + "/results.md").find("ticket: holdout acc"), std::string::npos);
+  EXPECT_NE(ticket_table(records).find("ticket: test acc"), std::string::npos);
 }
 
 TEST_F(LotteryTest, LateRewindingStartsFromTheSnapshot) {
