@@ -46,17 +46,30 @@ double machine_busy_cpu_seconds(const std::string& proc_stat) {
   return busy / static_cast<double>(hz > 0 ? hz : 100);
 }
 
-std::string cpu_model_name(const std::string& cpuinfo) {
+namespace {
+
+// The value of the first "<field>\t: value" line of /proc/cpuinfo ("" when none).
+std::string cpuinfo_field(const std::string& cpuinfo, const std::string& field) {
   std::ifstream in(cpuinfo);
   for (std::string line; std::getline(in, line);) {
-    if (line.rfind("model name", 0) != 0) continue;
+    if (line.rfind(field, 0) != 0) continue;
     const size_t colon = line.find(':');
-    if (colon == std::string::npos) continue;
+    if (colon == std::string::npos || line.find_first_not_of(" \t", field.size()) != colon) continue;
     std::string v = line.substr(colon + 1);
     v.erase(0, v.find_first_not_of(" \t"));
     return v;
   }
   return "";
+}
+
+}  // namespace
+
+std::string cpu_model_name(const std::string& cpuinfo) { return cpuinfo_field(cpuinfo, "model name"); }
+
+int cpu_family(const std::string& cpuinfo) {
+  const std::string v = cpuinfo_field(cpuinfo, "cpu family");
+  if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || v.size() > 4) return -1;
+  return std::stoi(v);
 }
 
 EnergyMeter::EnergyMeter(std::string powercap_root, std::string proc_stat) : proc_stat_(std::move(proc_stat)) {

@@ -55,5 +55,8 @@ double machine_busy_cpu_seconds(const std::string& proc_stat = "/proc/stat");
 
 // The CPU's model name from /proc/cpuinfo ("" when unknown).
 std::string cpu_model_name(const std::string& cpuinfo = "/proc/cpuinfo");
+// Its "cpu family" (AMD: 23 Zen 1/2, 25 Zen 3/4, 26 Zen 5; Intel: 6), or -1.
+// A VM may name only "AMD EPYC"; the family still tells the generation.
+int cpu_family(const std::string& cpuinfo = "/proc/cpuinfo");
 
 }  // namespace pare

@@ -62,7 +62,10 @@ double grid_intensity_of(const std::string& region) {
   fail("--region ", region, ": not a region pare knows (", known, "); give --grid-intensity G in gCO2e/kWh instead");
 }
 
-CorePower core_power_model(const std::string& name) {
+CorePower core_power_model(const std::string& name, int family) {
+  // Zen 5 (cpu family 26): a VM often names only "AMD EPYC".
+  if (name.find("EPYC") != std::string::npos && family == 26)
+    return {500.0 / 128, "AMD EPYC 9755 (Zen 5, cpu family 26): 500 W TDP / 128 cores"};
   // Thermal design power / cores of one representative part per family
   // (vendors' spec sheets). A busy core-second is charged its share of TDP.
   struct Family {
@@ -102,7 +105,7 @@ Energy CostMeter::energy(double cpu_seconds) const {
     return e;
   }
   CorePower power = settings_.watts_per_core > 0 ? CorePower{settings_.watts_per_core, "--watts-per-core"}
-                                                 : core_power_model(cpu_model_name());
+                                                 : core_power_model(cpu_model_name(), cpu_family());
   e.joules = cpu_seconds * power.watts;
   e.measured = false;
   e.method = "estimated-cpu-time";

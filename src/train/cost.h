@@ -40,13 +40,14 @@ struct CostSettings {
 double grid_intensity_of(const std::string& region);
 
 // The power one busy core draws, for estimates: the CPU's thermal design
-// power divided by its cores, for the family its model name names, with the
-// part it was taken from.
+// power divided by its cores, for the family its model name names (and, for
+// AMD EPYC, the generation its cpu family gives; -1: unknown), with the part
+// it was taken from.
 struct CorePower {
   double watts = 0;
   std::string basis;
 };
-CorePower core_power_model(const std::string& cpu_model_name);
+CorePower core_power_model(const std::string& cpu_model_name, int cpu_family = -1);
 
 struct Energy {
   double joules = 0;

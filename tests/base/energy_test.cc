@@ -84,5 +84,14 @@ TEST_F(EnergyMeterTest, CpuModelNameFromCpuinfo) {
   EXPECT_EQ(cpu_model_name(path("missing")), "");
 }
 
+TEST_F(EnergyMeterTest, CpuFamilyFromCpuinfo) {
+  write("cpuinfo", "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n");
+  EXPECT_EQ(cpu_family(path("cpuinfo")), 26);
+  EXPECT_EQ(cpu_model_name(path("cpuinfo")), "AMD EPYC");
+  write("odd", "cpu family\t: twenty\n");
+  EXPECT_EQ(cpu_family(path("odd")), -1);
+  EXPECT_EQ(cpu_family(path("missing")), -1);
+}
+
 }  // namespace
 }  // namespace pare

@@ -148,6 +148,11 @@ TEST_F(CostTest, MeasuredFromRaplCountersWhenReadable) {
 
 TEST_F(CostTest, PowerModelNamesItsBasisAndSumsAddUp) {
   EXPECT_NEAR(core_power_model("AMD EPYC 7B13 64-Core Processor").watts, 280.0 / 64, 1e-12);
+  EXPECT_NEAR(core_power_model("AMD EPYC 7B13 64-Core Processor", 25).watts, 280.0 / 64, 1e-12);
+  const CorePower zen5 = core_power_model("AMD EPYC", 26);
+  EXPECT_NEAR(zen5.watts, 500.0 / 128, 1e-12);
+  EXPECT_NE(zen5.basis.find("Zen 5"), std::string::npos) << zen5.basis;
+  EXPECT_NEAR(core_power_model("AMD Ryzen 9 5950X", 26).watts, 105.0 / 16, 1e-12);  // the family alone is not EPYC
   EXPECT_NE(core_power_model("Intel(R) Xeon(R) Gold 6248").basis.find("Xeon"), std::string::npos);
   EXPECT_NE(core_power_model("Mystery CPU").basis.find("unknown"), std::string::npos);
   Cost a, b;
