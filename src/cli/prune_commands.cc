@@ -125,9 +125,22 @@ int PruneCommands::run_prune() {
   cfg.resume = true;  // an interrupted --train continues from its checkpoint
   cfg.validate();
   const std::string result_path = out + "/result.json";
+  const std::string settings = non_default_settings(prune_, {"--threads", "--json", "--quiet", "--overwrite"});
   if (file_exists(result_path)) {
     if (!overwrite_) {
-      std::cout << read_file(result_path);
+      const std::string found = read_file(result_path);
+      json stored;
+      try {
+        stored = json::parse(found);
+      } catch (const json::exception&) {
+        fail(result_path, ": not JSON; --overwrite redoes the run");
+      }
+      // A finished run is shown only when it is this one: the same flags.
+      if (!stored.contains("settings") || stored["settings"] != settings)
+        fail(out, " holds a pare prune run with other settings (see its result.json: ",
+             stored.contains("settings") ? stored["settings"].dump() : std::string("none recorded"),
+             "); choose another --out, or --overwrite to replace it");
+      std::cout << found;
       std::cerr << "pare: " << out << " holds this finished run (shown above); --overwrite redoes it" << std::endl;
       return 0;
     }
@@ -149,7 +162,7 @@ int PruneCommands::run_prune() {
   }
   const prune::SparsityReport before = prune::sparsity(*model);
   const Stopwatch prune_clock;
-  json result{{"command", "prune"}, {"settings", non_default_settings(prune_, {"--threads", "--json", "--quiet", "--overwrite"})},
+  json result{{"command", "prune"}, {"settings", settings},
               {"model", model->spec().name}, {"from", from_}};
   if (structured_) {
     const prune::UnitSelection units = prune::select_units_l1(*model, keep_);

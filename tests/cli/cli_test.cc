@@ -331,6 +331,10 @@ TEST_F(CliTest, PruneASavedModelThenEvalReportsItsSparsity) {
                       "--data", train, "--test", test, "--out", path("pruned")});
   ASSERT_EQ(again.code, 0) << again.err;
   EXPECT_NE(again.err.find("holds this finished run"), std::string::npos) << again.err;
+  // Other flags with the same --out are refused, not answered with the old run.
+  expect_one_line_error(run({"prune", "--from", path("dense/model.bin"), "--criterion", "magnitude", "--sparsity",
+                             "0.9", "--data", train, "--test", test, "--out", path("pruned")}),
+                        {"other settings", "--overwrite"});
 }
 
 // A pruned model compressed to .pare: smaller than model.bin, the pruned
