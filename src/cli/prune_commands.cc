@@ -129,12 +129,8 @@ int PruneCommands::run_prune() {
   if (file_exists(result_path)) {
     if (!overwrite_) {
       const std::string found = read_file(result_path);
-      json stored;
-      try {
-        stored = json::parse(found);
-      } catch (const json::exception&) {
-        fail(result_path, ": not JSON; --overwrite redoes the run");
-      }
+      const json stored = json::parse(found, nullptr, /*allow_exceptions=*/false);
+      if (stored.is_discarded()) fail(result_path, ": not JSON; --overwrite redoes the run");
       // A finished run is shown only when it is this one: the same flags.
       if (!stored.contains("settings") || stored["settings"] != settings)
         fail(out, " holds a pare prune run with other settings (see its result.json: ",
@@ -272,13 +268,13 @@ int PruneCommands::run_ticket() {
     if (json_)
       std::cout << json{{"event", "run"}, {"round", r.round}, {"kind", r.kind}, {"density", r.density},
                         {"test_accuracy", r.test_accuracy}, {"best_accuracy", r.best_accuracy},
-                        {"eval_split", eval_split_name(data_)}, {"flops", r.flops}, {"seconds", r.seconds},
+                        {"eval_split", cfg.eval_split}, {"flops", r.flops}, {"seconds", r.seconds},
                         {"skipped", r.skipped}}
                        .dump()
                 << std::endl;
     else if (!quiet_)
       std::cout << "round " << r.round << " " << r.kind << ": " << fmt("%.2f%%", 100 * r.density)
-                << " of weights, " << eval_split_name(data_) << " accuracy " << fmt("%.2f%%", 100 * r.test_accuracy) << " (best "
+                << " of weights, " << cfg.eval_split << " accuracy " << fmt("%.2f%%", 100 * r.test_accuracy) << " (best "
                 << fmt("%.2f%%", 100 * r.best_accuracy) << "), " << fmt("%.3g", r.flops) << " FLOPs, "
                 << fmt("%.1f s", r.seconds) << (r.skipped ? " [done before]" : "") << std::endl;
   };
@@ -347,14 +343,14 @@ int PruneCommands::run_ticket_seeds(experiments::TicketConfig ticket) {
         j.update({{"last_round", last->round},
                   {"density", last->density},
                   {"test_accuracy", last->test_accuracy},
-                  {"eval_split", eval_split_name(data_)}});
+                  {"eval_split", ticket.eval_split}});
       std::cout << j.dump() << std::endl;
     } else if (!quiet_) {
       std::cout << "seed " << s.seed << " (" << done << "/" << total
                 << (s.rank >= 0 ? ", rank " + std::to_string(s.rank) : "") << "): ";
       if (last)
         std::cout << "round " << last->round << " ticket " << fmt("%.2f%%", 100 * last->density)
-                  << " of weights, " << eval_split_name(data_) << " accuracy " << fmt("%.2f%%", 100 * last->test_accuracy);
+                  << " of weights, " << ticket.eval_split << " accuracy " << fmt("%.2f%%", 100 * last->test_accuracy);
       std::cout << (s.skipped ? " [done before]" : "") << std::endl;
     }
   };

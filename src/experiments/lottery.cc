@@ -49,44 +49,40 @@ std::string settings_dir_name(const std::string& prefix, const std::string& sett
 
 namespace {
 
-json recipe_json(const TicketConfig& c) {
+json settings_json(const TicketConfig& c) {
   const auto& t = c.train;
   json rates = json::object();
   for (const auto& [k, v] : c.layer_rates) rates[k] = v;
-  return {{"kind", "ticket"},
-          {"spec", json::parse(nn::model_spec_to_json(c.spec))},
-          {"rounds", c.rounds},
-          {"rate", c.rate},
-          {"output_rate", c.output_rate},
-          {"layer_rates", rates},
-          {"global", c.global},
-          {"rewind_step", c.rewind_step},
-          {"controls", c.controls},
-          {"control_seed", c.control_seed},
-          {"train",
-           {{"epochs", t.epochs},
-            {"batch", t.batch},
-            {"seed", t.seed},
-            {"optimizer",
-             {{"name", t.optimizer.name},
-              {"lr", t.optimizer.lr},
-              {"momentum", t.optimizer.momentum},
-              {"nesterov", t.optimizer.nesterov},
-              {"beta1", t.optimizer.beta1},
-              {"beta2", t.optimizer.beta2},
-              {"eps", t.optimizer.eps},
-              {"weight_decay", t.optimizer.weight_decay}}},
-            {"schedule",
-             {{"name", t.schedule.name},
-              {"warmup_steps", t.schedule.warmup_steps},
-              {"step_size", t.schedule.step_size},
-              {"gamma", t.schedule.gamma},
-              {"lr_min", t.schedule.lr_min}}},
-            {"max_steps", t.max_steps}}}};
-}
-
-json settings_json(const TicketConfig& c) {
-  json j = recipe_json(c);
+  json j{{"kind", "ticket"},
+         {"spec", json::parse(nn::model_spec_to_json(c.spec))},
+         {"rounds", c.rounds},
+         {"rate", c.rate},
+         {"output_rate", c.output_rate},
+         {"layer_rates", rates},
+         {"global", c.global},
+         {"rewind_step", c.rewind_step},
+         {"controls", c.controls},
+         {"control_seed", c.control_seed},
+         {"train",
+          {{"epochs", t.epochs},
+           {"batch", t.batch},
+           {"seed", t.seed},
+           {"optimizer",
+            {{"name", t.optimizer.name},
+             {"lr", t.optimizer.lr},
+             {"momentum", t.optimizer.momentum},
+             {"nesterov", t.optimizer.nesterov},
+             {"beta1", t.optimizer.beta1},
+             {"beta2", t.optimizer.beta2},
+             {"eps", t.optimizer.eps},
+             {"weight_decay", t.optimizer.weight_decay}}},
+           {"schedule",
+            {{"name", t.schedule.name},
+             {"warmup_steps", t.schedule.warmup_steps},
+             {"step_size", t.schedule.step_size},
+             {"gamma", t.schedule.gamma},
+             {"lr_min", t.schedule.lr_min}}},
+           {"max_steps", t.max_steps}}}};
   if (!c.data.is_null()) j["data"] = c.data;
   return j;
 }
@@ -283,20 +279,15 @@ std::vector<RunRecord> run_ticket(const TicketConfig& cfg, const data::Dataset& 
   cfg.validate();
   make_dirs(cfg.out_dir);
   const std::string settings_path = cfg.out_dir + "/settings.json";
-  std::string settings = settings_json(cfg).dump(2) + "\n";
+  json settings = settings_json(cfg);
   if (file_exists(settings_path)) {
-    const std::string found = read_file(settings_path);
-    json found_json;
-    try {
-      found_json = json::parse(found);
-    } catch (const json::exception&) {
-      fail(settings_path, ": not JSON; delete the directory or choose another --out");
-    }
-    if (!same_settings(found_json, json::parse(settings)))
+    const json found = json::parse(read_file(settings_path), nullptr, /*allow_exceptions=*/false);
+    if (found.is_discarded()) fail(settings_path, ": not JSON; delete the directory or choose another --out");
+    if (!same_settings(found, settings))
       fail(cfg.out_dir, " holds a ticket run with other settings (see its settings.json); choose another --out");
     settings = found;  // an older file without the data stays as it was
   } else {
-    write_file_atomic(settings_path, settings);
+    write_file_atomic(settings_path, settings.dump(2) + "\n");
   }
 
   const int total = (cfg.rounds + 1) + (cfg.controls ? 2 * cfg.rounds : 0);
@@ -313,7 +304,7 @@ std::vector<RunRecord> run_ticket(const TicketConfig& cfg, const data::Dataset& 
       lines += record_json(r).dump() + "\n";
     }
     write_file_atomic(cfg.out_dir + "/log.jsonl", lines);
-    write_file_atomic(cfg.out_dir + "/results.json", json{{"settings", json::parse(settings)}, {"runs", all}}.dump(2) + "\n");
+    write_file_atomic(cfg.out_dir + "/results.json", json{{"settings", settings}, {"runs", all}}.dump(2) + "\n");
     write_file_atomic(cfg.out_dir + "/results.md", ticket_table(records, cfg.eval_split));
   };
 

@@ -63,24 +63,27 @@ double grid_intensity_of(const std::string& region) {
 }
 
 CorePower core_power_model(const std::string& name, int family) {
-  // Zen 5 (cpu family 26): a VM often names only "AMD EPYC".
-  if (name.find("EPYC") != std::string::npos && family == 26)
-    return {500.0 / 128, "AMD EPYC 9755 (Zen 5, cpu family 26): 500 W TDP / 128 cores"};
   // Thermal design power / cores of one representative part per family
-  // (vendors' spec sheets). A busy core-second is charged its share of TDP.
+  // (vendors' spec sheets), the first entry whose name matches and whose cpu
+  // family, when it gives one, is the CPU's (a VM often names only "AMD
+  // EPYC"; the family still tells the generation). A busy core-second is
+  // charged its share of TDP.
   struct Family {
     const char* match;
+    int cpu_family;  // -1: any
     double watts;
     const char* basis;
   };
   static const Family families[] = {
-      {"EPYC", 280.0 / 64, "AMD EPYC 7763: 280 W TDP / 64 cores"},
-      {"Xeon", 270.0 / 40, "Intel Xeon Platinum 8380: 270 W TDP / 40 cores"},
-      {"Ryzen", 105.0 / 16, "AMD Ryzen 9 5950X: 105 W TDP / 16 cores"},
-      {"Core", 125.0 / 12, "Intel Core i7-12700K: 125 W base power / 12 cores"},
+      {"EPYC", 26, 500.0 / 128, "AMD EPYC 9755 (Zen 5, cpu family 26): 500 W TDP / 128 cores"},
+      {"EPYC", -1, 280.0 / 64, "AMD EPYC 7763: 280 W TDP / 64 cores"},
+      {"Xeon", -1, 270.0 / 40, "Intel Xeon Platinum 8380: 270 W TDP / 40 cores"},
+      {"Ryzen", -1, 105.0 / 16, "AMD Ryzen 9 5950X: 105 W TDP / 16 cores"},
+      {"Core", -1, 125.0 / 12, "Intel Core i7-12700K: 125 W base power / 12 cores"},
   };
   for (const Family& f : families)
-    if (name.find(f.match) != std::string::npos) return {f.watts, f.basis};
+    if (name.find(f.match) != std::string::npos && (f.cpu_family < 0 || f.cpu_family == family))
+      return {f.watts, f.basis};
   return {125.0 / 12, std::string("unknown CPU (\"") + name + "\"): a desktop part, Intel Core i7-12700K: 125 W / 12 cores"};
 }
 

@@ -404,12 +404,11 @@ TEST_F(SparseDispatchTest, FirstLayerHasItsOwnTrainingCrossover) {
   const std::string file_path = path("cache") + "/sparse_crossover.json";
   const std::string prefix = learn_key_prefix(file_path);
   ASSERT_FALSE(prefix.empty());
-  auto at = [&](const std::string& suffix) { return prefix + suffix; };
   json file = json::parse(read_file(file_path));
-  file[at("300x784 batch 8 train, no input gradient")] = 0.9;
-  file[at("300x784 batch 8 train")] = 0.1;
-  file[at("100x300 batch 8 train, no input gradient")] = 0.9;
-  file[at("100x300 batch 8 train")] = 0.1;
+  file[prefix + "300x784 batch 8 train, no input gradient"] = 0.9;
+  file[prefix + "300x784 batch 8 train"] = 0.1;
+  file[prefix + "100x300 batch 8 train, no input gradient"] = 0.9;
+  file[prefix + "100x300 batch 8 train"] = 0.1;
   write_file_atomic(file_path, file.dump());
   auto model = Model::build(preset("lenet300"), 1);
   auto w = weights(*model);
