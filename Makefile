@@ -132,6 +132,12 @@ demo: build
 	  --calibrate --data fashion-mnist
 	$(BUILD)/pare eval $(DEMO_DIR)/pruned90_int8.pare --data fashion-mnist --program
 	$(BUILD)/pare export $(DEMO_DIR)/pruned90_int8.pare --target c -o $(DEMO_DIR)/c --device-cost
+	@echo "a variant tuned to classes 3 and 4 with LoRA, kept as a delta of its rank-1 factors (docs/compression.md):"
+	$(BUILD)/pare train --from $(DEMO_DIR)/pruned90/model.bin --data fashion-mnist --train-classes 3,4 \
+	  --epochs 1 --batch 60 --optimizer adam --lr 1e-3 --lora-rank 1 --out $(DEMO_DIR)/variant34 --overwrite --quiet
+	$(BUILD)/pare delta $(DEMO_DIR)/pruned90/model.bin $(DEMO_DIR)/variant34/model.bin -o $(DEMO_DIR)/variant34.pdelta
+	$(BUILD)/pare apply $(DEMO_DIR)/pruned90/model.bin $(DEMO_DIR)/variant34.pdelta -o $(DEMO_DIR)/variant34_rebuilt.bin
+	$(BUILD)/pare eval $(DEMO_DIR)/variant34_rebuilt.bin --data fashion-mnist --test-classes 3,4
 	$(BUILD)/pare cost $(DEMO_DIR)/dense $(DEMO_DIR)/pruned90
 	$(BUILD)/pare eval $(DEMO_DIR)/pruned90.pare --data fashion-mnist --json >$(DEMO_DIR)/pruned90.pare.eval.json
 	$(BUILD)/pare eval $(DEMO_DIR)/pruned90_int8.pare --data fashion-mnist --program --json \

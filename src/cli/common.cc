@@ -47,6 +47,7 @@ data::TrainTest load_data(const DataOptions& o, uint64_t seed, nn::ModelSpec* sp
   data::TrainTest tt = load_raw_data(o, seed);
   if (o.holdout != 0) tt = data::split_last(tt.train, o.holdout);  // before the statistics
   if (!o.train_classes.empty()) tt.train = data::select_classes(tt.train, o.train_classes);
+  if (!o.test_classes.empty()) tt.test = data::select_classes(tt.test, o.test_classes);
   if (o.normalize) {
     if (!spec) fail("--normalize applies to training; a saved model applies its own statistics");
     data::Normalization n = data::standardize(tt);
@@ -75,6 +76,9 @@ void add_data_options(CLI::App* cmd, DataOptions& o) {
   cmd->add_flag("--normalize", o.normalize, "standardise inputs with the training split's mean and std");
   cmd->add_option("--train-classes", o.train_classes,
                   "train only on these classes, e.g. 3,4 (the test split keeps every class)")
+      ->delimiter(',');
+  cmd->add_option("--test-classes", o.test_classes,
+                  "evaluate only on these classes of the test split (or of the --holdout samples), e.g. 3,4")
       ->delimiter(',');
   cmd->add_option("--holdout", o.holdout,
                   "hold out the last N training samples and evaluate on them instead of the "
@@ -191,7 +195,7 @@ void print_sparsity(const prune::SparsityReport& r) {
 const char* eval_split_name(const DataOptions& o) { return o.holdout != 0 ? "holdout" : "test"; }
 
 nlohmann::json data_options_json(const DataOptions& o) {
-  return {{"data", o.data},
+  nlohmann::json j = {{"data", o.data},
           {"labels", o.labels},
           {"test", o.test},
           {"test_labels", o.test_labels},
@@ -204,6 +208,10 @@ nlohmann::json data_options_json(const DataOptions& o) {
           {"normalize", o.normalize},
           {"train_classes", o.train_classes},
           {"holdout", o.holdout}};
+  // Only when given, so that run directories made before the flag existed
+  // keep their settings.
+  if (!o.test_classes.empty()) j["test_classes"] = o.test_classes;
+  return j;
 }
 
 train::Observer epoch_printer(Progress& progress, int64_t epochs, bool as_json, bool quiet, bool binary,

@@ -28,6 +28,7 @@ struct DataOptions {
   float density = -1;                  // life: fixed density; <0 = uniform per board
   bool normalize = false;              // standardise inputs with the training split's mean/std
   std::vector<int> train_classes;      // keep only these classes in the training split (empty: all)
+  std::vector<int> test_classes;       // evaluate only on these classes of the test split (empty: all)
   int64_t holdout = 0;                 // evaluate on the last N training samples instead of the test split
 };
 

@@ -23,6 +23,7 @@
 #include "pare/data/batcher.h"
 #include "pare/io/pare_model.h"
 #include "pare/train/codebook_finetune.h"
+#include "pare/train/lora.h"
 #include "pare/train/qat.h"
 #include "pare/train/trainer.h"
 
@@ -181,7 +182,7 @@ FormatCommands::FormatCommands(CLI::App& app) {
   delta_->add_option("base", base_, "the base model (model.bin or .pare)")->required();
   delta_->add_option("tuned", tuned_, "the fine-tuned variant (same spec)")->required();
   delta_->add_option("-o,--out", out_, "the delta file to write (.pdelta)")->required();
-  delta_->add_flag("--int8", int8_, "the differences as int8 per output channel (apply is then within half a step)");
+  delta_->add_flag("--int8", int8_, "the differences as int8 per output channel (apply is then within half a step); a LoRA-tuned model's factors as int8 per rank component");
   delta_->add_flag("--json", json_, "print JSON");
   apply_ = app.add_subcommand("apply", "rebuild a variant from its base and a delta");
   apply_->add_option("base", base_, "the base model the delta was made against")->required();
@@ -633,18 +634,34 @@ int FormatCommands::run_import() {
 int FormatCommands::run_delta() {
   auto base = load_any_model(base_);
   auto tuned = load_any_model(tuned_);
-  format::File f = io::make_delta(*base, *tuned, int8_);
+  // A model tuned with --lora-rank carries its factors: the delta keeps them
+  // (f32, exact; with --int8 as s8 with one scale per rank component).
+  const train::SavedLora lora = io::is_pare_path(tuned_) ? train::SavedLora{} : train::read_lora(tuned_);
+  const bool low_rank = !lora.factors.empty();
+  format::File f = low_rank ? io::make_lowrank_delta(*base, *tuned, lora.factors, lora.scale, int8_)
+                            : io::make_delta(*base, *tuned, int8_);
   const std::string bytes = format::encode(f);
   write_file_atomic(out_, bytes);
-  int64_t changed = 0, total = 0;
-  for (const format::Tensor& t : f.tensors)
-    if (!io::is_mask_tensor(t.name)) changed += t.present_count();
+  int64_t changed = 0, total = 0, factor_values = 0;
+  for (const format::Tensor& t : f.tensors) {
+    if (t.name.ends_with(".lora_a") || t.name.ends_with(".lora_b"))
+      factor_values += t.present_count();
+    else if (!io::is_mask_tensor(t.name))
+      changed += t.present_count();
+  }
   for (const nn::Parameter* p : base->parameters()) total += p->numel();
-  if (json_)
-    std::cout << json{{"bytes", bytes.size()}, {"changed", changed}, {"parameters", total}}.dump() << std::endl;
-  else
+  if (json_) {
+    json j{{"bytes", bytes.size()}, {"changed", changed}, {"parameters", total}};
+    if (low_rank) j["lora"] = {{"rank", lora.rank}, {"weights", lora.factors.size()}, {"factor_values", factor_values}};
+    std::cout << j.dump() << std::endl;
+  } else if (low_rank) {
+    std::cout << "wrote " << out_ << ": " << bytes.size() << " bytes, LoRA factors of rank " << lora.rank << " for "
+              << lora.factors.size() << " weights (" << factor_values << " values), " << changed << " other of "
+              << total << " parameters changed\n";
+  } else {
     std::cout << "wrote " << out_ << ": " << bytes.size() << " bytes, " << changed << " of " << total
               << " parameters changed\n";
+  }
   return 0;
 }
 

@@ -136,6 +136,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   t->add_option("--update-batches", cfg.update_batches, "batches that choose the --update-fraction weights")
       ->capture_default_str();
+  t->add_option("--lora-rank", cfg.lora.rank,
+                "LoRA: train each weight as W0 + (alpha/rank) B A with rank-r factors only (biases frozen); `pare delta` then keeps the factors (0: off)")
+      ->capture_default_str();
+  t->add_option("--lora-alpha", cfg.lora.alpha, "LoRA's alpha: the update is scaled by alpha/rank (0: alpha = rank)")
+      ->capture_default_str();
   add_data_options(t, dopt);
   cli::add_recipe_options(t, cfg);
   cli::add_sparse_training_options(t, cfg.sparse);

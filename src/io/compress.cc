@@ -110,6 +110,28 @@ void quantize_s8_per_channel(format::Tensor& t) {
   std::memcpy(t.values.data(), q.data(), static_cast<size_t>(n));
 }
 
+void quantize_s8_per_column(format::Tensor& t) {
+  PARE_CHECK(t.dtype == format::DType::f32, t.name, ": int8 quantization needs f32 values");
+  if (t.dims.size() != 2) fail(t.name, ": int8 per column needs a 2-D tensor");
+  const int64_t rows = t.dims[0], cols = t.dims[1], n = t.numel();
+  // Columns become rows of a transposed copy, quantized per row.
+  std::vector<float> wt(static_cast<size_t>(n));
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      wt[static_cast<size_t>(j * rows + i)] = present_at(t, i * cols + j) ? f32_at(t, i * cols + j) : 0.0f;
+  std::vector<int8_t> qt(static_cast<size_t>(n));
+  std::vector<float> scales(static_cast<size_t>(cols));
+  kernels::quantize_weights_per_channel_s8(cols, rows, qt.data(), scales.data(), wt.data());
+  t.dtype = format::DType::s8;
+  t.quant.kind = format::QuantKind::channel;
+  t.quant.axis = 1;
+  t.quant.scales = scales;
+  t.values.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      t.values[static_cast<size_t>(i * cols + j)] = static_cast<uint8_t>(qt[static_cast<size_t>(j * rows + i)]);
+}
+
 double max_abs_error(const format::Tensor& original, const format::Tensor& transformed) {
   double e = 0;
   for (int64_t i = 0; i < original.numel(); ++i)

@@ -21,6 +21,9 @@ void share_weights(format::Tensor& t, int bits);
 // slice's present values, q = round half to even (w / scale) in [-127, 127]
 // (kernels/quant.h). REQUIRES: t.dtype f32.
 void quantize_s8_per_channel(format::Tensor& t);
+// The same per column of a 2-D tensor (axis 1: one scale per column), for a
+// tall matrix of few columns such as LoRA's B factor (out, rank).
+void quantize_s8_per_column(format::Tensor& t);
 
 // The largest |real - original| over present values after a transform, for
 // reporting (original: the f32 tensor before it).

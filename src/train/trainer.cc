@@ -54,6 +54,12 @@ void TrainConfig::validate() const {
   if (update_fraction > 0 && update_batches < 1) fail("--update-batches must be at least 1");
   if (update_fraction > 0 && sparse.enabled())
     fail("--update-fraction fine-tunes a fixed set of weights; it does not combine with --sparse-training");
+  lora.validate();
+  if (!lora.enabled() && lora.alpha > 0) fail("--lora-alpha applies to LoRA fine-tuning: give --lora-rank too");
+  if (lora.enabled() && update_fraction > 0)
+    fail("--lora-rank and --update-fraction are two ways to fine-tune; choose one");
+  if (lora.enabled() && sparse.enabled())
+    fail("--lora-rank fine-tunes the weights' low-rank update; it does not combine with --sparse-training");
   optim::validate(optimizer);
   optim::validate(schedule);
 }
@@ -364,7 +370,14 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   const Stopwatch ledger_start;
   const CostMeter meter(cfg.cost);  // validates the settings before any work
   ledger_seconds += ledger_start.seconds();
-  auto opt = optim::make_optimizer(cfg.optimizer, model.parameters());
+  // LoRA: the optimizer moves the factors only; W0 is the weights as given
+  // (a resumed run reads its W0 and factors from the checkpoint below).
+  std::unique_ptr<LoraTraining> lora;
+  if (cfg.lora.enabled()) {
+    if (cfg.comm && cfg.comm->size() > 1) fail("--lora-rank runs in one process (not under mpirun with several ranks)");
+    lora = std::make_unique<LoraTraining>(model, cfg.lora, cfg.seed);
+  }
+  auto opt = optim::make_optimizer(cfg.optimizer, lora ? lora->parameters() : model.parameters());
   data::Batcher batcher(train, cfg.batch, /*shuffle=*/true);
   const int64_t batches = batcher.batches_per_epoch();
 
@@ -418,6 +431,23 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
       fail(resume_path, ": the checkpoint is for a different model (", meta.value("model", std::string("?")),
            "); use a fresh --out directory");
     take_params(a, model, /*with_initial=*/true, resume_path);
+    // A LoRA run resumes as the same LoRA run, and only a LoRA run resumes it
+    // (its weights are the merged ones; without the factors it would go on
+    // as full fine-tuning).
+    const json saved_lora = meta.value("lora", json(nullptr));
+    const json this_lora = lora ? json::parse(lora->meta_json()) : json(nullptr);
+    if (saved_lora != this_lora)
+      fail(resume_path, ": the checkpoint was written ",
+           saved_lora.is_null() ? std::string("without --lora-rank")
+                                : strf("with --lora-rank %lld --lora-alpha %g",
+                                       static_cast<long long>(saved_lora.value("rank", int64_t{0})),
+                                       saved_lora.value("alpha", 0.0)),
+           ", this run has ",
+           lora ? strf("--lora-rank %lld --lora-alpha %g", static_cast<long long>(cfg.lora.rank),
+                       this_lora.value("alpha", 0.0))
+                : std::string("none"),
+           "; resume with the same settings or use a fresh --out directory");
+    if (lora) lora->take_checkpoint(a, resume_path);
     for (auto& [name, t] : opt->state()) take_tensor(a, "opt/" + name, *t, resume_path);
     step = meta.at("step").get<int64_t>();
     opt->set_steps(meta.at("optimizer_steps").get<int64_t>());
@@ -482,6 +512,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
              {"parallel", parallel_mode_name(runner.mode())},
              {"blas", kernels::blas_description()},
              {"sparsity", prune::sparsity(model).sparsity()},
+             {"lora", lora ? json::parse(lora->meta_json()) : json(nullptr)},
              {"sparse_training",
               cfg.sparse.enabled() ? json{{"method", cfg.sparse.method},
                                           {"sparsity", cfg.sparse.sparsity},
@@ -520,11 +551,13 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
               {"stopped_because", result.stopped_because},
               {"lr_scale", lr_scale},
               {"rollbacks", rollbacks},
+              {"lora", lora ? json::parse(lora->meta_json()) : json(nullptr)},
               {"log", log.lines()}};
     a.meta_json = meta.dump();
     nn::sync_sparse_to_dense(model);
     put_params(a, model, /*with_initial=*/true);
     for (auto& [name, t] : opt->state()) a.tensors.emplace_back("opt/" + name, *t);
+    if (lora) lora->put_checkpoint(a);
     for (size_t i = 0; i < update_masks.size(); ++i) {
       if (!update_masks[i].defined()) continue;
       a.tensors.emplace_back("update/" + model.parameters()[i]->name, update_masks[i]);
@@ -552,7 +585,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   // Sparse fine-tuning restores frozen weights in the dense blob after each
   // step, so its layers run dense.
   const nn::SparseMode sparse_mode =
-      cfg.update_fraction > 0 ? nn::SparseMode::off : nn::parse_sparse_mode(cfg.sparse_kernels);
+      cfg.update_fraction > 0 || lora ? nn::SparseMode::off : nn::parse_sparse_mode(cfg.sparse_kernels);
   struct ClearSparse {
     nn::Model& model;
     ~ClearSparse() { nn::clear_sparse(model); }
@@ -695,6 +728,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   };
   struct GoodState {
     Tensor values;
+    Tensor lora_values;  // the LoRA factors
     std::vector<Tensor> masks;
     std::vector<Tensor> optimizer;
     int64_t step = 0, epoch = 0, batch = 0, optimizer_steps = 0, epochs_without_improvement = 0;
@@ -708,6 +742,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     nn::sync_sparse_to_dense(model);
     GoodState g;
     g.values = model.store().values().clone();
+    if (lora) g.lora_values = lora->values().clone();
     for (nn::Parameter* p : model.parameters()) g.masks.push_back(p->mask.defined() ? p->mask.clone() : Tensor());
     for (auto& [name, t] : opt->state()) g.optimizer.push_back(t->clone());
     g.step = step;
@@ -728,6 +763,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     const GoodState& g = *good;
     nn::clear_sparse(model);
     model.store().values().copy_from(g.values);
+    if (lora) lora->values().copy_from(g.lora_values);
     for (size_t i = 0; i < g.masks.size(); ++i)
       model.parameters()[i]->mask = g.masks[i].defined() ? g.masks[i].clone() : Tensor();
     const auto state = opt->state();
@@ -841,7 +877,13 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
           }
           const float lr = static_cast<float>(optim::scheduled_lr(cfg.schedule, cfg.optimizer.lr, step) * lr_scale);
           if (apply_update) {
+            if (lora) {
+              lora->backward();
+              flops += lora->step_flops();  // the factors' gradients and the merge
+              executed_flops += lora->step_flops();
+            }
             opt->step(lr);
+            if (lora) lora->merge();
             restore_frozen();
             if (observer.after_update) observer.after_update(step, lr);
           }
@@ -978,8 +1020,15 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   }
   result.cost.ledger_seconds = ledger_seconds + price_start.seconds();
   if (!cfg.out_dir.empty() && lead) {
-    save_model(model, cfg.out_dir + "/model.bin",
-               json{{"test_accuracy", result.final_test.accuracy}, {"steps", step}}.dump());
+    json info{{"test_accuracy", result.final_test.accuracy}, {"steps", step}};
+    std::vector<std::pair<std::string, Tensor>> factors;
+    if (lora) {
+      info["lora"] = json::parse(lora->meta_json());
+      Archive fa;
+      lora->put_model(fa);
+      factors = std::move(fa.tensors);
+    }
+    save_model(model, cfg.out_dir + "/model.bin", info.dump(), factors);
     log.add({{"event", "end"},
              {"steps", step},
              {"stopped_because", result.stopped_because},
@@ -1031,7 +1080,8 @@ RunLogSummary summarize_run_log(const std::string& path) {
   return r;
 }
 
-void save_model(const nn::Model& model, const std::string& path, const std::string& meta_json) {
+void save_model(const nn::Model& model, const std::string& path, const std::string& meta_json,
+                const std::vector<std::pair<std::string, Tensor>>& extra) {
   Archive a;
   a.meta_json = json{{"kind", "model"},
                      {"model", model.spec().name},
@@ -1039,6 +1089,7 @@ void save_model(const nn::Model& model, const std::string& path, const std::stri
                      {"info", json::parse(meta_json)}}
                     .dump();
   put_params(a, model, /*with_initial=*/false);
+  for (const auto& [name, t] : extra) a.tensors.emplace_back(name, t);
   write_archive(path, a);
 }
 

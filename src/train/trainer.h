@@ -23,6 +23,7 @@
 #include "pare/optim/optimizer.h"
 #include "pare/prune/sparse_training.h"
 #include "pare/train/cost.h"
+#include "pare/train/lora.h"
 
 namespace pare::train {
 
@@ -55,6 +56,11 @@ struct TrainConfig {
   // its starting value exactly. Biases train. Layers run dense meanwhile.
   double update_fraction = 0;
   int64_t update_batches = 10;
+  // LoRA fine-tuning (train/lora.h): every weight trains as W0 + scale B A
+  // with only the rank-r factors A and B updated (biases frozen); the saved
+  // model holds the merged weights and the factors, so `pare delta` keeps the
+  // variant as the factors. Layers run dense meanwhile.
+  LoraConfig lora;
   // When > 0, the weights after this many steps are saved to
   // out_dir/weights_step<k>.bin (the rewind point of IMP with late rewinding).
   int64_t snapshot_step = 0;
@@ -164,7 +170,10 @@ struct RunLogSummary {
 RunLogSummary summarize_run_log(const std::string& path);
 
 // Saves the model (spec + weights + masks) to a file that load_model reads.
-void save_model(const nn::Model& model, const std::string& path, const std::string& meta_json = "{}");
+// `extra`: further named tensors (a LoRA run's factors), which load_model
+// ignores.
+void save_model(const nn::Model& model, const std::string& path, const std::string& meta_json = "{}",
+                const std::vector<std::pair<std::string, Tensor>>& extra = {});
 std::unique_ptr<nn::Model> load_model(const std::string& path);
 
 }  // namespace pare::train
