@@ -180,16 +180,14 @@ ActivationGrids grids_from_json(const json& activations, const std::string& sour
       fail(source, ": META: the activation grid of ", name, " has a min or max that is not a number");
     // The zero point checked as read, before it narrows (4294967296 is not 0).
     const json& zp = g["zero_point"];
-    const bool zp_fits = is_whole_number(zp, 0, 255);
     ActivationGrid grid;
     grid.scale = g["scale"].get<float>();
-    grid.zero_point = zp_fits ? zp.get<int32_t>() : -1;
-    grid.min = g.value("min", 0.0f);
-    grid.max = g.value("max", 0.0f);
-    if (!(grid.scale > 0 && std::isfinite(grid.scale)) || grid.zero_point < 0 ||
-        grid.zero_point > 255)
+    if (!(grid.scale > 0 && std::isfinite(grid.scale)) || !is_whole_number(zp, 0, 255))
       fail(source, ": META: the activation grid of ", name,
            " is not a u8 grid (scale > 0, zero point 0..255)");
+    grid.zero_point = zp.get<int32_t>();
+    grid.min = g.value("min", 0.0f);
+    grid.max = g.value("max", 0.0f);
     out[name] = grid;
   }
   return out;
