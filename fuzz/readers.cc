@@ -2,7 +2,6 @@
 #include "readers.h"
 
 #include <unistd.h>
-#include <zlib.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -12,6 +11,7 @@
 #include <memory>
 #include <regex>
 
+#include "pare/base/bytes.h"
 #include "pare/base/error.h"
 #include "pare/base/read_limit.h"
 #include "pare/data/csv.h"
@@ -73,23 +73,6 @@ std::string scratch_run_dir(const std::string& name) {
 }
 
 bool is_gzip(std::string_view b) { return b.size() >= 2 && b[0] == '\x1f' && b[1] == '\x8b'; }
-
-// ---- little-endian fields -----------------------------------------------------
-
-uint32_t crc32_of(std::string_view b) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  return static_cast<uint32_t>(crc32(crc, reinterpret_cast<const Bytef*>(b.data()), static_cast<uInt>(b.size())));
-}
-template <typename T>
-T get_le(const std::string& b, size_t at) {
-  T v;
-  std::memcpy(&v, b.data() + at, sizeof(T));
-  return v;
-}
-template <typename T>
-void put_le(std::string& b, size_t at, T v) {
-  std::memcpy(b.data() + at, &v, sizeof(T));
-}
 
 // ---- the feed functions ---------------------------------------------------------
 
@@ -298,7 +281,7 @@ std::string fix_pare_checksums(std::string_view bytes) {
   std::string b(bytes);
   constexpr size_t kHeader = 32, kEntry = 32;
   if (b.size() < kHeader) return b;
-  const uint32_t count = get_le<uint32_t>(b, 16);
+  const uint32_t count = load_le<uint32_t>(b, 16);
   if (count > 64 || kHeader + kEntry * count > b.size()) return b;
   struct Section {
     uint32_t kind;
@@ -308,7 +291,7 @@ std::string fix_pare_checksums(std::string_view bytes) {
   std::vector<Section> sections;
   for (uint32_t i = 0; i < count; ++i) {
     const size_t e = kHeader + kEntry * i;
-    sections.push_back({get_le<uint32_t>(b, e), get_le<uint64_t>(b, e + 8), get_le<uint64_t>(b, e + 16), e});
+    sections.push_back({load_le<uint32_t>(b, e), load_le<uint64_t>(b, e + 8), load_le<uint64_t>(b, e + 16), e});
   }
   auto inside = [&](uint64_t off, uint64_t len) { return off <= b.size() && len <= b.size() - off; };
   auto find = [&](const char* kind) -> const Section* {
@@ -325,11 +308,11 @@ std::string fix_pare_checksums(std::string_view bytes) {
     size_t at = table->offset;
     const size_t end = table->offset + table->length;
     auto need = [&](size_t n) { return n <= end - at; };
-    uint32_t tensors = need(4) ? get_le<uint32_t>(b, at) : 0;
+    uint32_t tensors = need(4) ? load_le<uint32_t>(b, at) : 0;
     at += need(4) ? 4 : 0;
     for (uint32_t t = 0; t < tensors && t < 65536; ++t) {
       if (!need(2)) break;
-      const uint16_t name = get_le<uint16_t>(b, at);
+      const uint16_t name = load_le<uint16_t>(b, at);
       at += 2;
       if (!need(name + 2u)) break;
       at += name;
@@ -337,7 +320,7 @@ std::string fix_pare_checksums(std::string_view bytes) {
       at += 2;
       if (ndim > 6 || !need(8u * ndim + 3u)) break;
       std::vector<uint64_t> dims;
-      for (uint8_t d = 0; d < ndim; ++d, at += 8) dims.push_back(get_le<uint64_t>(b, at));
+      for (uint8_t d = 0; d < ndim; ++d, at += 8) dims.push_back(load_le<uint64_t>(b, at));
       at += 2;  // encoding, compression
       const uint8_t quant = static_cast<uint8_t>(b[at++]);
       if (quant == 1) {
@@ -357,24 +340,24 @@ std::string fix_pare_checksums(std::string_view bytes) {
         break;
       }
       if (!need(28)) break;
-      const uint64_t offset = get_le<uint64_t>(b, at), stored = get_le<uint64_t>(b, at + 8);
+      const uint64_t offset = load_le<uint64_t>(b, at), stored = load_le<uint64_t>(b, at + 8);
       if (offset <= data->length && stored <= data->length - offset)
-        put_le<uint32_t>(b, at + 24, crc32_of(std::string_view(b).substr(data->offset + offset, stored)));
+        store_le<uint32_t>(b, at + 24, crc32_of(std::string_view(b).substr(data->offset + offset, stored)));
       at += 28;
     }
   }
   // Each section's CRC, then the directory's (which covers them).
   for (const Section& s : sections)
     if (inside(s.offset, s.length))
-      put_le<uint32_t>(b, s.entry + 24, crc32_of(std::string_view(b).substr(s.offset, s.length)));
+      store_le<uint32_t>(b, s.entry + 24, crc32_of(std::string_view(b).substr(s.offset, s.length)));
   std::string dir = b.substr(0, 20) + b.substr(kHeader, kEntry * count);
-  put_le<uint32_t>(b, 20, crc32_of(dir));
+  store_le<uint32_t>(b, 20, crc32_of(dir));
   return b;
 }
 
 std::string fix_archive_checksum(std::string_view bytes) {
   std::string b(bytes);
-  if (b.size() >= 24) put_le<uint32_t>(b, b.size() - 4, crc32_of(std::string_view(b).substr(0, b.size() - 4)));
+  if (b.size() >= 24) store_le<uint32_t>(b, b.size() - 4, crc32_of(std::string_view(b).substr(0, b.size() - 4)));
   return b;
 }
 

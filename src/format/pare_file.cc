@@ -1,7 +1,6 @@
 // The .pare writer and checking reader (docs/format.md).
 #include "pare/format/pare_file.h"
 
-#include <zlib.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -13,13 +12,12 @@
 #include <optional>
 #include <set>
 
+#include "pare/base/bytes.h"
 #include "pare/base/error.h"
 #include "pare/base/file.h"
 #include "pare/base/read_limit.h"
 
 namespace pare::format {
-
-static_assert(std::endian::native == std::endian::little, "the .pare writer assumes a little-endian host");
 
 namespace {
 
@@ -46,24 +44,6 @@ std::string kind_name(uint32_t kind) {
   return s;
 }
 
-uint32_t crc32_of(const void* p, size_t n) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  const auto* b = static_cast<const Bytef*>(p);
-  while (n > 0) {
-    const uInt chunk = static_cast<uInt>(std::min<size_t>(n, 1u << 30));
-    crc = crc32(crc, b, chunk);
-    b += chunk;
-    n -= chunk;
-  }
-  return static_cast<uint32_t>(crc);
-}
-
-template <typename T>
-void put(std::string& out, T v) {
-  char b[sizeof(T)];
-  std::memcpy(b, &v, sizeof(T));
-  out.append(b, sizeof(T));
-}
 void put_varint(std::string& out, uint32_t v) {
   while (v >= 0x80) {
     out.push_back(static_cast<char>((v & 0x7F) | 0x80));
@@ -264,7 +244,7 @@ std::string encode_csr(const Tensor& t, const std::vector<int64_t>& pos) {
     return {};
   const int64_t rows = t.dims[0], cols = t.numel() / rows;
   std::string out;
-  put<uint32_t>(out, static_cast<uint32_t>(pos.size()));
+  append_le<uint32_t>(out, static_cast<uint32_t>(pos.size()));
   std::vector<uint32_t> count(static_cast<size_t>(rows), 0);
   for (int64_t i : pos) ++count[static_cast<size_t>(i / cols)];
   for (uint32_t c : count) put_varint(out, c);
@@ -336,20 +316,20 @@ void check_tensor_for_writing(const Tensor& t, size_t index) {
 }
 
 void put_quantization(std::string& out, const Quantization& q) {
-  put<uint8_t>(out, static_cast<uint8_t>(q.kind));
+  append_le<uint8_t>(out, static_cast<uint8_t>(q.kind));
   switch (q.kind) {
     case QuantKind::none: break;
     case QuantKind::affine:
-      put<float>(out, q.scale);
-      put<int32_t>(out, q.zero_point);
+      append_le<float>(out, q.scale);
+      append_le<int32_t>(out, q.zero_point);
       break;
     case QuantKind::channel:
-      put<uint8_t>(out, q.axis);
-      for (float s : q.scales) put<float>(out, s);
+      append_le<uint8_t>(out, q.axis);
+      for (float s : q.scales) append_le<float>(out, s);
       break;
     case QuantKind::codebook:
-      put<uint8_t>(out, q.bits);
-      for (float c : q.centroids) put<float>(out, c);
+      append_le<uint8_t>(out, q.bits);
+      for (float c : q.centroids) append_le<float>(out, c);
       break;
   }
 }
@@ -415,7 +395,7 @@ std::string encode(File& file, const WriteOptions& options) {
   if (!file.meta_json.empty()) check_json(file.meta_json, ".pare: META");
   std::set<std::string> names;
   std::string table, data;
-  put<uint32_t>(table, static_cast<uint32_t>(file.tensors.size()));
+  append_le<uint32_t>(table, static_cast<uint32_t>(file.tensors.size()));
   for (size_t index = 0; index < file.tensors.size(); ++index) {
     Tensor& t = file.tensors[index];
     check_tensor_for_writing(t, index);
@@ -459,18 +439,18 @@ std::string encode(File& file, const WriteOptions& options) {
     const uint64_t offset = data.size();
     data += stored;
 
-    put<uint16_t>(table, static_cast<uint16_t>(t.name.size()));
+    append_le<uint16_t>(table, static_cast<uint16_t>(t.name.size()));
     table += t.name;
-    put<uint8_t>(table, static_cast<uint8_t>(t.dtype));
-    put<uint8_t>(table, static_cast<uint8_t>(t.dims.size()));
-    for (int64_t d : t.dims) put<uint64_t>(table, static_cast<uint64_t>(d));
-    put<uint8_t>(table, static_cast<uint8_t>(chosen));
-    put<uint8_t>(table, t.zstd ? 1 : 0);
+    append_le<uint8_t>(table, static_cast<uint8_t>(t.dtype));
+    append_le<uint8_t>(table, static_cast<uint8_t>(t.dims.size()));
+    for (int64_t d : t.dims) append_le<uint64_t>(table, static_cast<uint64_t>(d));
+    append_le<uint8_t>(table, static_cast<uint8_t>(chosen));
+    append_le<uint8_t>(table, t.zstd ? 1 : 0);
     put_quantization(table, t.quant);
-    put<uint64_t>(table, offset);
-    put<uint64_t>(table, stored.size());
-    put<uint64_t>(table, best->size());
-    put<uint32_t>(table, crc32_of(stored.data(), stored.size()));
+    append_le<uint64_t>(table, offset);
+    append_le<uint64_t>(table, stored.size());
+    append_le<uint64_t>(table, best->size());
+    append_le<uint32_t>(table, crc32_of(stored.data(), stored.size()));
   }
 
   struct Section {
@@ -490,19 +470,19 @@ std::string encode(File& file, const WriteOptions& options) {
 
   std::string out;
   out.append(reinterpret_cast<const char*>(kMagic), 8);
-  put<uint16_t>(out, kMajor);
-  put<uint16_t>(out, kMinor);
-  put<uint32_t>(out, 0);
-  put<uint32_t>(out, static_cast<uint32_t>(sections.size()));
-  put<uint32_t>(out, 0);  // directory_crc, filled below
-  put<uint64_t>(out, file_length);
+  append_le<uint16_t>(out, kMajor);
+  append_le<uint16_t>(out, kMinor);
+  append_le<uint32_t>(out, 0);
+  append_le<uint32_t>(out, static_cast<uint32_t>(sections.size()));
+  append_le<uint32_t>(out, 0);  // directory_crc, filled below
+  append_le<uint64_t>(out, file_length);
   for (size_t i = 0; i < sections.size(); ++i) {
-    put<uint32_t>(out, sections[i].kind);
-    put<uint32_t>(out, 0);
-    put<uint64_t>(out, offsets[i]);
-    put<uint64_t>(out, sections[i].payload->size());
-    put<uint32_t>(out, crc32_of(sections[i].payload->data(), sections[i].payload->size()));
-    put<uint32_t>(out, 0);
+    append_le<uint32_t>(out, sections[i].kind);
+    append_le<uint32_t>(out, 0);
+    append_le<uint64_t>(out, offsets[i]);
+    append_le<uint64_t>(out, sections[i].payload->size());
+    append_le<uint32_t>(out, crc32_of(sections[i].payload->data(), sections[i].payload->size()));
+    append_le<uint32_t>(out, 0);
   }
   std::string crc_input = out.substr(0, 20) + out.substr(kHeaderBytes);
   const uint32_t dir_crc = crc32_of(crc_input.data(), crc_input.size());

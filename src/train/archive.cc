@@ -1,11 +1,10 @@
 // Checkpoint/model container: serialisation and defensive parsing.
 #include "pare/train/archive.h"
 
-#include <zlib.h>
-
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "pare/base/bytes.h"
 #include "pare/base/file.h"
 #include "pare/base/json_number.h"
 
@@ -18,27 +17,6 @@ constexpr char kMagic[8] = {'P', 'A', 'R', 'E', 'C', 'K', 'P', 'T'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kPrefix = 20;
 
-template <typename T>
-void put_le(std::string& out, T v) {
-  for (size_t i = 0; i < sizeof(T); ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-template <typename T>
-T get_le(const std::string& in, size_t at) {
-  T v = 0;
-  for (size_t i = 0; i < sizeof(T); ++i)
-    v |= static_cast<T>(static_cast<unsigned char>(in[at + i])) << (8 * i);
-  return v;
-}
-uint32_t crc32_of(const char* p, size_t n) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  while (n > 0) {
-    uInt chunk = static_cast<uInt>(std::min<size_t>(n, 1u << 30));
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(p), chunk);
-    p += chunk;
-    n -= chunk;
-  }
-  return static_cast<uint32_t>(crc);
-}
 DType parse_dtype(const std::string& s, const std::string& path) {
   for (DType t : {DType::f32, DType::i32, DType::i8, DType::u8})
     if (s == dtype_name(t)) return t;
@@ -69,12 +47,12 @@ void write_archive(const std::string& path, const Archive& archive) {
   std::string out;
   out.reserve(kPrefix + h.size() + offset + 4);
   out.append(kMagic, 8);
-  put_le<uint32_t>(out, kVersion);
-  put_le<uint64_t>(out, h.size());
+  append_le<uint32_t>(out, kVersion);
+  append_le<uint64_t>(out, h.size());
   out += h;
   for (auto& [name, t] : archive.tensors)
     out.append(static_cast<const char*>(t.raw()), t.nbytes());
-  put_le<uint32_t>(out, crc32_of(out.data(), out.size()));
+  append_le<uint32_t>(out, crc32_of(out.data(), out.size()));
   write_file_atomic(path, out);
 }
 
@@ -83,12 +61,12 @@ Archive read_archive(const std::string& path) { return parse_archive(read_file(p
 Archive parse_archive(const std::string& in, const std::string& path) {
   if (in.size() < kPrefix + 4 || std::memcmp(in.data(), kMagic, 8) != 0)
     fail(path, ": not a pare checkpoint (bad magic or too short: ", in.size(), " bytes)");
-  const uint32_t version = get_le<uint32_t>(in, 8);
+  const uint32_t version = load_le<uint32_t>(in, 8);
   if (version != kVersion) fail(path, ": checkpoint version ", version, " is not supported (expected ", kVersion, ")");
-  const uint32_t stored_crc = get_le<uint32_t>(in, in.size() - 4);
+  const uint32_t stored_crc = load_le<uint32_t>(in, in.size() - 4);
   if (crc32_of(in.data(), in.size() - 4) != stored_crc)
     fail(path, ": corrupt checkpoint: checksum mismatch (the file is damaged or truncated)");
-  const uint64_t hlen = get_le<uint64_t>(in, 12);
+  const uint64_t hlen = load_le<uint64_t>(in, 12);
   if (hlen > in.size() - kPrefix - 4) fail(path, ": corrupt checkpoint: header length ", hlen, " exceeds the file");
   json header;
   try {

@@ -1,10 +1,9 @@
 // Gradient sums and model checks across ranks; see data_parallel.h.
 #include "pare/train/data_parallel.h"
 
-#include <zlib.h>
-
 #include <cstring>
 
+#include "pare/base/bytes.h"
 #include "pare/base/clock.h"
 #include "pare/base/error.h"
 #include "pare/base/thread_pool.h"
@@ -15,19 +14,8 @@ namespace pare::train {
 
 namespace {
 
-uint32_t crc_of(const void* data, size_t bytes, uint32_t crc = 0) {
-  const auto* p = static_cast<const Bytef*>(data);
-  while (bytes > 0) {  // zlib takes uInt lengths
-    const uInt n = static_cast<uInt>(std::min<size_t>(bytes, 1u << 30));
-    crc = static_cast<uint32_t>(crc32(crc, p, n));
-    p += n;
-    bytes -= n;
-  }
-  return crc;
-}
-
 uint32_t crc_of(const Tensor& t, uint32_t crc = 0) {
-  return t.defined() ? crc_of(t.raw(), static_cast<size_t>(t.numel()) * dtype_size(t.dtype()), crc) : crc;
+  return t.defined() ? crc32_of(t.raw(), static_cast<size_t>(t.numel()) * dtype_size(t.dtype()), crc) : crc;
 }
 
 // What must agree across ranks before their parameters can be matched up:
