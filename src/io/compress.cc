@@ -93,44 +93,39 @@ void share_weights(format::Tensor& t, int bits) {
   t = std::move(out);
 }
 
-void quantize_s8_per_channel(format::Tensor& t) {
+namespace {
+
+// s8 with one symmetric scale per slice along `axis`: 0, the rows of a tensor
+// of any rank; 1, the columns of a 2-D one.
+void quantize_s8_slices(format::Tensor& t, uint8_t axis) {
   PARE_CHECK(t.dtype == format::DType::f32, t.name, ": int8 quantization needs f32 values");
-  if (t.dims.empty()) fail(t.name, ": int8 per channel needs at least one dim");
-  const int64_t rows = t.dims[0], n = t.numel(), cols = rows > 0 ? n / rows : 0;
+  if (axis == 0 && t.dims.empty()) fail(t.name, ": int8 per channel needs at least one dim");
+  if (axis == 1 && t.dims.size() != 2) fail(t.name, ": int8 per column needs a 2-D tensor");
+  const int64_t n = t.numel(), slices = t.dims[axis], per = slices > 0 ? n / slices : 0;
+  // Where the j-th value of slice s lies in t.
+  auto at = [&](int64_t s, int64_t j) { return axis == 0 ? s * per + j : j * slices + s; };
   std::vector<float> w(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) w[static_cast<size_t>(i)] = present_at(t, i) ? f32_at(t, i) : 0.0f;
+  for (int64_t s = 0; s < slices; ++s)
+    for (int64_t j = 0; j < per; ++j)
+      w[static_cast<size_t>(s * per + j)] = present_at(t, at(s, j)) ? f32_at(t, at(s, j)) : 0.0f;
   std::vector<int8_t> q(static_cast<size_t>(n));
-  std::vector<float> scales(static_cast<size_t>(rows));
-  kernels::quantize_weights_per_channel_s8(rows, cols, q.data(), scales.data(), w.data());
+  std::vector<float> scales(static_cast<size_t>(slices));
+  kernels::quantize_weights_per_channel_s8(slices, per, q.data(), scales.data(), w.data());
   t.dtype = format::DType::s8;
   t.quant.kind = format::QuantKind::channel;
-  t.quant.axis = 0;
+  t.quant.axis = axis;
   t.quant.scales = scales;
   t.values.resize(static_cast<size_t>(n));
-  std::memcpy(t.values.data(), q.data(), static_cast<size_t>(n));
+  for (int64_t s = 0; s < slices; ++s)
+    for (int64_t j = 0; j < per; ++j)
+      t.values[static_cast<size_t>(at(s, j))] = static_cast<uint8_t>(q[static_cast<size_t>(s * per + j)]);
 }
 
-void quantize_s8_per_column(format::Tensor& t) {
-  PARE_CHECK(t.dtype == format::DType::f32, t.name, ": int8 quantization needs f32 values");
-  if (t.dims.size() != 2) fail(t.name, ": int8 per column needs a 2-D tensor");
-  const int64_t rows = t.dims[0], cols = t.dims[1], n = t.numel();
-  // Columns become rows of a transposed copy, quantized per row.
-  std::vector<float> wt(static_cast<size_t>(n));
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j)
-      wt[static_cast<size_t>(j * rows + i)] = present_at(t, i * cols + j) ? f32_at(t, i * cols + j) : 0.0f;
-  std::vector<int8_t> qt(static_cast<size_t>(n));
-  std::vector<float> scales(static_cast<size_t>(cols));
-  kernels::quantize_weights_per_channel_s8(cols, rows, qt.data(), scales.data(), wt.data());
-  t.dtype = format::DType::s8;
-  t.quant.kind = format::QuantKind::channel;
-  t.quant.axis = 1;
-  t.quant.scales = scales;
-  t.values.resize(static_cast<size_t>(n));
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j)
-      t.values[static_cast<size_t>(i * cols + j)] = static_cast<uint8_t>(qt[static_cast<size_t>(j * rows + i)]);
-}
+}  // namespace
+
+void quantize_s8_per_channel(format::Tensor& t) { quantize_s8_slices(t, 0); }
+
+void quantize_s8_per_column(format::Tensor& t) { quantize_s8_slices(t, 1); }
 
 double max_abs_error(const format::Tensor& original, const format::Tensor& transformed) {
   double e = 0;

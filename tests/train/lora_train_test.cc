@@ -27,8 +27,6 @@ namespace {
 
 using testing::expect_error;
 using testing::mlp_spec;
-using testing::plane_dataset;
-using testing::TempDirTest;
 
 TrainConfig lora_config() {
   TrainConfig cfg;
@@ -86,16 +84,7 @@ void expect_merged_from_saved_factors(const nn::Model& model, const std::vector<
   EXPECT_EQ(static_cast<size_t>(weights), saved.factors.size()) << "one pair of factors per weight";
 }
 
-class LoraTrainTest : public TempDirTest {
- protected:
-  void SetUp() override {
-    TempDirTest::SetUp();
-    set_num_threads(2);
-    train_ = plane_dataset(512, 1);
-    test_ = plane_dataset(128, 2);
-  }
-  data::Dataset train_, test_;
-};
+class LoraTrainTest : public testing::PlaneDataTest {};
 
 TEST_F(LoraTrainTest, BiasesKeepTheirBitsAndWeightsAreTheMergeOfTheSavedFactors) {
   auto model = nn::Model::build(mlp_spec(16), 5);
