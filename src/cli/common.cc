@@ -41,13 +41,24 @@ data::TrainTest load_raw_data(const DataOptions& o, uint64_t seed) {
 
 }  // namespace
 
+data::Dataset select_classes_for(const data::Dataset& d, const std::vector<int>& classes, const char* flag) {
+  try {
+    return data::select_classes(d, classes);
+  } catch (const Error& e) {
+    fail(flag, ": ", e.what());  // a class out of range, a set without class labels
+  }
+}
+
 // Loads the data; with --normalize, standardises it and records the
 // statistics in the spec so the saved model carries them.
 data::TrainTest load_data(const DataOptions& o, uint64_t seed, nn::ModelSpec* spec) {
   data::TrainTest tt = load_raw_data(o, seed);
   if (o.holdout != 0) tt = data::split_last(tt.train, o.holdout);  // before the statistics
-  if (!o.train_classes.empty()) tt.train = data::select_classes(tt.train, o.train_classes);
-  if (!o.test_classes.empty()) tt.test = data::select_classes(tt.test, o.test_classes);
+  if (!o.train_classes.empty()) tt.train = select_classes_for(tt.train, o.train_classes, "--train-classes");
+  // (A command that scores the training split when there is no test split,
+  // pare eval, selects there itself.)
+  if (!o.test_classes.empty() && tt.test.size() > 0)
+    tt.test = select_classes_for(tt.test, o.test_classes, "--test-classes");
   if (o.normalize) {
     if (!spec) fail("--normalize applies to training; a saved model applies its own statistics");
     data::Normalization n = data::standardize(tt);

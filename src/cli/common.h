@@ -35,6 +35,8 @@ struct DataOptions {
 // Loads the data; with --normalize, standardises it and records the
 // statistics in the spec so the saved model carries them.
 data::TrainTest load_data(const DataOptions& o, uint64_t seed, nn::ModelSpec* spec);
+// data::select_classes with `flag` named in its errors.
+data::Dataset select_classes_for(const data::Dataset& d, const std::vector<int>& classes, const char* flag);
 // Standardises both splits with the statistics a saved model was trained on.
 void standardize_for(const nn::Model& model, data::TrainTest& d);
 nn::ModelSpec load_spec(const std::string& model, const DataOptions& o);

@@ -252,6 +252,8 @@ int main(int argc, char** argv) {
       auto model = file ? io::from_file(*file, model_file) : cli::load_any_model(model_file);
       data::TrainTest d = load_data(eval_data, 0, nullptr);
       cli::standardize_for(*model, d);
+      if (d.test.size() == 0 && !eval_data.test_classes.empty())  // the training split is the one scored
+        d.train = cli::select_classes_for(d.train, eval_data.test_classes, "--test-classes");
       const data::Dataset& set = d.test.size() > 0 ? d.test : d.train;
       if (eval_program) {
         if (!file) fail("--program evaluates a .pare file, got ", model_file);

@@ -157,7 +157,9 @@ format::File make_lowrank_delta(const nn::Model& base, const nn::Model& tuned,
     }
     const nn::LoraFactors& lf = *it->second;
     nn::check_lora_factors(b.value().shape(), lf.a, lf.b, "pare delta: " + b.name);
-    if (!same_mask(b, t)) fail("pare delta: ", b.name, ": the tuned model's mask differs from the base's (LoRA keeps masks)");
+    if (!same_mask(b, t))
+      fail("pare delta: ", b.name, ": the tuned model's mask differs from this base's; LoRA keeps masks, so it was "
+           "tuned from another base");
     // The factors must rebuild the tuned weight from this base, as apply will.
     Tensor merged = Tensor::empty(b.value().shape());
     nn::lora_merge(merged, b.value(), lf.b, lf.a, scale, b.mask);

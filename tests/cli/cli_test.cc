@@ -426,6 +426,20 @@ TEST_F(CliTest, CompressInspectAndEvaluateAPareFile) {
   Result va = run({"eval", path("variant/model.bin"), "--data", test, "--json"});
   Result vb = run({"eval", path("v.bin"), "--data", test, "--json"});
   EXPECT_EQ(json::parse(va.out)["loss"], json::parse(vb.out)["loss"]);
+  // --test-classes scores on that class of the test set only: the samples
+  // counted are the class's, and a class out of range names the flag.
+  Result all = run({"eval", path("v.bin"), "--data", test, "--json"});
+  Result one = run({"eval", path("v.bin"), "--data", test, "--test-classes", "1", "--json"});
+  ASSERT_EQ(one.code, 0) << one.err;
+  const int64_t n_all = json::parse(all.out)["samples"].get<int64_t>(), n_one = json::parse(one.out)["samples"].get<int64_t>();
+  EXPECT_GT(n_one, 0);
+  EXPECT_LT(n_one, n_all);
+  Result zero = run({"eval", path("v.bin"), "--data", test, "--test-classes", "0", "--json"});
+  ASSERT_EQ(zero.code, 0) << zero.err;
+  EXPECT_EQ(n_one + json::parse(zero.out)["samples"].get<int64_t>(), n_all) << "two classes";
+  Result bad_class = run({"eval", path("v.bin"), "--data", test, "--test-classes", "7"});
+  EXPECT_NE(bad_class.code, 0);
+  EXPECT_NE(bad_class.err.find("--test-classes"), std::string::npos) << bad_class.err;
   Result wrong = run({"apply", path("dense/model.bin"), path("v.pdelta"), "-o", path("w.bin")});
   EXPECT_NE(wrong.code, 0);
   EXPECT_NE(wrong.err.find("another base"), std::string::npos) << wrong.err;
