@@ -252,13 +252,14 @@ void print_table(const json& d) {
                      static_cast<long long>(t["bytes"].get<int64_t>()),
                      t["bits_per_weight"].get<double>());
   }
+  const double ratio = d["ratio"].get<double>();
   std::cout << strf("file %lld bytes (tensors %lld, header, table, spec and metadata %lld); "
-                   "fp32 dense weights %lld bytes: %.1fx smaller\n",
+                   "its tensors as fp32 dense %lld bytes: %.1fx %s\n",
                    static_cast<long long>(d["file_bytes"].get<int64_t>()),
                    static_cast<long long>(d["tensor_bytes"].get<int64_t>()),
                    static_cast<long long>(d["other_bytes"].get<int64_t>()),
                    static_cast<long long>(d["dense_f32_bytes"].get<int64_t>()),
-                   d["ratio"].get<double>());
+                   ratio >= 1 || ratio <= 0 ? ratio : 1 / ratio, ratio >= 1 || ratio <= 0 ? "smaller" : "larger");
 }
 
 // Codebook fine-tuning (train/codebook_finetune.h) of the shared tensors of
