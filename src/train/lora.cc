@@ -58,20 +58,33 @@ std::vector<nn::Parameter*> LoraTraining::parameters() const { return store_.par
 
 void LoraTraining::backward() {
   for (auto& ad : adapted_) {
-    nn::lora_backward(ad->b.grad(), ad->a.grad(), ad->weight->grad(), ad->b.value(), ad->a.value(), scale_,
-                      ad->weight->mask, scratch_);
+    nn::Parameter& w = *ad->weight;
+    if (w.packed.defined())  // a sparse layer: its gradient exists at the nonzeros only
+      nn::lora_backward_packed(ad->b.grad(), ad->a.grad(), w.packed.grad().f32(), *w.sparse, ad->b.value(),
+                               ad->a.value(), scale_);
+    else
+      nn::lora_backward(ad->b.grad(), ad->a.grad(), w.grad(), ad->b.value(), ad->a.value(), scale_, w.mask,
+                        scratch_);
   }
 }
 
 void LoraTraining::merge() {
-  for (auto& ad : adapted_)
-    nn::lora_merge(ad->weight->value(), ad->base, ad->b.value(), ad->a.value(), scale_, ad->weight->mask);
+  for (auto& ad : adapted_) {
+    nn::Parameter& w = *ad->weight;
+    if (w.packed.defined())  // the layer reads its packed values; the dense ones are synced when needed
+      nn::lora_merge_packed(w.packed.value().f32(), *w.sparse, ad->base, ad->b.value(), ad->a.value(), scale_);
+    else
+      nn::lora_merge(w.value(), ad->base, ad->b.value(), ad->a.value(), scale_, w.mask);
+  }
 }
 
 double LoraTraining::step_flops() const {
   double f = 0;
-  for (const auto& ad : adapted_)
-    f += 6.0 * static_cast<double>(ad->weight->numel()) * static_cast<double>(cfg_.rank);
+  for (const auto& ad : adapted_) {
+    const nn::Parameter& w = *ad->weight;
+    const double entries = w.packed.defined() ? static_cast<double>(w.sparse->nnz()) : static_cast<double>(w.numel());
+    f += 6.0 * entries * static_cast<double>(cfg_.rank);
+  }
   return f;
 }
 

@@ -4,14 +4,16 @@
 // B (out, rank) have optimizer state; B starts at 0, so training starts from
 // the model as it is. Biases stay frozen.
 //
-// The step runs on the merged weights: backward leaves the weights' dense
-// gradient G, from which the factors' gradients follow (scale G A^T and
-// scale B^T G, pruned entries of G zeroed), the optimizer moves A and B, and
-// the weights are merged again. That costs what full fine-tuning's backward
-// costs plus two thin products, and keeps every layer, kernel and evaluation
-// path of pare unchanged; what LoRA buys here is a variant stored in
-// rank * (out + K) numbers per weight (`pare delta`), and optimizer state of
-// that size.
+// The step runs on the merged weights: backward leaves the weights' gradient
+// G, from which the factors' gradients follow (scale G A^T and scale B^T G,
+// pruned entries of G zeroed), the optimizer moves A and B, and the weights
+// are merged again. A pruned weight whose layer runs sparse (--sparse,
+// nn/sparse_dispatch.h) has G at its nonzeros only and is merged there only,
+// so LoRA on a pruned base costs what the sparse step costs plus 3 * nnz *
+// rank multiply-adds; a dense or masked-dense layer costs its dense
+// gradient plus two thin products. Every layer, kernel and evaluation path
+// is the usual one; what LoRA buys is a variant stored in rank * (out + K)
+// numbers per weight (`pare delta`), and optimizer state of that size.
 #pragma once
 
 #include <memory>

@@ -585,7 +585,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
   // Sparse fine-tuning restores frozen weights in the dense blob after each
   // step, so its layers run dense.
   const nn::SparseMode sparse_mode =
-      cfg.update_fraction > 0 || lora ? nn::SparseMode::off : nn::parse_sparse_mode(cfg.sparse_kernels);
+      cfg.update_fraction > 0 ? nn::SparseMode::off : nn::parse_sparse_mode(cfg.sparse_kernels);
   struct ClearSparse {
     nn::Model& model;
     ~ClearSparse() { nn::clear_sparse(model); }

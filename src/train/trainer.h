@@ -59,7 +59,8 @@ struct TrainConfig {
   // LoRA fine-tuning (train/lora.h): every weight trains as W0 + scale B A
   // with only the rank-r factors A and B updated (biases frozen); the saved
   // model holds the merged weights and the factors, so `pare delta` keeps the
-  // variant as the factors. Layers run dense meanwhile.
+  // variant as the factors. A pruned weight's layer may run sparse
+  // (`sparse_kernels`); its factors' gradients and merge then cost O(nnz * rank).
   LoraConfig lora;
   // When > 0, the weights after this many steps are saved to
   // out_dir/weights_step<k>.bin (the rewind point of IMP with late rewinding).

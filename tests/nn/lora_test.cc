@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <ostream>
+#include <string>
 #include <vector>
 
 #include "pare/base/error.h"
@@ -297,6 +298,54 @@ TEST(LoraMerge, RefusesFactorsThatDoNotFitTheWeight) {
                       scratch);
       },
       {"lora_backward"});
+}
+
+// A weight packed at its mask's nonzeros (a layer that runs sparse) is merged
+// there to the same bits as the dense merge, and its factors' gradients from
+// the nonzeros' gradient are those of the masked dense gradient.
+TEST(LoraPacked, MergeHasTheDenseMergesBitsAndBackwardItsGradients) {
+  Rng rng(41);
+  for (const Shape& shape : {Shape{7, 13}, Shape{6, 3, 3, 3}, Shape{1, 40}}) {
+    for (int64_t rank : {1, 3}) {
+      SCOPED_TRACE(shape.str() + " rank " + std::to_string(rank));
+      const int64_t rows = shape[0], cols = shape.numel() / rows;
+      const Tensor base = random_tensor(shape, rng);
+      const Tensor a = random_tensor({rank, cols}, rng), b = random_tensor({rows, rank}, rng);
+      Tensor mask = random_mask(shape, rng);
+      mask.f32()[0] = 0.0f;  // an empty row start and a full row elsewhere
+      for (int64_t k = 0; k < cols; ++k) mask.f32()[(rows - 1) * cols + k] = 1.0f;
+      const float scale = 0.75f;
+      Tensor dense = Tensor::empty(shape);
+      lora_merge(dense, base, b, a, scale, mask);
+      const CsrPattern pattern = CsrPattern::from_mask(rows, cols, mask.f32());
+      std::vector<float> packed(static_cast<size_t>(pattern.nnz()), -1.0f);
+      lora_merge_packed(packed.data(), pattern, base, b, a, scale);
+      for (int64_t e = 0; e < pattern.nnz(); ++e)
+        EXPECT_EQ(std::memcmp(&packed[static_cast<size_t>(e)], &dense.f32()[pattern.pos[static_cast<size_t>(e)]], 4), 0)
+            << "entry " << e << ": " << packed[static_cast<size_t>(e)] << " against "
+            << dense.f32()[pattern.pos[static_cast<size_t>(e)]];
+
+      const Tensor g = random_tensor(shape, rng);
+      std::vector<float> g_packed(static_cast<size_t>(pattern.nnz()));
+      for (int64_t e = 0; e < pattern.nnz(); ++e)
+        g_packed[static_cast<size_t>(e)] = g.f32()[pattern.pos[static_cast<size_t>(e)]];
+      Tensor gb = Tensor::full({rows, rank}, 9.0f), ga = Tensor::full({rank, cols}, 9.0f);  // overwritten
+      lora_backward_packed(gb, ga, g_packed.data(), pattern, b, a, scale);
+      std::vector<double> want_b, want_a;
+      naive_backward(g, b, a, scale, mask, want_b, want_a);
+      expect_close(gb.f32(), want_b, 1e-5, "grad_b");
+      expect_close(ga.f32(), want_a, 1e-5, "grad_a");
+    }
+  }
+}
+
+TEST(LoraPacked, RefusesAPatternOfAnotherShape) {
+  const Tensor base = Tensor::zeros({4, 5});
+  const Tensor mask = Tensor::full({5, 4}, 1.0f);
+  const CsrPattern pattern = CsrPattern::from_mask(5, 4, mask.f32());
+  std::vector<float> values(static_cast<size_t>(pattern.nnz()));
+  expect_error([&] { lora_merge_packed(values.data(), pattern, base, Tensor::zeros({4, 1}), Tensor::zeros({1, 5}), 1.0f); },
+               {"lora_merge_packed", "5x4"});
 }
 
 }  // namespace

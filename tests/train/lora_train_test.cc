@@ -7,6 +7,7 @@
 // ordinary one.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "pare/base/file.h"
 #include "pare/data/dataset.h"
 #include "pare/data/life.h"
 #include "pare/nn/lora.h"
@@ -134,32 +136,61 @@ TEST_F(LoraTrainTest, EveryStepModeLeavesTheMergeOfTheSavedFactors) {
   }
 }
 
+// Pruned entries stay 0 and masks stay, whether the pruned layer runs
+// masked-dense (its dense gradient masked) or sparse (packed: gradient and
+// merge at the nonzeros only); either way the saved weights are the merge of
+// the saved factors to the bit.
 TEST_F(LoraTrainTest, PrunedWeightsStayZeroAndMasksAreKept) {
-  auto model = nn::Model::build(mlp_spec(16), 5);
-  nn::Parameter* w1 = model->parameters()[0];
-  ASSERT_TRUE(w1->is_weight);
-  w1->mask = Tensor::empty(w1->value().shape());
-  for (int64_t j = 0; j < w1->numel(); ++j) w1->mask.f32()[j] = j % 3 == 0 ? 0.0f : 1.0f;
-  w1->apply_mask();
-  const Tensor mask_before = w1->mask.clone();
-  const auto before = values_of(*model);
-  TrainConfig cfg = lora_config();
-  cfg.out_dir = path("run");
-  fit(*model, train_, test_, cfg);
-  ASSERT_TRUE(w1->mask.defined());
-  EXPECT_TRUE(same_bits(w1->mask, mask_before)) << "LoRA does not change masks";
-  int64_t pruned = 0, kept_changed = 0;
-  for (int64_t j = 0; j < w1->numel(); ++j) {
-    if (w1->mask.f32()[j] == 0.0f) {
-      ++pruned;
-      EXPECT_EQ(w1->value().f32()[j], 0.0f) << "pruned entry " << j;
-    } else {
-      kept_changed += w1->value().f32()[j] != before[0].f32()[j];
+  for (const char* kernels : {"off", "on"}) {
+    SCOPED_TRACE(std::string("--sparse ") + kernels);
+    auto model = nn::Model::build(mlp_spec(16), 5);
+    nn::Parameter* w1 = model->parameters()[0];
+    ASSERT_TRUE(w1->is_weight);
+    w1->mask = Tensor::empty(w1->value().shape());
+    for (int64_t j = 0; j < w1->numel(); ++j) w1->mask.f32()[j] = j % 3 == 0 ? 0.0f : 1.0f;
+    w1->apply_mask();
+    const Tensor mask_before = w1->mask.clone();
+    const auto before = values_of(*model);
+    TrainConfig cfg = lora_config();
+    cfg.sparse_kernels = kernels;
+    cfg.out_dir = path(std::string("run-") + kernels);
+    fit(*model, train_, test_, cfg);
+    ASSERT_TRUE(w1->mask.defined());
+    EXPECT_TRUE(same_bits(w1->mask, mask_before)) << "LoRA does not change masks";
+    int64_t pruned = 0, kept_changed = 0;
+    for (int64_t j = 0; j < w1->numel(); ++j) {
+      if (w1->mask.f32()[j] == 0.0f) {
+        ++pruned;
+        EXPECT_EQ(w1->value().f32()[j], 0.0f) << "pruned entry " << j;
+      } else {
+        kept_changed += w1->value().f32()[j] != before[0].f32()[j];
+      }
     }
+    EXPECT_EQ(pruned, (w1->numel() + 2) / 3);
+    EXPECT_GT(kept_changed, 0) << "the kept entries train";
+    expect_merged_from_saved_factors(*model, before, read_lora(cfg.out_dir + "/model.bin"));
+    // The run's log says which kernels the pruned layer ran.
+    const std::string log = read_file(cfg.out_dir + "/log.jsonl");
+    const bool sparse = log.find("\"kind\":\"sparse\"") != std::string::npos;
+    EXPECT_EQ(sparse, std::string(kernels) == "on") << log.substr(0, 2000);
   }
-  EXPECT_EQ(pruned, (w1->numel() + 2) / 3);
-  EXPECT_GT(kept_changed, 0) << "the kept entries train";
-  expect_merged_from_saved_factors(*model, before, read_lora(path("run/model.bin")));
+}
+
+// The same run with the pruned layer sparse and masked-dense learns alike
+// (the products differ in their order of summation only).
+TEST_F(LoraTrainTest, SparseAndMaskedDenseLayersTrainAlike) {
+  std::vector<double> losses;
+  for (const char* kernels : {"off", "on"}) {
+    auto model = nn::Model::build(mlp_spec(16), 5);
+    nn::Parameter* w1 = model->parameters()[0];
+    w1->mask = Tensor::empty(w1->value().shape());
+    for (int64_t j = 0; j < w1->numel(); ++j) w1->mask.f32()[j] = j % 2 == 0 ? 0.0f : 1.0f;
+    w1->apply_mask();
+    TrainConfig cfg = lora_config();
+    cfg.sparse_kernels = kernels;
+    losses.push_back(fit(*model, train_, test_, cfg).final_test.loss);
+  }
+  EXPECT_NEAR(losses[0], losses[1], 1e-3 * std::max(1.0, losses[0]));
 }
 
 TEST_F(LoraTrainTest, ConvolutionWeightsTrainAsTheirOutByRestMatrix) {
