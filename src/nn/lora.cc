@@ -61,7 +61,10 @@ void lora_merge(Tensor& out, const Tensor& base, const Tensor& b, const Tensor& 
 void lora_merge_packed(float* values, const CsrPattern& pattern, const Tensor& base, const Tensor& b,
                        const Tensor& a, float scale) {
   check_lora_factors(base.shape(), a, b, "lora_merge_packed");
-  const auto [rows, cols] = lora_matrix_dims(base.shape());
+  // (Plain locals, not a structured binding: the lambda below captures them,
+  // which clang's C++20 refuses for bindings.)
+  const std::pair<int64_t, int64_t> dims = lora_matrix_dims(base.shape());
+  const int64_t rows = dims.first, cols = dims.second;
   if (pattern.rows != rows || pattern.cols != cols)
     fail("lora_merge_packed: a pattern of ", pattern.rows, "x", pattern.cols, " for a weight of ", base.shape().str());
   const int64_t rank = a.dim(0);
