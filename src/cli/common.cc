@@ -55,10 +55,10 @@ data::TrainTest load_data(const DataOptions& o, uint64_t seed, nn::ModelSpec* sp
   data::TrainTest tt = load_raw_data(o, seed);
   if (o.holdout != 0) tt = data::split_last(tt.train, o.holdout);  // before the statistics
   if (!o.train_classes.empty()) tt.train = select_classes_for(tt.train, o.train_classes, "--train-classes");
-  // (A command that scores the training split when there is no test split,
-  // pare eval, selects there itself.)
-  if (!o.test_classes.empty() && tt.test.size() > 0)
+  if (!o.test_classes.empty()) {
+    if (tt.test.size() == 0) fail("--test-classes: there is no test split to select from (give --test, or --holdout N)");
     tt.test = select_classes_for(tt.test, o.test_classes, "--test-classes");
+  }
   if (o.normalize) {
     if (!spec) fail("--normalize applies to training; a saved model applies its own statistics");
     data::Normalization n = data::standardize(tt);

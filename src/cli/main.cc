@@ -250,10 +250,16 @@ int main(int argc, char** argv) {
       std::optional<format::File> file;
       if (io::is_pare_path(model_file)) file = format::read_file(model_file);
       auto model = file ? io::from_file(*file, model_file) : cli::load_any_model(model_file);
-      data::TrainTest d = load_data(eval_data, 0, nullptr);
+      // --test-classes selects in the set scored: the test split, or the
+      // --data file itself when there is none.
+      cli::DataOptions load_options = eval_data;
+      load_options.test_classes.clear();
+      data::TrainTest d = load_data(load_options, 0, nullptr);
       cli::standardize_for(*model, d);
-      if (d.test.size() == 0 && !eval_data.test_classes.empty())  // the training split is the one scored
-        d.train = cli::select_classes_for(d.train, eval_data.test_classes, "--test-classes");
+      if (!eval_data.test_classes.empty()) {
+        data::Dataset& scored = d.test.size() > 0 ? d.test : d.train;
+        scored = cli::select_classes_for(scored, eval_data.test_classes, "--test-classes");
+      }
       const data::Dataset& set = d.test.size() > 0 ? d.test : d.train;
       if (eval_program) {
         if (!file) fail("--program evaluates a .pare file, got ", model_file);

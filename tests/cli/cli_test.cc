@@ -440,6 +440,14 @@ TEST_F(CliTest, CompressInspectAndEvaluateAPareFile) {
   Result bad_class = run({"eval", path("v.bin"), "--data", test, "--test-classes", "7"});
   EXPECT_NE(bad_class.code, 0);
   EXPECT_NE(bad_class.err.find("--test-classes"), std::string::npos) << bad_class.err;
+  // Training without a test split has nothing for --test-classes to select.
+  Result no_split = run({"train", "--from", path("pruned/model.bin"), "--data", train, "--test-classes", "1",
+                         "--epochs", "1", "--max-steps", "1", "--quiet"});
+  EXPECT_NE(no_split.code, 0);
+  EXPECT_NE(no_split.err.find("no test split"), std::string::npos) << no_split.err;
+  Result with_split = run({"train", "--from", path("pruned/model.bin"), "--data", train, "--test", test,
+                           "--test-classes", "1", "--epochs", "1", "--max-steps", "1", "--json"});
+  ASSERT_EQ(with_split.code, 0) << with_split.err;
   Result wrong = run({"apply", path("dense/model.bin"), path("v.pdelta"), "-o", path("w.bin")});
   EXPECT_NE(wrong.code, 0);
   EXPECT_NE(wrong.err.find("another base"), std::string::npos) << wrong.err;
