@@ -27,7 +27,7 @@
 #include "pare/data/data.h"
 #include "pare/dist/communicator.h"
 #include "pare/kernels/kernels.h"
-#include "pare/nn/lora.h"
+#include "pare/train/lora.h"
 #include "pare/train/trainer.h"
 
 namespace {
@@ -83,13 +83,10 @@ int run_train(const train::TrainConfig& cfg_in, const std::string& model_name, c
     if (comm->size() > 1) std::cerr << " per rank, " << comm->size() << " ranks (data-parallel)";
     std::cerr << "\n";
     if (cfg.lora.enabled()) {
-      int64_t factors = 0, weights = 0;
-      for (const nn::Parameter* p : model->parameters()) {
-        if (!p->is_weight || p->value().ndim() < 2) continue;
-        const auto [out, k] = nn::lora_matrix_dims(p->value().shape());
-        factors += cfg.lora.rank * (out + k);
-        weights += p->numel();
-      }
+      int64_t weights = 0;
+      for (const nn::Parameter* p : model->parameters())
+        if (train::lora_adapts(*p)) weights += p->numel();
+      const int64_t factors = train::lora_factor_values(*model, cfg.lora.rank);
       std::cerr << "LoRA rank " << cfg.lora.rank << " (scale " << cfg.lora.scale() << "): " << factors
                 << " factor values train in place of " << weights << " weights; biases frozen\n";
     }

@@ -229,8 +229,9 @@ std::unique_ptr<nn::Model> apply_delta(const nn::Model& base, const format::File
     if (!p) fail(source, ": TTAB: tensor ", ta->name, " is not for a parameter of the base");
     const auto tb = lora_b.find(param);
     if (tb == lora_b.end()) fail(source, ": TTAB: ", ta->name, " has no ", param, ".lora_b");
-    nn::check_lora_factors(p->value().shape(), to_tensor(*ta), to_tensor(*tb->second), source + ": " + param);
-    nn::lora_merge(p->value(), p->value(), to_tensor(*tb->second), to_tensor(*ta), lora_scale, p->mask);
+    const Tensor a = to_tensor(*ta), b = to_tensor(*tb->second);
+    nn::check_lora_factors(p->value().shape(), a, b, source + ": " + param);
+    nn::lora_merge(p->value(), p->value(), b, a, lora_scale, p->mask);
     lora_b.erase(tb);
   }
   if (!lora_b.empty()) fail(source, ": TTAB: ", lora_b.begin()->first, ".lora_b has no ", lora_b.begin()->first, ".lora_a");

@@ -29,7 +29,7 @@ LoraTraining::LoraTraining(nn::Model& model, const LoraConfig& cfg, uint64_t see
   std::vector<nn::Parameter*> factors;
   int64_t largest = 0;
   for (nn::Parameter* w : model.parameters()) {
-    if (!w->is_weight || w->value().ndim() < 2) continue;
+    if (!lora_adapts(*w)) continue;
     const auto [out, k] = nn::lora_matrix_dims(w->value().shape());
     auto ad = std::make_unique<Adapted>();
     ad->weight = w;
@@ -116,10 +116,21 @@ void LoraTraining::put_model(Archive& a) const {
   }
 }
 
-std::string LoraTraining::meta_json() const {
-  return json{{"rank", cfg_.rank}, {"alpha", cfg_.alpha > 0 ? cfg_.alpha : static_cast<double>(cfg_.rank)},
-              {"scale", scale_}}
-      .dump();
+json LoraTraining::meta() const {
+  return {{"rank", cfg_.rank}, {"alpha", cfg_.alpha > 0 ? cfg_.alpha : static_cast<double>(cfg_.rank)},
+          {"scale", scale_}};
+}
+
+bool lora_adapts(const nn::Parameter& p) { return p.is_weight && p.value().ndim() >= 2; }
+
+int64_t lora_factor_values(const nn::Model& model, int64_t rank) {
+  int64_t n = 0;
+  for (const nn::Parameter* p : model.parameters()) {
+    if (!lora_adapts(*p)) continue;
+    const auto [out, k] = nn::lora_matrix_dims(p->value().shape());
+    n += rank * (out + k);
+  }
+  return n;
 }
 
 SavedLora read_lora(const std::string& model_path) {

@@ -21,6 +21,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "pare/nn/lora.h"
 #include "pare/nn/module.h"
 #include "pare/train/archive.h"
@@ -53,7 +55,6 @@ class LoraTraining {
   void backward();
   // Writes each weight as mask * (W0 + scale B A) (after each update).
   void merge();
-  int64_t trainable() const { return store_.numel(); }
   // FLOPs of backward() and merge() for one step: 6 * out * K * rank per weight.
   double step_flops() const;
   float scale() const { return scale_; }
@@ -64,9 +65,10 @@ class LoraTraining {
   // another shape.
   void take_checkpoint(const Archive& a, const std::string& path);
   // What a saved model carries: the factors ("lora/<weight>.a", ".b"), and
-  // for its metadata {"rank", "alpha", "scale"} as JSON text.
+  // for its metadata (and checkpoints' and the run log's) {"rank", "alpha",
+  // "scale"}.
   void put_model(Archive& a) const;
-  std::string meta_json() const;
+  nlohmann::json meta() const;
 
  private:
   struct Adapted {
@@ -81,6 +83,12 @@ class LoraTraining {
   nn::ParameterStore store_;
   Tensor scratch_;  // a masked weight's gradient
 };
+
+// Whether LoRA adapts this parameter (a weight with at least two dimensions).
+bool lora_adapts(const nn::Parameter& p);
+// The factor values rank-`rank` LoRA trains for `model`: rank * (out + K)
+// per adapted weight.
+int64_t lora_factor_values(const nn::Model& model, int64_t rank);
 
 // The LoRA factors a model file saved by a LoRA run carries (fit's model.bin);
 // empty `factors` when it has none (any other model file).

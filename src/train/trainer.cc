@@ -435,7 +435,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     // (its weights are the merged ones; without the factors it would go on
     // as full fine-tuning).
     const json saved_lora = meta.value("lora", json(nullptr));
-    const json this_lora = lora ? json::parse(lora->meta_json()) : json(nullptr);
+    const json this_lora = lora ? lora->meta() : json(nullptr);
     if (saved_lora != this_lora)
       fail(resume_path, ": the checkpoint was written ",
            saved_lora.is_null() ? std::string("without --lora-rank")
@@ -512,7 +512,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
              {"parallel", parallel_mode_name(runner.mode())},
              {"blas", kernels::blas_description()},
              {"sparsity", prune::sparsity(model).sparsity()},
-             {"lora", lora ? json::parse(lora->meta_json()) : json(nullptr)},
+             {"lora", lora ? lora->meta() : json(nullptr)},
              {"sparse_training",
               cfg.sparse.enabled() ? json{{"method", cfg.sparse.method},
                                           {"sparsity", cfg.sparse.sparsity},
@@ -551,7 +551,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
               {"stopped_because", result.stopped_because},
               {"lr_scale", lr_scale},
               {"rollbacks", rollbacks},
-              {"lora", lora ? json::parse(lora->meta_json()) : json(nullptr)},
+              {"lora", lora ? lora->meta() : json(nullptr)},
               {"log", log.lines()}};
     a.meta_json = meta.dump();
     nn::sync_sparse_to_dense(model);
@@ -879,8 +879,9 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
           if (apply_update) {
             if (lora) {
               lora->backward();
-              flops += lora->step_flops();  // the factors' gradients and the merge
-              executed_flops += lora->step_flops();
+              const double lora_flops = lora->step_flops();  // the factors' gradients and the merge
+              flops += lora_flops;
+              executed_flops += lora_flops;
             }
             opt->step(lr);
             if (lora) lora->merge();
@@ -1023,7 +1024,7 @@ TrainResult fit(nn::Model& model, const data::Dataset& train, const data::Datase
     json info{{"test_accuracy", result.final_test.accuracy}, {"steps", step}};
     std::vector<std::pair<std::string, Tensor>> factors;
     if (lora) {
-      info["lora"] = json::parse(lora->meta_json());
+      info["lora"] = lora->meta();
       Archive fa;
       lora->put_model(fa);
       factors = std::move(fa.tensors);
